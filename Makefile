@@ -1,0 +1,31 @@
+# movierecs — `make help` lists the targets.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+export MOVIERECS_DATA ?= $(if $(wildcard ../shared/data/ml-100k/u.data),$(abspath ../shared/data/ml-100k))
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-fast reproduce clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## Create .venv and install movierecs with its test extras under constraints.txt
+$(STAMP): setup.cfg pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $@
+
+test: install ## Run every test: fast ones, then the slow ML-100k regression runs
+	$(PY) -m pytest
+
+test-fast: install ## Run the fast tests only (seconds, synthetic data)
+	$(PY) -m pytest -m 'not slow'
+
+reproduce: install ## Retrain every notebook experiment; write results/losses.{csv,md} and results/env.json
+	$(PY) -W 'ignore:The given NumPy array is not writable' -m movierecs.reproduce --out results
+
+clean: ## Remove .venv and caches
+	rm -rf $(VENV) .pytest_cache *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,9 @@
+"A packaged, faithful reproduction of fastai's collaborative filtering on MovieLens 100k."
+__version__ = '0.1.0'
+
+from .data import *
+from .models import *
+from .learners import *
+from .experiments import *
+
+__all__ = (data.__all__ + models.__all__ + learners.__all__ + experiments.__all__)

@@ -1,0 +1,187 @@
+"MovieLens 100k: find it, verify it, load it like the notebook, and build `dls` that shuffle correctly."
+import hashlib, io, os, zipfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np, pandas as pd
+from fastai.collab import CollabDataLoaders
+from fastai.tabular.core import TabDataLoader, TabWeightedDL
+
+__all__ = ['DataError', 'ML_100K_SHA256', 'ENV_VAR', 'data_source', 'read_file', 'load_ratings',
+           'synthetic_ratings', 'dataloaders', 'check_dls', 'epoch_rows', 'shuffle_stats']
+
+ENV_VAR = 'MOVIERECS_DATA'
+ML_100K_SHA256 = {  # sha256 of the two files the notebook reads, from the official archive
+    'u.data': '06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490',
+    'u.item': '553841ebc7de3a0fd0d6b62a204ea30c1e651aacfb2814c7a6584ac52f2c5701',
+}
+RATING_COLS = ['user', 'movie', 'rating', 'timestamp']
+
+class DataError(ValueError):
+    "ML-100k data or a ratings frame that is missing, corrupt or malformed."
+
+def data_source(path=None # An extracted `ml-100k` folder or `ml-100k.zip`; default: env `MOVIERECS_DATA`, else fastai's download
+               ) -> Path:
+    "Where the ML-100k files come from: `path`, else env `MOVIERECS_DATA`, else `untar_data(URLs.ML_100k)`."
+    origin = 'path argument'
+    if path is None and os.environ.get(ENV_VAR): path, origin = os.environ[ENV_VAR], f'{ENV_VAR} environment variable'
+    if path is None:
+        from fastai.data.external import untar_data, URLs
+        return Path(untar_data(URLs.ML_100k))
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DataError(f"ML-100k not found at {path} (from the {origin}): no such folder or file. "
+                        f"Point it at the extracted ml-100k folder (holding u.data and u.item) or at ml-100k.zip, "
+                        f"or leave {ENV_VAR} unset to download with fastai's untar_data(URLs.ML_100k).")
+    if path.is_file() and not zipfile.is_zipfile(path):
+        raise DataError(f"{path} (from the {origin}) is a file but not a zip archive. "
+                        f"Give the extracted ml-100k folder or the ml-100k.zip archive.")
+    return path
+
+def read_file(src:Path, # Folder or zip from `data_source`
+              name:str, # File name inside ml-100k, e.g. 'u.data'
+              verify=True # Check the sha256 against `ML_100K_SHA256`
+             ) -> bytes:
+    "Bytes of `name` from the folder or zip `src`, checked against its published sha256."
+    if src.is_dir():
+        f = src/name
+        if not f.is_file():
+            raise DataError(f"{f} is missing: {src} must be the extracted ml-100k folder holding u.data and u.item. "
+                            f"Re-extract ml-100k.zip there, or point {ENV_VAR} at a complete copy.")
+        data, where = f.read_bytes(), str(f)
+    else:
+        with zipfile.ZipFile(src) as z:
+            members = [m for m in z.namelist() if m == name or m.endswith('/'+name)]
+            if not members:
+                raise DataError(f"{src} holds no {name}: is it the ML-100k archive (ml-100k.zip from GroupLens)?")
+            data, where = z.read(members[0]), f'{src}:{members[0]}'
+    if verify and name in ML_100K_SHA256:
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != ML_100K_SHA256[name]:
+            raise DataError(f"{where} has the wrong checksum: expected sha256 {ML_100K_SHA256[name]}, got {actual} "
+                            f"({len(data):,} bytes). The file is corrupt, truncated or edited: replace it with a fresh "
+                            f"copy of ML-100k (delete it and rerun to download, or point {ENV_VAR} at a verified copy).")
+    return data
+
+def _parse_udata(data:bytes) -> pd.DataFrame:
+    "The `u.data` table, every field checked: four tab-separated integers per line, ratings 1 to 5."
+    try: df = pd.read_csv(io.BytesIO(data), sep='\t', header=None, names=RATING_COLS, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise DataError(f"u.data is malformed ({e}): expected 4 tab-separated integers per line "
+                        f"(user, movie, rating, timestamp). Replace it with a fresh copy of ML-100k.") from None
+    if df.empty: raise DataError("u.data holds no ratings: replace it with a fresh copy of ML-100k.")
+    if not data.endswith(b'\n'):
+        raise DataError(f"u.data is truncated: its last line {data.splitlines()[-1].decode('latin-1')!r} does not end "
+                        f"with a newline. Replace it with a fresh copy of ML-100k.")
+    num = df.apply(pd.to_numeric, errors='coerce')
+    bad = num.isna().any(axis=1) | (num.rating < 1) | (num.rating > 5)
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        line = '\t'.join(v for v in df.iloc[i] if isinstance(v, str))
+        raise DataError(f"u.data is malformed at line {i+1}: {line!r} "
+                        f"(expected 4 tab-separated integers user, movie, rating 1-5, timestamp; "
+                        f"{int(bad.sum())} bad line(s) in all — is the file truncated?). Replace it with a fresh copy of ML-100k.")
+    return num.astype('int64')
+
+def _parse_uitem(data:bytes) -> pd.DataFrame:
+    "Movie ids and titles from `u.item` (latin-1, `|`-separated), refusing a re-encoded file."
+    if any(b > 127 for b in data):
+        try: data.decode('utf-8')
+        except UnicodeDecodeError: pass
+        else: raise DataError("u.item is UTF-8 encoded, but ML-100k ships it as latin-1: titles such as "
+                              "'Misérables, Les (1995)' would come out garbled. Replace it with the original file.")
+    movies = pd.read_csv(io.BytesIO(data), sep='|', encoding='latin-1', usecols=(0,1), names=('movie','title'),
+                         header=None, dtype={'title': str}, keep_default_na=False)
+    ids = pd.to_numeric(movies.movie, errors='coerce')
+    if movies.empty or ids.isna().any() or (movies.title == '').any() or ids.duplicated().any():
+        raise DataError("u.item is malformed: expected one line per movie, `|`-separated, a unique integer id "
+                        "then a title. Replace it with a fresh copy of ML-100k.")
+    return movies.assign(movie=ids.astype('int64'))
+
+def load_ratings(path=None, # ml-100k folder or zip; default: env `MOVIERECS_DATA`, else fastai's download
+                 verify=True # Check the files' sha256
+                ) -> pd.DataFrame:
+    "The notebook's `ratings`: `u.data` (user, movie, rating, timestamp) merged with titles from `u.item`."
+    src = data_source(path)
+    ratings, movies = _parse_udata(read_file(src, 'u.data', verify)), _parse_uitem(read_file(src, 'u.item', verify))
+    missing = np.setdiff1d(ratings.movie.unique(), movies.movie)
+    if len(missing):
+        raise DataError(f"u.data rates {len(missing)} movie id(s) that u.item does not list (e.g. {missing[:5].tolist()}): "
+                        f"the two files come from different data sets. Use u.data and u.item from the same ML-100k copy.")
+    ratings = ratings.merge(movies)
+    # pandas < 2.2 (the notebook's) grouped an inner merge's rows by key in order of first appearance; keep that order,
+    # so `ratings.head()` and the rows a seeded split holds out match the notebook's
+    return ratings.iloc[np.argsort(pd.factorize(ratings.movie)[0], kind='stable')].reset_index(drop=True)
+
+def synthetic_ratings(n_users=100, # Number of users
+                      n_movies=60, # Number of movies
+                      n_factors=3, # Rank of the hidden taste model
+                      density=0.5, # Fraction of (user, movie) pairs rated
+                      noise=0.3, # Std of the rating noise
+                      seed=0 # Seed of the generator
+                     ) -> pd.DataFrame:
+    "A ratings frame shaped like `load_ratings`, drawn from a known low-rank model with biases."
+    rng = np.random.default_rng(seed)
+    u, m = rng.normal(0, 0.7, (n_users, n_factors)), rng.normal(0, 0.7, (n_movies, n_factors))
+    ub, mb = rng.normal(0, 0.4, n_users), rng.normal(0, 0.5, n_movies)
+    pairs = np.argwhere(rng.random((n_users, n_movies)) < density)
+    ui, mi = pairs[:,0], pairs[:,1]
+    score = 3.5 + ub[ui] + mb[mi] + (u[ui]*m[mi]).sum(1) + rng.normal(0, noise, len(pairs))
+    return pd.DataFrame({'user': ui+1, 'movie': mi+1, 'rating': np.clip(np.rint(score), 1, 5).astype('int64'),
+                         'timestamp': 880_000_000 + rng.integers(0, 10**7, len(pairs)),
+                         'title': [f'Movie {i+1} (1990)' for i in mi]})
+
+def _check_ratings(ratings):
+    if not isinstance(ratings, pd.DataFrame):
+        raise DataError(f"ratings must be a pandas DataFrame, got {type(ratings).__name__}: use load_ratings().")
+    missing = [c for c in ('user', 'title', 'rating') if c not in ratings.columns]
+    if missing: raise DataError(f"ratings lacks column(s) {missing}; it has {list(ratings.columns)}. "
+                                f"Build it with load_ratings() or give it user, title and rating columns.")
+    if ratings.empty: raise DataError("ratings is empty: there is nothing to train on. Check the filter that built it.")
+    r = pd.to_numeric(ratings.rating, errors='coerce')
+    if not np.isfinite(r.to_numpy(dtype=float)).all() or ratings[['user','title']].isna().any().any():
+        raise DataError("ratings has missing or non-numeric values in user, title or rating: drop or fix those rows.")
+
+def dataloaders(ratings=None, # Ratings frame like `load_ratings()`; loaded when None
+                bs=64, # Batch size
+                valid_pct=0.2, # Fraction of rows held out for validation
+                seed=42, # Seed of the random train/valid split
+                **kwargs # Passed to `CollabDataLoaders.from_df`
+               ):
+    "`CollabDataLoaders.from_df(ratings, item_name='title')` whose training loader is a true per-epoch permutation."
+    if ratings is None: ratings = load_ratings()
+    _check_ratings(ratings)
+    if not 0 < valid_pct < 1: raise DataError(f"valid_pct must be between 0 and 1, got {valid_pct}.")
+    if len(ratings)*(1-valid_pct) < bs:
+        raise DataError(f"{len(ratings)} ratings leave fewer than bs={bs} training rows, and fastai drops the last "
+                        f"partial batch: lower bs or give more ratings.")
+    kwargs.setdefault('dl_type', TabDataLoader)  # not fastai's default TabWeightedDL, which samples with replacement
+    dls = CollabDataLoaders.from_df(ratings, valid_pct=valid_pct, user_name='user', item_name='title',
+                                    rating_name='rating', seed=seed, bs=bs, **kwargs)
+    return check_dls(dls)
+
+def check_dls(dls):
+    "Return `dls` if its training loader visits every row once per epoch; raise on fastai's resampling `TabWeightedDL`."
+    dl = dls.train
+    if isinstance(dl, TabWeightedDL) and np.allclose(dl.wgts, dl.wgts[0]):
+        raise DataError("dls.train is fastai's TabWeightedDL, which samples training rows with replacement "
+                        "(about 63% distinct rows per epoch) and costs accuracy. Build dls with movierecs.dataloaders(), "
+                        "or pass dl_type=TabDataLoader to CollabDataLoaders.from_df.")
+    return dls
+
+def epoch_rows(dl) -> np.ndarray:
+    "The (user, item, rating) rows one pass over `dl` yields, in order: shape (rows, 3)."
+    return np.concatenate([np.column_stack([x.cpu().numpy(), y.cpu().numpy().reshape(len(y), -1)]) for x, y in dl])
+
+def shuffle_stats(dl, # A training loader, e.g. `dls.train`
+                  epochs=2 # Passes to make over `dl`
+                 ) -> dict:
+    "How `epochs` passes over `dl` cover its dataset: rows per pass, rows seen more often than stored, orders repeated."
+    ds = dl.dataset
+    stored = Counter(map(tuple, np.column_stack([ds.xs.to_numpy(), ds.ys.to_numpy()]).astype(float).tolist()))
+    passes = [epoch_rows(dl).astype(float) for _ in range(epochs)]
+    def excess(rows): return sum((Counter(map(tuple, rows.tolist())) - stored).values())
+    return dict(rows=len(ds), bs=dl.bs, drop_last=dl.drop_last, per_epoch=[len(p) for p in passes],
+                distinct=[len(np.unique(p, axis=0)) for p in passes],
+                excess=[excess(p) for p in passes],  # visits beyond a row's multiplicity: 0 for a permutation
+                same_order=any(np.array_equal(a, b) for a, b in zip(passes, passes[1:])))

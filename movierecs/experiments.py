@@ -1,0 +1,87 @@
+"The notebook's training runs as data, and `run_experiment` to repeat any of them."
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import pandas as pd
+from fastai.callback.core import Callback
+from fastai.callback.schedule import fit_one_cycle  # noqa: F401 (patches Learner.fit_one_cycle)
+from fastai.learner import Learner
+from fastai.torch_core import set_seed
+from fastprogress.core import format_time
+
+from .data import dataloaders, load_ratings
+from .learners import get_learner, list_models
+
+__all__ = ['Experiment', 'EXPERIMENTS', 'get_experiment', 'LossTable', 'train_experiment', 'run_experiment']
+
+def _check_schedule(epochs, lr, wd):
+    if not (isinstance(epochs, int) and epochs > 0): raise ValueError(f"epochs must be a positive integer, got {epochs!r}.")
+    if not lr > 0: raise ValueError(f"lr must be positive, got {lr!r}.")
+    if wd is not None and not wd >= 0: raise ValueError(f"wd must be zero or positive (or None for fastai's default), got {wd!r}.")
+
+@dataclass(frozen=True)
+class Experiment:
+    "One `learn.fit_one_cycle(epochs, lr, wd=wd)` run of a registered model, with the losses published for it."
+    name: str                       # The run's name in the notebook story
+    model: str                      # Name in the learner registry (`list_models()`)
+    wd: Optional[float] = None      # Weight decay; None is fastai's default (0.01)
+    notebook: Optional[float] = None  # Final valid MSE in the seed notebook
+    book: Optional[float] = None      # Final valid MSE in fastbook chapter 8
+    epochs: int = 5                 # Epochs of the one-cycle schedule
+    lr: float = 5e-3                # Peak learning rate
+
+    def __post_init__(self):
+        if self.model not in list_models(): raise ValueError(f"{self.name}: unknown model {self.model!r}; valid: {list_models()}")
+        _check_schedule(self.epochs, self.lr, self.wd)
+
+EXPERIMENTS = {e.name: e for e in [
+    Experiment('dot',             'dot',             None, notebook=0.8777, book=0.8776),
+    Experiment('dot_bias',        'dot_bias',        None, notebook=0.8971, book=0.8926),
+    Experiment('dot_bias_wd',     'dot_bias',        0.1,  notebook=0.8261, book=0.8231),
+    Experiment('dot_bias_params', 'dot_bias_params', 0.1,  notebook=0.8254, book=0.8243),
+    Experiment('collab',          'collab',          0.1,  notebook=0.8226, book=0.8217),
+    Experiment('collab_nn',       'collab_nn',       0.1,  notebook=0.8791),
+    Experiment('dot_raw',         'dot_raw',         None, book=0.8842),
+    Experiment('collab_emb_nn',   'collab_emb_nn',   0.1,  book=0.8649),
+]}
+
+def get_experiment(name):
+    "The `Experiment` called `name`; a clear error listing the valid names otherwise."
+    if name not in EXPERIMENTS: raise ValueError(f"Unknown experiment {name!r}. Valid names: {', '.join(EXPERIMENTS)}.")
+    return EXPERIMENTS[name]
+
+class LossTable(Callback):
+    "Collect the per-epoch table fastai prints (epoch, train_loss, valid_loss, time) as `self.df`."
+    order = 55  # after `Recorder` has computed the epoch's losses
+    def before_fit(self): self.rows = []
+    def before_epoch(self): self.start = time.perf_counter()
+    def after_epoch(self):
+        train_loss, valid_loss = self.learn.recorder.values[-1][:2]
+        secs = time.perf_counter() - self.start
+        self.rows.append(dict(epoch=self.epoch, train_loss=float(train_loss), valid_loss=float(valid_loss),
+                              time=format_time(secs), seconds=secs))
+    @property
+    def df(self): return pd.DataFrame(self.rows, columns=['epoch', 'train_loss', 'valid_loss', 'time', 'seconds'])
+
+def train_experiment(name, # A name from `EXPERIMENTS`
+                     seed=42, # Seeds the train/valid split, the initialisation and the shuffling
+                     ratings=None, # Ratings frame; `load_ratings()` when None
+                     epochs=None, # Override the experiment's epochs
+                     lr=None, # Override the experiment's learning rate
+                     **kwargs # Passed to `get_learner` (e.g. `n_factors`, `cbs`)
+                    ) -> Learner:
+    "Build `dls` and the learner of experiment `name`, then `fit_one_cycle` as the notebook did; `learn.loss_table.df` has the losses."
+    e = get_experiment(name)
+    epochs, lr = e.epochs if epochs is None else epochs, e.lr if lr is None else lr
+    _check_schedule(epochs, lr, e.wd)
+    if ratings is None: ratings = load_ratings()
+    set_seed(seed, reproducible=True)
+    learn = get_learner(e.model, dataloaders(ratings, seed=seed), **kwargs)
+    learn.add_cb(LossTable())
+    learn.fit_one_cycle(epochs, lr, wd=e.wd)
+    return learn
+
+def run_experiment(name, seed=42, ratings=None, **kwargs) -> pd.DataFrame:
+    "The per-epoch loss table (epoch, train_loss, valid_loss, time, seconds) of experiment `name`."
+    return train_experiment(name, seed=seed, ratings=ratings, **kwargs).loss_table.df

@@ -1,0 +1,97 @@
+"Every notebook model as a fastai `Learner` factory, in one registry: `get_learner(name, dls)`."
+import math
+from fastai.callback.core import Callback
+from fastai.collab import collab_learner
+from fastai.learner import Learner
+from fastai.losses import MSELossFlat
+from fastai.tabular.model import get_emb_sz
+from fastcore.basics import listify
+from fastcore.meta import delegates
+
+from .data import check_dls
+from .models import DotProduct, DotProductBias, DotProductBiasParams, CollabNN
+
+__all__ = ['NaNLossError', 'RaiseOnNaN', 'register', 'list_models', 'get_learner',
+           'dot', 'dot_raw', 'dot_bias', 'dot_bias_params', 'collab', 'collab_nn', 'collab_emb_nn']
+
+_models = {}
+
+def register(f):
+    "Add the learner factory `f` to the registry under its function name."
+    _models[f.__name__] = f
+    return f
+
+def list_models():
+    "Names of the registered learner factories."
+    return list(_models)
+
+def get_learner(name, # A name from `list_models()`
+                dls, # `DataLoaders` from `movierecs.dataloaders`
+                **kwargs # Passed to the factory: `n_factors`, `y_range`, and `Learner` arguments such as `wd`, `cbs`
+               ) -> Learner:
+    "The `Learner` of the registered model `name` on `dls`."
+    if name not in _models:
+        raise ValueError(f"Unknown model {name!r}. Valid names: {', '.join(_models)}.")
+    return _models[name](dls, **kwargs)
+
+class NaNLossError(FloatingPointError):
+    "Training produced a loss that is NaN or infinite."
+
+class RaiseOnNaN(Callback):
+    "Stop training with a clear error the moment the training loss is not finite."
+    order = -10
+    def after_loss(self):
+        loss = self.learn.loss.item()
+        if not math.isfinite(loss):
+            raise NaNLossError(f"The training loss became {loss} at epoch {self.epoch}, batch {self.iter}. Lower the "
+                               f"learning rate, or check the ratings and the model's weights for NaN or inf values.")
+
+def _learner(dls, model=None, cbs=None, **kwargs):
+    "The notebook's `Learner(dls, model, loss_func=MSELossFlat())`, or fastai's `collab_learner` when `model` is None; checked `dls`, `RaiseOnNaN`."
+    dls, cbs = check_dls(dls), [RaiseOnNaN()] + listify(cbs)
+    if model is None: return collab_learner(dls, cbs=cbs, **kwargs)
+    return Learner(dls, model, loss_func=MSELossFlat(), cbs=cbs, **kwargs)
+
+def _sizes(dls): return [len(c) for c in dls.classes.values()]  # n_users, n_movies
+
+@register
+@delegates(Learner.__init__)
+def dot(dls, n_factors=50, y_range=(0,5.5), **kwargs):
+    "The notebook's `DotProduct`: user · movie factors through `sigmoid_range`."
+    return _learner(dls, DotProduct(*_sizes(dls), n_factors, y_range=y_range), **kwargs)
+
+@register
+@delegates(Learner.__init__)
+def dot_raw(dls, n_factors=50, **kwargs):
+    "fastbook's first `DotProduct`: the raw dot product, no `sigmoid_range`."
+    return _learner(dls, DotProduct(*_sizes(dls), n_factors, y_range=None), **kwargs)
+
+@register
+@delegates(Learner.__init__)
+def dot_bias(dls, n_factors=50, y_range=(0,5.5), **kwargs):
+    "The notebook's `DotProductBias`: factors and biases as `Embedding`s."
+    return _learner(dls, DotProductBias(*_sizes(dls), n_factors, y_range=y_range), **kwargs)
+
+@register
+@delegates(Learner.__init__)
+def dot_bias_params(dls, n_factors=50, y_range=(0,5.5), **kwargs):
+    "The notebook's `DotProductBias` rewritten with `create_params`."
+    return _learner(dls, DotProductBiasParams(*_sizes(dls), n_factors, y_range=y_range), **kwargs)
+
+@register
+@delegates(Learner.__init__)
+def collab(dls, n_factors=50, y_range=(0,5.5), **kwargs):
+    "fastai's `collab_learner(dls, n_factors=50, y_range=(0,5.5))`: an `EmbeddingDotBias`."
+    return _learner(dls, n_factors=n_factors, y_range=y_range, **kwargs)
+
+@register
+@delegates(Learner.__init__)
+def collab_nn(dls, y_range=(0,5.5), n_act=100, **kwargs):
+    "The notebook's `CollabNN`, embedding sizes from `get_emb_sz(dls)`."
+    return _learner(dls, CollabNN(*get_emb_sz(dls), y_range=y_range, n_act=n_act), **kwargs)
+
+@register
+@delegates(Learner.__init__)
+def collab_emb_nn(dls, y_range=(0,5.5), layers=(100,50), **kwargs):
+    "fastbook's `collab_learner(dls, use_nn=True, layers=[100,50])`: an `EmbeddingNN`."
+    return _learner(dls, use_nn=True, layers=list(layers), y_range=y_range, **kwargs)

@@ -1,0 +1,31 @@
+"Shared fixtures: the test seed, synthetic and real ratings, and experiments trained at most once per run."
+import os
+import pytest
+import movierecs
+
+SEED = 42  # the one seed of the test suite
+
+@pytest.fixture(scope='session')
+def seed(): return SEED
+
+@pytest.fixture(scope='session')
+def synth():
+    "A small ratings frame from a known low-rank model (100 users, 60 movies)."
+    return movierecs.synthetic_ratings(seed=0)
+
+@pytest.fixture(scope='session')
+def ratings():
+    "ML-100k; skipped with the reason when it cannot be had, an error when MOVIERECS_DATA points at a bad copy."
+    if not os.environ.get(movierecs.ENV_VAR):
+        try: return movierecs.load_ratings()
+        except Exception as e: pytest.skip(f'ML-100k unavailable (set {movierecs.ENV_VAR}): {e}')
+    return movierecs.load_ratings()
+
+@pytest.fixture(scope='session')
+def trained(ratings):
+    "`trained(name)` -> the experiment's learner on ML-100k, trained once per test run."
+    cache = {}
+    def get(name):
+        if name not in cache: cache[name] = movierecs.train_experiment(name, seed=SEED, ratings=ratings)
+        return cache[name]
+    return get

@@ -1,0 +1,84 @@
+"The notebook's runs as data, `run_experiment`, and `reproduce` writing its tables atomically."
+import json
+import pandas as pd, pytest
+import movierecs
+from movierecs import EXPERIMENTS, Experiment, run_experiment, train_experiment
+from movierecs.reproduce import reproduce, main
+
+def test_experiments_are_the_notebooks():
+    nb = {n: (e.model, e.wd, e.notebook) for n, e in EXPERIMENTS.items() if e.notebook is not None}
+    assert nb == {'dot': ('dot', None, 0.8777), 'dot_bias': ('dot_bias', None, 0.8971),
+                  'dot_bias_wd': ('dot_bias', 0.1, 0.8261), 'dot_bias_params': ('dot_bias_params', 0.1, 0.8254),
+                  'collab': ('collab', 0.1, 0.8226), 'collab_nn': ('collab_nn', 0.1, 0.8791)}
+    assert all((e.epochs, e.lr) == (5, 5e-3) for e in EXPERIMENTS.values())
+    assert {e.model for e in EXPERIMENTS.values()} == set(movierecs.list_models())  # every model has a run
+
+def test_loss_table_like_fastai(synth, seed):
+    t = run_experiment('dot_bias_wd', seed=seed, ratings=synth, epochs=3)
+    assert list(t.columns) == ['epoch', 'train_loss', 'valid_loss', 'time', 'seconds'] and t.epoch.tolist() == [0, 1, 2]
+    assert t.time.str.fullmatch(r'\d\d:\d\d').all() and (t.seconds > 0).all()
+    assert t.valid_loss.iloc[-1] < t.valid_loss.iloc[0]
+
+def test_learner_keeps_its_table(synth, seed):
+    learn = train_experiment('collab', seed=seed, ratings=synth, epochs=2)
+    assert len(learn.loss_table.df) == 2 and learn.loss_table.df.valid_loss.iloc[-1] == pytest.approx(learn.recorder.values[-1][1])
+
+@pytest.mark.parametrize('name', list(EXPERIMENTS))
+def test_same_seed_same_losses(name, synth, seed):
+    a, b = (run_experiment(name, seed=seed, ratings=synth, epochs=2) for _ in range(2))
+    pd.testing.assert_frame_equal(a.drop(columns=['time', 'seconds']), b.drop(columns=['time', 'seconds']), check_exact=True)
+    c = run_experiment(name, seed=seed+1, ratings=synth, epochs=2)
+    assert not a.valid_loss.equals(c.valid_loss)
+
+@pytest.mark.parametrize('kw, problem', [
+    (dict(epochs=0), 'epochs must be a positive integer, got 0'),
+    (dict(epochs=-2), 'epochs must be a positive integer'),
+    (dict(epochs=1.5), 'epochs must be a positive integer'),
+    (dict(lr=0), 'lr must be positive, got 0'),
+    (dict(lr=-1e-3), 'lr must be positive'),
+])
+def test_bad_schedule(kw, problem, synth):
+    with pytest.raises(ValueError, match=problem): run_experiment('dot', ratings=synth, **kw)
+
+def test_bad_experiment_definition():
+    with pytest.raises(ValueError, match='wd must be zero or positive'): Experiment('x', 'dot', wd=-0.1)
+    with pytest.raises(ValueError, match="unknown model 'svd'"): Experiment('x', 'svd')
+
+def test_unknown_experiment():
+    with pytest.raises(ValueError, match="Unknown experiment 'dot_biass'. Valid names: dot, dot_bias"): run_experiment('dot_biass')
+
+def test_reproduce_writes_tables(synth, seed, tmp_path):
+    losses = reproduce(['dot', 'collab'], out=tmp_path, seed=seed, ratings=synth)
+    csv = pd.read_csv(tmp_path/'losses.csv')
+    assert len(csv) == 10 and csv.experiment.unique().tolist() == ['dot', 'collab']
+    assert csv.valid_loss.round(6).tolist() == losses.valid_loss.round(6).tolist()
+    md = (tmp_path/'losses.md').read_text()
+    final = losses.groupby('experiment').valid_loss.last()
+    assert '## dot\n' in md and '## collab\n' in md and '| epoch | train_loss | valid_loss | time |' in md
+    assert f"| dot | `dot` | default (0.01) | **{final['dot']:.4f}** | 0.8777 | {final['dot']-0.8777:+.4f} | 0.8776 |" in md
+    env = json.loads((tmp_path/'env.json').read_text())
+    assert env['seed'] == seed and env['packages']['fastai'] and env['experiments'] == ['dot', 'collab']
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['env.json', 'losses.csv', 'losses.md']
+
+def test_interrupted_reproduce_keeps_previous_results(synth, seed, tmp_path, monkeypatch):
+    reproduce(['dot'], out=tmp_path, seed=seed, ratings=synth)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    real = movierecs.reproduce.run_experiment
+    def interrupted(name, **kw):
+        if name == 'collab': raise KeyboardInterrupt
+        return real(name, **kw)
+    monkeypatch.setattr(movierecs.reproduce, 'run_experiment', interrupted)
+    with pytest.raises(KeyboardInterrupt): reproduce(['dot', 'collab'], out=tmp_path, seed=seed, ratings=synth)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+def test_interrupted_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    from movierecs import files
+    (tmp_path/'a.txt').write_text('old a'); (tmp_path/'b.txt').write_text('old b')
+    def boom(*a): raise OSError('disk full')
+    monkeypatch.setattr(files.os, 'fdopen', boom)
+    with pytest.raises(OSError, match='disk full'): files.write_atomic({tmp_path/'a.txt': 'new', tmp_path/'b.txt': 'new'})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['a.txt', 'b.txt'] and (tmp_path/'a.txt').read_text() == 'old a'
+
+def test_command_line_rejects_unknown_experiment(capsys):
+    with pytest.raises(SystemExit) as e: main(['nope'])
+    assert e.value.code == 2 and 'unknown experiment(s) nope; valid: dot' in capsys.readouterr().err

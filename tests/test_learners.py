@@ -1,0 +1,68 @@
+"Every registered learner factory builds, trains and predicts inside y_range; the registry fails loudly."
+import inspect
+import pytest, torch
+from fastai.learner import Learner
+from fastai.torch_core import set_seed
+import movierecs
+from movierecs import get_learner, list_models, dataloaders, NaNLossError
+
+@pytest.fixture(scope='module')
+def dls(synth, seed):
+    set_seed(seed)
+    return dataloaders(synth, bs=32, seed=seed)
+
+def test_registry_names():
+    assert list_models() == ['dot', 'dot_raw', 'dot_bias', 'dot_bias_params', 'collab', 'collab_nn', 'collab_emb_nn']
+
+def test_unknown_name_lists_valid_names(dls):
+    with pytest.raises(ValueError, match="Unknown model 'svd'. Valid names: dot, dot_raw, dot_bias"): get_learner('svd', dls)
+
+@pytest.mark.parametrize('name', list_models())
+def test_factory_trains_and_predicts_in_range(name, dls, seed):
+    set_seed(seed)
+    learn = get_learner(name, dls)
+    assert isinstance(learn, Learner) and any(isinstance(c, movierecs.RaiseOnNaN) for c in learn.cbs)
+    before = learn.validate()[0]
+    learn.fit_one_cycle(1, 5e-3)
+    train_loss, valid_loss = learn.recorder.values[-1][:2]
+    assert valid_loss < before and train_loss == train_loss  # learned something, no NaN
+    preds, targs = learn.get_preds()
+    assert preds.shape[0] == len(dls.valid.dataset)
+    if name != 'dot_raw': assert preds.min() >= 0 and preds.max() <= 5.5
+
+@pytest.mark.parametrize('name', list_models())
+def test_factory_signature_shows_learner_args(name):
+    "`@delegates(Learner.__init__)`: `wd`, `cbs`, `metrics` appear in `help()` of every factory."
+    params = inspect.signature(getattr(movierecs, name)).parameters
+    assert {'wd', 'cbs', 'metrics', 'opt_func'} <= set(params) and 'kwargs' not in params
+
+@pytest.mark.parametrize('name', ['dot', 'dot_bias', 'dot_bias_params', 'collab'])
+def test_n_factors(name, dls):
+    learn = get_learner(name, dls, n_factors=7)
+    n_users, n_movies = (len(c) for c in dls.classes.values())
+    sizes = sorted(p.shape for p in learn.model.parameters())
+    assert sizes == sorted([(n_users, 7), (n_movies, 7), (n_users, 1), (n_movies, 1)][:2 if name == 'dot' else 4])
+
+def test_models_are_the_notebooks(dls):
+    m = get_learner('dot_bias_params', dls).model
+    assert all(isinstance(p, torch.nn.Parameter) for p in (m.user_factors, m.movie_factors, m.user_bias, m.movie_bias))
+    assert abs(m.user_factors.std().item() - 0.01) < 0.002  # create_params: N(0, 0.01)
+    nn_model = get_learner('collab_nn', dls).model
+    from fastai.tabular.model import get_emb_sz
+    (nu, su), (ni, si) = get_emb_sz(dls)
+    assert nn_model.user_factors.weight.shape == (nu, su) and nn_model.item_factors.weight.shape == (ni, si)
+    assert [type(l).__name__ for l in nn_model.layers] == ['Linear', 'ReLU', 'Linear']
+    assert nn_model.layers[0].in_features == su + si and nn_model.layers[0].out_features == 100
+    assert type(get_learner('collab', dls).model).__name__ == 'EmbeddingDotBias'
+    assert type(get_learner('collab_emb_nn', dls).model).__name__ == 'EmbeddingNN'
+
+def test_y_range_is_the_notebooks(dls):
+    for name in ['dot', 'dot_bias', 'dot_bias_params', 'collab_nn']: assert get_learner(name, dls).model.y_range == (0, 5.5)
+    assert get_learner('collab', dls).model.y_range == (0, 5.5)
+    assert get_learner('dot_raw', dls).model.y_range is None
+
+def test_nan_loss_is_a_clear_error(dls):
+    learn = get_learner('dot_raw', dls)
+    with torch.no_grad(): learn.model.user_factors.weight.fill_(float('nan'))
+    with pytest.raises(NaNLossError, match=r'loss became nan at epoch 0, batch 0.*Lower the learning rate'):
+        learn.fit_one_cycle(1, 5e-3)

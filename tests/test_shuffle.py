@@ -1,0 +1,41 @@
+"fastai's `TabWeightedDL` resamples with replacement; every movierecs training path must visit each row once per epoch."
+import pytest
+from fastai.collab import CollabDataLoaders
+from fastai.tabular.core import TabDataLoader, TabWeightedDL
+import movierecs
+from movierecs import DataError, dataloaders, shuffle_stats, check_dls
+
+def _assert_permutation(s):
+    full = s['rows'] // s['bs'] * s['bs']  # fastai drops the last partial batch when shuffling
+    assert s['drop_last'] and s['per_epoch'] == [full, full]
+    assert s['excess'] == [0, 0], 'some rows were visited more often than stored: sampling with replacement'
+    assert not s['same_order'], 'the same order twice: not reshuffled each epoch'
+
+def test_true_permutation_synthetic(synth):
+    _assert_permutation(shuffle_stats(dataloaders(synth, bs=16).train))
+
+@pytest.mark.realdata
+def test_true_permutation_ml100k(ratings):
+    _assert_permutation(shuffle_stats(dataloaders(ratings).train))
+
+def test_fastai_default_resamples_and_the_check_sees_it(synth):
+    "The bug this project guards against, still in fastai: the check above fails on fastai's default loader."
+    dls = CollabDataLoaders.from_df(synth, item_name='title', bs=16, seed=0)
+    assert type(dls.train) is TabWeightedDL
+    s = shuffle_stats(dls.train)
+    assert s['excess'][0] > 0.2 * s['rows']  # ≈ 37% of the visits are repeats
+    with pytest.raises(AssertionError): _assert_permutation(s)
+
+def test_fastai_default_refused(synth):
+    dls = CollabDataLoaders.from_df(synth, item_name='title', bs=16, seed=0)
+    with pytest.raises(DataError, match='TabWeightedDL.*with replacement.*dl_type=TabDataLoader'): check_dls(dls)
+    with pytest.raises(DataError, match='TabWeightedDL'): dataloaders(synth, bs=16, dl_type=TabWeightedDL)
+    for name in movierecs.list_models():
+        with pytest.raises(DataError, match='TabWeightedDL'): movierecs.get_learner(name, dls)
+
+def test_weighted_sampling_on_purpose_is_allowed(synth):
+    "Non-uniform weights are a deliberate choice, not the bug: `check_dls` lets them through."
+    n_train = len(synth) - int(0.2*len(synth))
+    w = [2. if i % 2 else 1. for i in range(n_train)]
+    dls = CollabDataLoaders.from_df(synth, item_name='title', bs=16, seed=0, dl_kwargs=[{'wgts': w}, {}])
+    assert check_dls(dls) is dls
