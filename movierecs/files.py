@@ -4,6 +4,10 @@ from pathlib import Path
 
 __all__ = ['write_atomic']
 
+def _umask():
+    mask = os.umask(0); os.umask(mask)
+    return mask
+
 def write_atomic(files:dict # {path: text or bytes}, written together
                 ):
     "Write every file to a temporary name beside it, then rename them all into place."
@@ -15,6 +19,7 @@ def write_atomic(files:dict # {path: text or bytes}, written together
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
             tmps.append((tmp, path))
             with os.fdopen(fd, 'wb') as f: f.write(content.encode() if isinstance(content, str) else content)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
         for tmp, path in tmps: os.replace(tmp, path)
     finally:
         for tmp, _ in tmps:

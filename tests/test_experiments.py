@@ -71,6 +71,11 @@ def test_interrupted_reproduce_keeps_previous_results(synth, seed, tmp_path, mon
     with pytest.raises(KeyboardInterrupt): reproduce(['dot', 'collab'], out=tmp_path, seed=seed, ratings=synth)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
+def test_written_files_are_readable_like_open_makes_them(tmp_path):
+    from movierecs import files
+    files.write_atomic({tmp_path/'new.txt': 'x'}); (tmp_path/'plain.txt').write_text('x')
+    assert (tmp_path/'new.txt').stat().st_mode == (tmp_path/'plain.txt').stat().st_mode
+
 def test_interrupted_write_leaves_no_partial_file(tmp_path, monkeypatch):
     from movierecs import files
     (tmp_path/'a.txt').write_text('old a'); (tmp_path/'b.txt').write_text('old b')
