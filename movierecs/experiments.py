@@ -54,9 +54,14 @@ def get_experiment(name):
 class LossTable(Callback):
     "Collect the per-epoch table fastai prints (epoch, train_loss, valid_loss, time) as `self.df`."
     order = 55  # after `Recorder` has computed the epoch's losses
-    def before_fit(self): self.rows = []
-    def before_epoch(self): self.start = time.perf_counter()
+    def __init__(self): self.rows, self.new_fit, self.in_train = [], False, False
+    def before_fit(self): self.new_fit, self.in_train = True, False
+    def before_train(self):
+        if self.new_fit: self.rows, self.new_fit = [], False  # a fit that trains starts a new table
+        self.in_train, self.start = True, time.perf_counter()
     def after_epoch(self):
+        if not self.in_train: return  # `learn.validate()` fires fit and epoch events without training
+        self.in_train = False
         train_loss, valid_loss = self.learn.recorder.values[-1][:2]
         secs = time.perf_counter() - self.start
         self.rows.append(dict(epoch=self.epoch, train_loss=float(train_loss), valid_loss=float(valid_loss),

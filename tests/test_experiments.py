@@ -22,6 +22,8 @@ def test_loss_table_like_fastai(synth, seed):
 def test_learner_keeps_its_table(synth, seed):
     learn = train_experiment('collab', seed=seed, ratings=synth, epochs=2)
     assert len(learn.loss_table.df) == 2 and learn.loss_table.df.valid_loss.iloc[-1] == pytest.approx(learn.recorder.values[-1][1])
+    assert learn.validate()[0] == pytest.approx(learn.loss_table.df.valid_loss.iloc[-1], abs=1e-6)
+    assert len(learn.loss_table.df) == 2  # validating afterwards adds no row
 
 @pytest.mark.parametrize('name', list(EXPERIMENTS))
 def test_same_seed_same_losses(name, synth, seed):
