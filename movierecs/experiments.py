@@ -1,11 +1,13 @@
 "The notebook's training runs as data, and `run_experiment` to repeat any of them."
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Optional
 
 import pandas as pd
 from fastai.callback.core import Callback
-from fastai.callback.schedule import fit_one_cycle  # noqa: F401 (patches Learner.fit_one_cycle)
+from fastai.callback.progress import ProgressCallback  # noqa: F401 (adds Learner.no_bar)
+from fastai.callback.schedule import fit_one_cycle  # noqa: F401 (adds Learner.fit_one_cycle)
 from fastai.learner import Learner
 from fastai.torch_core import set_seed
 from fastprogress.core import format_time
@@ -52,28 +54,33 @@ def get_experiment(name):
     return EXPERIMENTS[name]
 
 class LossTable(Callback):
-    "Collect the per-epoch table fastai prints (epoch, train_loss, valid_loss, time) as `self.df`."
+    "Collect the per-epoch table fastai prints (epoch, train_loss, valid_loss, time) as `self.df`; `self.seconds` per epoch."
     order = 55  # after `Recorder` has computed the epoch's losses
-    def __init__(self): self.rows, self.new_fit, self.in_train = [], False, False
+    def __init__(self): self.rows, self.seconds, self.new_fit, self.in_train = [], [], False, False
     def before_fit(self): self.new_fit, self.in_train = True, False
     def before_train(self):
-        if self.new_fit: self.rows, self.new_fit = [], False  # a fit that trains starts a new table
+        if self.new_fit: self.rows, self.seconds, self.new_fit = [], [], False  # a fit that trains starts a new table
         self.in_train, self.start = True, time.perf_counter()
     def after_epoch(self):
         if not self.in_train: return  # `learn.validate()` fires fit and epoch events without training
         self.in_train = False
         train_loss, valid_loss = self.learn.recorder.values[-1][:2]
-        secs = time.perf_counter() - self.start
-        self.rows.append(dict(epoch=self.epoch, train_loss=float(train_loss), valid_loss=float(valid_loss),
-                              time=format_time(secs), seconds=secs))
+        self.seconds.append(time.perf_counter() - self.start)
+        self.rows.append((self.epoch, float(train_loss), float(valid_loss), format_time(self.seconds[-1])))
     @property
-    def df(self): return pd.DataFrame(self.rows, columns=['epoch', 'train_loss', 'valid_loss', 'time', 'seconds'])
+    def df(self): return pd.DataFrame(self.rows, columns=['epoch', 'train_loss', 'valid_loss', 'time'])
+
+_trained = {}  # train_experiment(..., cache=True): learners already trained in this process
+
+def _fingerprint(ratings): return int(pd.util.hash_pandas_object(ratings, index=False).sum()), ratings.shape
 
 def train_experiment(name, # A name from `EXPERIMENTS`
                      seed=42, # Seeds the train/valid split, the initialisation and the shuffling
                      ratings=None, # Ratings frame; `load_ratings()` when None
                      epochs=None, # Override the experiment's epochs
                      lr=None, # Override the experiment's learning rate
+                     progress=True, # Show fastai's progress bar and loss table while training
+                     cache=False, # Reuse the learner an identical call already trained in this process
                      **kwargs # Passed to `get_learner` (e.g. `n_factors`, `cbs`)
                     ) -> Learner:
     "Build `dls` and the learner of experiment `name`, then `fit_one_cycle` as the notebook did; `learn.loss_table.df` has the losses."
@@ -81,12 +88,17 @@ def train_experiment(name, # A name from `EXPERIMENTS`
     epochs, lr = e.epochs if epochs is None else epochs, e.lr if lr is None else lr
     _check_schedule(epochs, lr, e.wd)
     if ratings is None: ratings = load_ratings()
+    key = (name, seed, epochs, lr, _fingerprint(ratings), repr(sorted(kwargs.items())))
+    if cache and key in _trained: return _trained[key]
     set_seed(seed, reproducible=True)
     learn = get_learner(e.model, dataloaders(ratings, seed=seed), **kwargs)
     learn.add_cb(LossTable())
-    learn.fit_one_cycle(epochs, lr, wd=e.wd)
+    with ExitStack() as quiet:
+        if not progress: quiet.enter_context(learn.no_bar()); quiet.enter_context(learn.no_logging())
+        learn.fit_one_cycle(epochs, lr, wd=e.wd)
+    if cache: _trained[key] = learn
     return learn
 
 def run_experiment(name, seed=42, ratings=None, **kwargs) -> pd.DataFrame:
-    "The per-epoch loss table (epoch, train_loss, valid_loss, time, seconds) of experiment `name`."
+    "The per-epoch loss table (epoch, train_loss, valid_loss, time) of experiment `name`, as fastai prints it."
     return train_experiment(name, seed=seed, ratings=ratings, **kwargs).loss_table.df

@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 
 from .data import load_ratings
-from .experiments import EXPERIMENTS, get_experiment, run_experiment
+from .experiments import EXPERIMENTS, get_experiment, train_experiment
 from .files import write_atomic
 
 __all__ = ['reproduce', 'losses_markdown', 'environment']
@@ -63,7 +63,8 @@ def reproduce(names=None, # Experiment names; all of `EXPERIMENTS` when None
     tables, start = [], time.perf_counter()
     for i, name in enumerate(names):
         print(f'\n[{i+1}/{len(names)}] {name}', flush=True)
-        tables.append(run_experiment(name, seed=seed, ratings=ratings).assign(experiment=name))
+        t = train_experiment(name, seed=seed, ratings=ratings).loss_table
+        tables.append(t.df.assign(seconds=t.seconds, experiment=name))
     losses = pd.concat(tables, ignore_index=True)[['experiment', 'epoch', 'train_loss', 'valid_loss', 'time', 'seconds']]
     env = dict(environment(seed), experiments=names, wall_seconds=round(time.perf_counter()-start, 1),
                generated=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))

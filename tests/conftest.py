@@ -23,9 +23,5 @@ def ratings():
 
 @pytest.fixture(scope='session')
 def trained(ratings):
-    "`trained(name)` -> the experiment's learner on ML-100k, trained once per test run."
-    cache = {}
-    def get(name):
-        if name not in cache: cache[name] = movierecs.train_experiment(name, seed=SEED, ratings=ratings)
-        return cache[name]
-    return get
+    "`trained(name)` -> the experiment's learner on ML-100k, trained once per test run (the notebooks share it)."
+    return lambda name: movierecs.train_experiment(name, seed=SEED, ratings=ratings, progress=False, cache=True)

@@ -15,20 +15,28 @@ def test_experiments_are_the_notebooks():
 
 def test_loss_table_like_fastai(synth, seed):
     t = run_experiment('dot_bias_wd', seed=seed, ratings=synth, epochs=3)
-    assert list(t.columns) == ['epoch', 'train_loss', 'valid_loss', 'time', 'seconds'] and t.epoch.tolist() == [0, 1, 2]
-    assert t.time.str.fullmatch(r'\d\d:\d\d').all() and (t.seconds > 0).all()
+    assert list(t.columns) == ['epoch', 'train_loss', 'valid_loss', 'time'] and t.epoch.tolist() == [0, 1, 2]
+    assert t.time.str.fullmatch(r'\d\d:\d\d').all()
     assert t.valid_loss.iloc[-1] < t.valid_loss.iloc[0]
 
 def test_learner_keeps_its_table(synth, seed):
     learn = train_experiment('collab', seed=seed, ratings=synth, epochs=2)
-    assert len(learn.loss_table.df) == 2 and learn.loss_table.df.valid_loss.iloc[-1] == pytest.approx(learn.recorder.values[-1][1])
+    assert len(learn.loss_table.df) == 2 and len(learn.loss_table.seconds) == 2 and learn.loss_table.df.valid_loss.iloc[-1] == pytest.approx(learn.recorder.values[-1][1])
     assert learn.validate()[0] == pytest.approx(learn.loss_table.df.valid_loss.iloc[-1], abs=1e-6)
     assert len(learn.loss_table.df) == 2  # validating afterwards adds no row
+
+def test_cache_and_quiet_training(synth, seed, capsys):
+    a = train_experiment('dot', seed=seed, ratings=synth, epochs=1, progress=False, cache=True)
+    assert capsys.readouterr().out == ''  # no progress bar, no table
+    assert train_experiment('dot', seed=seed, ratings=synth, epochs=1, cache=True) is a
+    assert train_experiment('dot', seed=seed+1, ratings=synth, epochs=1, progress=False, cache=True) is not a
+    assert train_experiment('dot', seed=seed, ratings=synth.iloc[:-1], epochs=1, progress=False, cache=True) is not a
+    assert train_experiment('dot', seed=seed, ratings=synth, epochs=1, progress=False) is not a  # cache=False trains
 
 @pytest.mark.parametrize('name', list(EXPERIMENTS))
 def test_same_seed_same_losses(name, synth, seed):
     a, b = (run_experiment(name, seed=seed, ratings=synth, epochs=2) for _ in range(2))
-    pd.testing.assert_frame_equal(a.drop(columns=['time', 'seconds']), b.drop(columns=['time', 'seconds']), check_exact=True)
+    pd.testing.assert_frame_equal(a.drop(columns='time'), b.drop(columns='time'), check_exact=True)
     c = run_experiment(name, seed=seed+1, ratings=synth, epochs=2)
     assert not a.valid_loss.equals(c.valid_loss)
 
@@ -65,11 +73,11 @@ def test_reproduce_writes_tables(synth, seed, tmp_path):
 def test_interrupted_reproduce_keeps_previous_results(synth, seed, tmp_path, monkeypatch):
     reproduce(['dot'], out=tmp_path, seed=seed, ratings=synth)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    real = movierecs.reproduce.run_experiment
+    real = movierecs.reproduce.train_experiment
     def interrupted(name, **kw):
         if name == 'collab': raise KeyboardInterrupt
         return real(name, **kw)
-    monkeypatch.setattr(movierecs.reproduce, 'run_experiment', interrupted)
+    monkeypatch.setattr(movierecs.reproduce, 'train_experiment', interrupted)
     with pytest.raises(KeyboardInterrupt): reproduce(['dot', 'collab'], out=tmp_path, seed=seed, ratings=synth)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
