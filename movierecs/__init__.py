@@ -5,5 +5,6 @@ from .data import *
 from .models import *
 from .learners import *
 from .experiments import *
+from .analysis import *
 
-__all__ = (data.__all__ + models.__all__ + learners.__all__ + experiments.__all__)
+__all__ = (data.__all__ + models.__all__ + learners.__all__ + experiments.__all__ + analysis.__all__)

@@ -1,6 +1,6 @@
 "What a trained model learned: movies ranked by bias, and the movies nearest a title in factor space."
 import difflib
-import pandas as pd, torch
+import pandas as pd
 from torch import nn
 
 __all__ = ['movie_factors', 'movie_bias', 'biases', 'similar_movies']
@@ -50,7 +50,6 @@ def similar_movies(learn, # A trained learner
     "The `n` movies whose factors have the highest cosine similarity to `title`'s, the title itself left out."
     titles, w = _titles(learn), _movie_weights(learn, 'factors')
     i = _title_index(titles, title)
-    sim = nn.CosineSimilarity(dim=1)(w, w[i][None])
-    sim[[0, i]] = -torch.inf  # not the placeholder, not the movie itself
-    top = sim.argsort(descending=True, stable=True)[:n]
-    return pd.Series(sim[top].numpy(), index=pd.Index([titles[j] for j in top], name='title'), name='cosine')
+    sim = pd.Series(nn.CosineSimilarity(dim=1)(w, w[i][None]).numpy(), index=pd.Index(titles, name='title'), name='cosine')
+    others = [j for j in range(1, len(titles)) if j != i]  # not the `#na#` placeholder, not the movie itself
+    return sim.iloc[others].sort_values(ascending=False, kind='stable').head(n)

@@ -1,5 +1,5 @@
 "MovieLens 100k: find it, verify it, load it like the notebook, and build `dls` that shuffle correctly."
-import hashlib, io, os, zipfile
+import hashlib, io, os, random, zipfile
 from collections import Counter
 from pathlib import Path
 
@@ -145,7 +145,7 @@ def _check_ratings(ratings):
 def dataloaders(ratings=None, # Ratings frame like `load_ratings()`; loaded when None
                 bs=64, # Batch size
                 valid_pct=0.2, # Fraction of rows held out for validation
-                seed=42, # Seed of the random train/valid split
+                seed=42, # Seed of the random train/valid split and of the training shuffles
                 **kwargs # Passed to `CollabDataLoaders.from_df`
                ):
     "`CollabDataLoaders.from_df(ratings, item_name='title')` whose training loader is a true per-epoch permutation."
@@ -158,6 +158,7 @@ def dataloaders(ratings=None, # Ratings frame like `load_ratings()`; loaded when
     kwargs.setdefault('dl_type', TabDataLoader)  # not fastai's default TabWeightedDL, which samples with replacement
     dls = CollabDataLoaders.from_df(ratings, valid_pct=valid_pct, user_name='user', item_name='title',
                                     rating_name='rating', seed=seed, bs=bs, **kwargs)
+    if seed is not None: dls.train.rng = random.Random(seed)  # the shuffles too, not only the split
     return check_dls(dls)
 
 def check_dls(dls):

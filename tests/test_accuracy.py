@@ -3,11 +3,6 @@ import pytest
 from fastai.tabular.core import TabDataLoader
 from movierecs import EXPERIMENTS
 
-USER_BAR = 0.85  # the user's bar for the weight-decayed dot-product models and fastai's collab_learner
-SLACK = 0.03     # every other run: below its published value (the notebook's, else fastbook's) + SLACK
-THRESHOLD = {name: USER_BAR if name in ('dot_bias_wd', 'dot_bias_params', 'collab')
-             else (e.notebook if e.notebook is not None else e.book) + SLACK for name, e in EXPERIMENTS.items()}
-
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 
 @pytest.mark.parametrize('name', list(EXPERIMENTS))
@@ -17,7 +12,8 @@ def test_final_valid_loss(name, trained):
     t = learn.loss_table.df
     assert len(t) == EXPERIMENTS[name].epochs and t.notna().all().all()
     final = t.valid_loss.iloc[-1]
-    assert final < THRESHOLD[name], f'{name}: final valid MSE {final:.4f} ≥ threshold {THRESHOLD[name]:.4f}'
+    bar = EXPERIMENTS[name].threshold  # thresholds are data: `Experiment.bar`, else the published value + SLACK
+    assert final < bar, f'{name}: final valid MSE {final:.4f} ≥ threshold {bar:.4f}'
     assert final == pytest.approx(learn.validate()[0], abs=1e-6)  # the table holds what the model scores
 
 def test_weight_decay_fixes_overfitting(trained):

@@ -13,6 +13,11 @@ def test_experiments_are_the_notebooks():
     assert all((e.epochs, e.lr) == (5, 5e-3) for e in EXPERIMENTS.values())
     assert {e.model for e in EXPERIMENTS.values()} == set(movierecs.list_models())  # every model has a run
 
+def test_thresholds_are_the_users():
+    assert {n: round(e.threshold, 4) for n, e in EXPERIMENTS.items()} == {
+        'dot': 0.9077, 'dot_bias': 0.9271, 'dot_bias_wd': 0.85, 'dot_bias_params': 0.85, 'collab': 0.85,
+        'collab_nn': 0.9091, 'dot_raw': 0.9142, 'collab_emb_nn': 0.8949}
+
 def test_loss_table_like_fastai(synth, seed):
     t = run_experiment('dot_bias_wd', seed=seed, ratings=synth, epochs=3)
     assert list(t.columns) == ['epoch', 'train_loss', 'valid_loss', 'time'] and t.epoch.tolist() == [0, 1, 2]
@@ -51,8 +56,9 @@ def test_bad_schedule(kw, problem, synth):
     with pytest.raises(ValueError, match=problem): run_experiment('dot', ratings=synth, **kw)
 
 def test_bad_experiment_definition():
-    with pytest.raises(ValueError, match='wd must be zero or positive'): Experiment('x', 'dot', wd=-0.1)
+    with pytest.raises(ValueError, match='wd must be zero or positive'): Experiment('x', 'dot', wd=-0.1, bar=1)
     with pytest.raises(ValueError, match="unknown model 'svd'"): Experiment('x', 'svd')
+    with pytest.raises(ValueError, match='give a published loss'): Experiment('x', 'dot')
 
 def test_unknown_experiment():
     with pytest.raises(ValueError, match="Unknown experiment 'dot_biass'. Valid names: dot, dot_bias"): run_experiment('dot_biass')
