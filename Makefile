@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export MOVIERECS_DATA ?= $(if $(wildcard ../shared/data/ml-100k/u.data),$(abspath ../shared/data/ml-100k))
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast reproduce clean
+.PHONY: help install test test-fast reproduce notebooks clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -23,8 +23,11 @@ test: install ## Run every test: fast ones, then the slow ML-100k regression run
 test-fast: install ## Run the fast tests only (seconds, synthetic data)
 	$(PY) -m pytest -m 'not slow'
 
-reproduce: install ## Retrain every notebook experiment; write results/losses.{csv,md} and results/env.json
-	$(PY) -W 'ignore:The given NumPy array is not writable' -m movierecs.reproduce --out results
+reproduce: install ## Retrain every experiment; write results/losses.{csv,md}, results/env.json; re-execute the notebooks
+	$(PY) -W 'ignore:The given NumPy array is not writable' -m movierecs.reproduce --out results --notebooks notebooks/*.ipynb
+
+notebooks: install ## Re-execute notebooks/*.ipynb and save their outputs in place
+	$(PY) -m movierecs.nbrun notebooks/*.ipynb
 
 clean: ## Remove .venv and caches
 	rm -rf $(VENV) .pytest_cache *.egg-info

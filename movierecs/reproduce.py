@@ -63,7 +63,7 @@ def reproduce(names=None, # Experiment names; all of `EXPERIMENTS` when None
     tables, start = [], time.perf_counter()
     for i, name in enumerate(names):
         print(f'\n[{i+1}/{len(names)}] {name}', flush=True)
-        t = train_experiment(name, seed=seed, ratings=ratings).loss_table
+        t = train_experiment(name, seed=seed, ratings=ratings, cache=True).loss_table  # cached for the notebooks
         tables.append(t.df.assign(seconds=t.seconds, experiment=name))
     losses = pd.concat(tables, ignore_index=True)[['experiment', 'epoch', 'train_loss', 'valid_loss', 'time', 'seconds']]
     env = dict(environment(seed), experiments=names, wall_seconds=round(time.perf_counter()-start, 1),
@@ -80,11 +80,16 @@ def main(argv=None):
     p.add_argument('names', nargs='*', help=f"experiments to run (default: all of {', '.join(EXPERIMENTS)})")
     p.add_argument('--out', default='results', help='folder for the results (default: results)')
     p.add_argument('--seed', type=int, default=42, help='seed of every run (default: 42)')
+    p.add_argument('--notebooks', nargs='*', type=Path, default=[],
+                   help='then re-execute these notebooks and save them, reusing the runs just trained')
     a = p.parse_args(argv)
     bad = [n for n in a.names if n not in EXPERIMENTS]
     if bad: p.error(f"unknown experiment(s) {', '.join(bad)}; valid: {', '.join(EXPERIMENTS)}")
     from .data import DataError
     try: reproduce(a.names or None, out=a.out, seed=a.seed)
     except DataError as e: sys.exit(f'error: {e}')
+    if a.notebooks:
+        from . import nbrun
+        nbrun.main([str(n) for n in a.notebooks])
 
 if __name__ == '__main__': main()
