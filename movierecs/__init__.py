@@ -6,5 +6,6 @@ from .models import *
 from .learners import *
 from .experiments import *
 from .analysis import *
+from .saving import *
 
-__all__ = (data.__all__ + models.__all__ + learners.__all__ + experiments.__all__ + analysis.__all__)
+__all__ = (data.__all__ + models.__all__ + learners.__all__ + experiments.__all__ + analysis.__all__ + saving.__all__)

@@ -4,8 +4,9 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np, pandas as pd
-from fastai.collab import CollabDataLoaders
-from fastai.tabular.core import TabDataLoader, TabWeightedDL
+from fastai.collab import CollabDataLoaders, TabularCollab
+from fastai.data.block import TransformBlock
+from fastai.tabular.core import Categorify, TabDataLoader, TabWeightedDL
 
 __all__ = ['DataError', 'ML_100K_SHA256', 'ENV_VAR', 'data_source', 'read_file', 'load_ratings',
            'synthetic_ratings', 'dataloaders', 'check_dls', 'epoch_rows', 'shuffle_stats']
@@ -146,18 +147,25 @@ def dataloaders(ratings=None, # Ratings frame like `load_ratings()`; loaded when
                 bs=64, # Batch size
                 valid_pct=0.2, # Fraction of rows held out for validation
                 seed=42, # Seed of the random train/valid split and of the training shuffles
-                **kwargs # Passed to `CollabDataLoaders.from_df`
+                splits=None, # (train, valid) row positions, instead of a random `valid_pct` split
+                **kwargs # Passed to `CollabDataLoaders.from_df` (its dl_type is TabDataLoader unless given)
                ):
-    "`CollabDataLoaders.from_df(ratings, item_name='title')` whose training loader is a true per-epoch permutation."
+    "`CollabDataLoaders.from_df(ratings, item_name='title', dl_type=TabDataLoader)`: a true permutation every epoch."
     if ratings is None: ratings = load_ratings()
     _check_ratings(ratings)
     if not 0 < valid_pct < 1: raise DataError(f"valid_pct must be between 0 and 1, got {valid_pct}.")
-    if len(ratings)*(1-valid_pct) < bs:
+    n_train = len(ratings)*(1-valid_pct) if splits is None else len(splits[0])
+    if n_train < bs:
         raise DataError(f"{len(ratings)} ratings leave fewer than bs={bs} training rows, and fastai drops the last "
                         f"partial batch: lower bs or give more ratings.")
-    kwargs.setdefault('dl_type', TabDataLoader)  # not fastai's default TabWeightedDL, which samples with replacement
-    dls = CollabDataLoaders.from_df(ratings, valid_pct=valid_pct, user_name='user', item_name='title',
-                                    rating_name='rating', seed=seed, bs=bs, **kwargs)
+    dl_type = kwargs.pop('dl_type', TabDataLoader)  # not fastai's default TabWeightedDL, which samples with replacement
+    if splits is None:
+        dls = CollabDataLoaders.from_df(ratings, dl_type=dl_type, valid_pct=valid_pct, user_name='user',
+                                        item_name='title', rating_name='rating', seed=seed, bs=bs, **kwargs)
+    else:  # what `from_df` does after its `RandomSplitter`
+        to = TabularCollab(ratings, [Categorify], ['user', 'title'], y_names=['rating'], y_block=TransformBlock(),
+                           splits=[list(splits[0]), list(splits[1])])
+        dls = to.dataloaders(path='.', bs=bs, dl_type=dl_type, **kwargs)
     if seed is not None: dls.train.rng = random.Random(seed)  # the shuffles too, not only the split
     return check_dls(dls)
 

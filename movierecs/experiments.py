@@ -13,9 +13,9 @@ from fastai.torch_core import set_seed
 from fastprogress.core import format_time
 
 from .data import dataloaders, load_ratings
-from .learners import get_learner, list_models
+from .learners import check_model, get_learner, list_models
 
-__all__ = ['USER_BAR', 'SLACK', 'Experiment', 'EXPERIMENTS', 'get_experiment', 'LossTable', 'train_experiment', 'run_experiment']
+__all__ = ['USER_BAR', 'SLACK', 'Experiment', 'EXPERIMENTS', 'get_experiment', 'LossTable', 'train_model', 'train_experiment', 'run_experiment']
 
 def _check_schedule(epochs, lr, wd):
     if not (isinstance(epochs, int) and epochs > 0): raise ValueError(f"epochs must be a positive integer, got {epochs!r}.")
@@ -82,34 +82,47 @@ class LossTable(Callback):
     @property
     def df(self): return pd.DataFrame(self.rows, columns=['epoch', 'train_loss', 'valid_loss', 'time'])
 
-_trained = {}  # train_experiment(..., cache=True): learners already trained in this process
+_trained = {}  # train_model(..., cache=True): learners already trained in this process
 
 def _fingerprint(ratings): return int(pd.util.hash_pandas_object(ratings, index=False).sum()), ratings.shape
+
+def train_model(model, # A name from `list_models()`
+                epochs=5, # Epochs of the one-cycle schedule
+                lr=5e-3, # Peak learning rate
+                wd=None, # Weight decay; None is fastai's default (0.01)
+                seed=42, # Seeds the train/valid split, the initialisation and the shuffling
+                ratings=None, # Ratings frame; `load_ratings()` when None
+                progress=True, # Show fastai's progress bar and loss table while training
+                cache=False, # Reuse the learner an identical call already trained in this process
+                **kwargs # Passed to `get_learner` (e.g. `n_factors`, `cbs`)
+               ) -> Learner:
+    "Seed, build `dls` and the learner of `model`, then `fit_one_cycle(epochs, lr, wd=wd)`; `learn.loss_table.df` has the losses."
+    _check_schedule(epochs, lr, wd)
+    check_model(model)  # before loading any data
+    if ratings is None: ratings = load_ratings()
+    key = (model, epochs, lr, wd, seed, _fingerprint(ratings), repr(sorted(kwargs.items())))
+    if cache and key in _trained: return _trained[key]
+    set_seed(seed, reproducible=True)
+    learn = get_learner(model, dataloaders(ratings, seed=seed), **kwargs)
+    learn.train_spec = dict(epochs=epochs, lr=lr, wd=wd, seed=seed)
+    learn.add_cb(LossTable())
+    with ExitStack() as quiet:
+        if not progress: quiet.enter_context(learn.no_bar()); quiet.enter_context(learn.no_logging())
+        learn.fit_one_cycle(epochs, lr, wd=wd)
+    if cache: _trained[key] = learn
+    return learn
 
 def train_experiment(name, # A name from `EXPERIMENTS`
                      seed=42, # Seeds the train/valid split, the initialisation and the shuffling
                      ratings=None, # Ratings frame; `load_ratings()` when None
                      epochs=None, # Override the experiment's epochs
                      lr=None, # Override the experiment's learning rate
-                     progress=True, # Show fastai's progress bar and loss table while training
-                     cache=False, # Reuse the learner an identical call already trained in this process
-                     **kwargs # Passed to `get_learner` (e.g. `n_factors`, `cbs`)
+                     **kwargs # Passed to `train_model` (`progress`, `cache`) and `get_learner` (`n_factors`, `cbs`)
                     ) -> Learner:
-    "Build `dls` and the learner of experiment `name`, then `fit_one_cycle` as the notebook did; `learn.loss_table.df` has the losses."
+    "Train experiment `name` as the notebook did: its model, `fit_one_cycle(epochs, lr, wd=wd)`."
     e = get_experiment(name)
-    epochs, lr = e.epochs if epochs is None else epochs, e.lr if lr is None else lr
-    _check_schedule(epochs, lr, e.wd)
-    if ratings is None: ratings = load_ratings()
-    key = (name, seed, epochs, lr, _fingerprint(ratings), repr(sorted(kwargs.items())))
-    if cache and key in _trained: return _trained[key]
-    set_seed(seed, reproducible=True)
-    learn = get_learner(e.model, dataloaders(ratings, seed=seed), **kwargs)
-    learn.add_cb(LossTable())
-    with ExitStack() as quiet:
-        if not progress: quiet.enter_context(learn.no_bar()); quiet.enter_context(learn.no_logging())
-        learn.fit_one_cycle(epochs, lr, wd=e.wd)
-    if cache: _trained[key] = learn
-    return learn
+    return train_model(e.model, epochs=e.epochs if epochs is None else epochs, lr=e.lr if lr is None else lr,
+                       wd=e.wd, seed=seed, ratings=ratings, **kwargs)
 
 def run_experiment(name, seed=42, ratings=None, **kwargs) -> pd.DataFrame:
     "The per-epoch loss table (epoch, train_loss, valid_loss, time) of experiment `name`, as fastai prints it."

@@ -2,7 +2,7 @@
 import os, tempfile
 from pathlib import Path
 
-__all__ = ['write_atomic']
+__all__ = ['write_atomic', 'png_bytes']
 
 def _umask():
     mask = os.umask(0); os.umask(mask)
@@ -24,3 +24,11 @@ def write_atomic(files:dict # {path: text or bytes}, written together
     finally:
         for tmp, _ in tmps:
             if os.path.exists(tmp): os.remove(tmp)
+
+def png_bytes(fig, dpi=80):
+    "A matplotlib figure as PNG bytes (no timestamp or software tag, so the same figure gives the same file); closes it."
+    import io, matplotlib.pyplot as plt
+    buf = io.BytesIO()
+    fig.savefig(buf, format='png', dpi=dpi, bbox_inches='tight', metadata={'Software': None})
+    plt.close(fig)
+    return buf.getvalue()

@@ -1,5 +1,5 @@
 "Every notebook model as a fastai `Learner` factory, in one registry: `get_learner(name, dls)`."
-import math
+import functools, inspect, math
 from fastai.callback.core import Callback
 from fastai.collab import collab_learner
 from fastai.learner import Learner
@@ -11,15 +11,24 @@ from fastcore.meta import delegates
 from .data import check_dls
 from .models import DotProduct, DotProductBias, DotProductBiasParams, CollabNN
 
-__all__ = ['NaNLossError', 'RaiseOnNaN', 'register', 'list_models', 'get_learner',
+__all__ = ['NaNLossError', 'RaiseOnNaN', 'register', 'list_models', 'get_learner', 'check_model',
            'dot', 'dot_raw', 'dot_bias', 'dot_bias_params', 'collab', 'collab_nn', 'collab_emb_nn']
 
 _models = {}
 
+_LEARNER_ARGS = set(inspect.signature(Learner.__init__).parameters)
+
 def register(f):
-    "Add the learner factory `f` to the registry under its function name."
-    _models[f.__name__] = f
-    return f
+    "Add the learner factory `f` to the registry under its function name; its learners record it in `learn.model_spec`."
+    own = [p for p in inspect.signature(f).parameters.values()
+           if p.name != 'dls' and p.name not in _LEARNER_ARGS and p.kind is not p.VAR_KEYWORD]
+    @functools.wraps(f)
+    def factory(dls, **kwargs):
+        learn = f(dls, **kwargs)
+        learn.model_spec = dict(model=f.__name__, **{p.name: kwargs.get(p.name, p.default) for p in own})
+        return learn
+    _models[f.__name__] = factory
+    return factory
 
 def list_models():
     "Names of the registered learner factories."
@@ -30,9 +39,12 @@ def get_learner(name, # A name from `list_models()`
                 **kwargs # Passed to the factory: `n_factors`, `y_range`, and `Learner` arguments such as `wd`, `cbs`
                ) -> Learner:
     "The `Learner` of the registered model `name` on `dls`."
-    if name not in _models:
-        raise ValueError(f"Unknown model {name!r}. Valid names: {', '.join(_models)}.")
-    return _models[name](dls, **kwargs)
+    return _models[check_model(name)](dls, **kwargs)
+
+def check_model(name):
+    "Return `name` if it is registered, else raise an error listing the valid names."
+    if name not in _models: raise ValueError(f"Unknown model {name!r}. Valid names: {', '.join(_models)}.")
+    return name
 
 class NaNLossError(FloatingPointError):
     "Training produced a loss that is NaN or infinite."

@@ -6,9 +6,12 @@ import pandas as pd
 
 from .data import load_ratings
 from .experiments import EXPERIMENTS, get_experiment, train_experiment
-from .files import write_atomic
+from .analysis import loss_curves, pca_map
+from .files import png_bytes, write_atomic
 
 __all__ = ['reproduce', 'losses_markdown', 'environment']
+
+PCA_EXPERIMENT = 'collab'  # the model whose movie factors `results/pca_map.png` shows
 
 def _fmt(x, spec='.4f'): return '' if x is None or pd.isna(x) else format(x, spec)
 
@@ -60,23 +63,25 @@ def reproduce(names=None, # Experiment names; all of `EXPERIMENTS` when None
     names = list(EXPERIMENTS) if names is None else list(names)
     for n in names: get_experiment(n)  # fail on a bad name before any training
     if ratings is None: ratings = load_ratings()
-    tables, start = [], time.perf_counter()
+    tables, pngs, start, out = [], {}, time.perf_counter(), Path(out)
     for i, name in enumerate(names):
         print(f'\n[{i+1}/{len(names)}] {name}', flush=True)
-        t = train_experiment(name, seed=seed, ratings=ratings, cache=True).loss_table  # cached for the notebooks
+        learn = train_experiment(name, seed=seed, ratings=ratings, cache=True)  # cached for the notebooks
+        t = learn.loss_table
         tables.append(t.df.assign(seconds=t.seconds, experiment=name))
+        pngs[out/f'curve_{name}.png'] = png_bytes(loss_curves(learn, f'{name}: final valid MSE {t.df.valid_loss.iloc[-1]:.4f}'))
+        if name == PCA_EXPERIMENT: pngs[out/'pca_map.png'] = png_bytes(pca_map(learn))
     losses = pd.concat(tables, ignore_index=True)[['experiment', 'epoch', 'train_loss', 'valid_loss', 'time', 'seconds']]
     env = dict(environment(seed), experiments=names, wall_seconds=round(time.perf_counter()-start, 1),
                generated=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
-    out = Path(out)
     write_atomic({out/'losses.csv': losses.to_csv(index=False, float_format='%.6f'),
                   out/'losses.md': losses_markdown(losses, env),
-                  out/'env.json': json.dumps(env, indent=2) + '\n'})
-    print(f"\nWrote {out/'losses.csv'}, {out/'losses.md'} and {out/'env.json'} in {env['wall_seconds']:.0f} s.")
+                  out/'env.json': json.dumps(env, indent=2) + '\n', **pngs})
+    print(f"\nWrote losses.csv, losses.md, env.json and {len(pngs)} figures to {out} in {env['wall_seconds']:.0f} s.")
     return losses
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog='python -m movierecs.reproduce', description=__doc__.strip('`'))
+    p = argparse.ArgumentParser(prog='movierecs reproduce', description=__doc__.strip('`'))
     p.add_argument('names', nargs='*', help=f"experiments to run (default: all of {', '.join(EXPERIMENTS)})")
     p.add_argument('--out', default='results', help='folder for the results (default: results)')
     p.add_argument('--seed', type=int, default=42, help='seed of every run (default: 42)')

@@ -1,7 +1,8 @@
 "Bias rankings and cosine similarity, for every model that has movie biases or movie factors."
 import pytest, torch
 import movierecs
-from movierecs import biases, movie_bias, movie_factors, similar_movies, dataloaders, get_learner
+import numpy as np
+from movierecs import biases, movie_bias, movie_factors, similar_movies, similar_users, recommend, pca_map, dataloaders, get_learner
 
 BIAS_MODELS = ['dot_bias', 'dot_bias_params', 'collab']
 FACTOR_MODELS = ['dot', 'dot_raw', 'dot_bias', 'dot_bias_params', 'collab', 'collab_nn', 'collab_emb_nn']
@@ -12,7 +13,7 @@ def dls(synth, seed): return dataloaders(synth, bs=32, seed=seed)
 def _set_movie_weights(learn, bias=None, factors=None):
     "Write known values into the model's movie weights, wherever it keeps them."
     with torch.no_grad():
-        if bias is not None: movierecs.analysis._movie_weights(learn, 'bias')  # proves it is found
+        if bias is not None: movierecs.analysis._weights(learn, 'movie', 'bias')  # proves it is found
         for name, p in learn.model.named_parameters():
             is_bias = name in ('movie_bias', 'movie_bias.weight', 'i_bias.weight')
             is_fac = name in ('movie_factors', 'movie_factors.weight', 'item_factors.weight', 'i_weight.weight', 'embeds.1.weight')
@@ -56,3 +57,41 @@ def test_unknown_title_suggests_close_ones(dls):
     learn = get_learner('collab', dls)
     with pytest.raises(KeyError, match=r"'Movie 7 \(1991\)' is not a movie the model was trained on. Did you mean 'Movie 7 \(1990\)'"):
         similar_movies(learn, 'Movie 7 (1991)')
+
+@pytest.mark.parametrize('name', FACTOR_MODELS)
+def test_similar_users(name, dls):
+    learn = get_learner(name, dls)
+    users = list(dls.classes['user'])
+    s = similar_users(learn, users[1], n=3)
+    assert len(s) == 3 and users[1] not in s.index and s.is_monotonic_decreasing and s.index.name == 'user'
+    assert similar_users(learn, str(users[1]), n=3).equals(s)  # '7' as typed on a command line
+
+def test_unknown_user_gives_the_valid_range(dls):
+    with pytest.raises(KeyError, match=r"User 5000 is not in the training data: valid users are 1 to 100 \(100 users\)"):
+        recommend(get_learner('collab', dls), 5000)
+
+@pytest.mark.parametrize('name', FACTOR_MODELS)
+def test_recommend_ranks_unrated_movies_by_prediction(name, dls):
+    learn = get_learner(name, dls)
+    users, titles = list(dls.classes['user']), list(dls.classes['title'])
+    u = 3
+    rated = {t for dl in (dls.train, dls.valid) for t in dl.items.loc[dl.items.user == u, 'title']}
+    recs = recommend(learn, users[u], n=len(titles))
+    assert set(recs.index) == {titles[i] for i in range(1, len(titles)) if i not in rated}  # every unrated movie, once
+    assert recs.is_monotonic_decreasing and len(recommend(learn, users[u], n=4)) == 4
+    # the scores are the model's own predictions for (user, movie)
+    i = titles.index(recs.index[0])
+    with torch.no_grad(): pred = learn.model.eval()(torch.tensor([[u, i]])).item()
+    assert recs.iloc[0] == pytest.approx(pred, abs=1e-6)
+
+def test_pca_map(dls, tmp_path):
+    learn = get_learner('collab', dls)
+    fig = pca_map(learn, n_movies=10, path=tmp_path/'pca.png')
+    assert len(fig.axes[0].texts) == 10 and (tmp_path/'pca.png').read_bytes()[:4] == b'\x89PNG'
+    counts = np.bincount(np.concatenate([dl.items.title.to_numpy('int64') for dl in (dls.train, dls.valid)]))
+    counts[0] = -1
+    most = [dls.classes['title'][i] for i in np.argsort(-counts, kind='stable')[:10]]
+    assert [t.get_text() for t in fig.axes[0].texts] == most  # the most-rated movies are the ones placed
+    other = get_learner('collab', dls)
+    other.model = torch.nn.Linear(2, 1)
+    with pytest.raises(TypeError, match='has no movie factors'): pca_map(other)

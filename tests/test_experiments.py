@@ -74,7 +74,9 @@ def test_reproduce_writes_tables(synth, seed, tmp_path):
     assert f"| dot | `dot` | default (0.01) | **{final['dot']:.4f}** | 0.8777 | {final['dot']-0.8777:+.4f} | 0.8776 |" in md
     env = json.loads((tmp_path/'env.json').read_text())
     assert env['seed'] == seed and env['packages']['fastai'] and env['experiments'] == ['dot', 'collab']
-    assert sorted(p.name for p in tmp_path.iterdir()) == ['env.json', 'losses.csv', 'losses.md']
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['curve_collab.png', 'curve_dot.png', 'env.json', 'losses.csv',
+                                                          'losses.md', 'pca_map.png']
+    assert (tmp_path/'pca_map.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
 def test_interrupted_reproduce_keeps_previous_results(synth, seed, tmp_path, monkeypatch):
     reproduce(['dot'], out=tmp_path, seed=seed, ratings=synth)

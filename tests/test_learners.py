@@ -66,3 +66,8 @@ def test_nan_loss_is_a_clear_error(dls):
     with torch.no_grad(): learn.model.user_factors.weight.fill_(float('nan'))
     with pytest.raises(NaNLossError, match=r'loss became nan at epoch 0, batch 0.*Lower the learning rate'):
         learn.fit_one_cycle(1, 5e-3)
+
+def test_learners_record_how_they_were_built(dls):
+    assert get_learner('dot_bias', dls, n_factors=7, wd=0.1).model_spec == dict(model='dot_bias', n_factors=7, y_range=(0, 5.5))
+    assert movierecs.collab_nn(dls).model_spec == dict(model='collab_nn', y_range=(0, 5.5), n_act=100)
+    assert get_learner('collab_emb_nn', dls).model_spec == dict(model='collab_emb_nn', y_range=(0, 5.5), layers=(100, 50))

@@ -1,0 +1,133 @@
+"The `movierecs` command: train a model, then ask it for recommendations, similar movies and biases."
+import argparse, json, os, sys
+from pathlib import Path
+
+__all__ = ['cache_dir', 'DEFAULT_MODEL', 'main']
+
+DEFAULT_MODEL = dict(model='collab', epochs=5, lr=5e-3, wd=0.1, seed=42)  # the notebook's collab_learner run
+
+def cache_dir() -> Path:
+    "Where trained models are cached: env `MOVIERECS_CACHE`, else `$XDG_CACHE_HOME/movierecs`, else `~/.cache/movierecs`."
+    if os.environ.get('MOVIERECS_CACHE'): return Path(os.environ['MOVIERECS_CACHE']).expanduser()
+    return Path(os.environ.get('XDG_CACHE_HOME') or Path.home()/'.cache')/'movierecs'
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message): self.exit(2, f'{self.prog}: error: {message} (see {self.prog} --help)\n')
+
+def _learner(args):
+    "The model in `--model DIR`, else the default model, trained once and cached."
+    from .saving import load, save
+    if args.model: return load(args.model)
+    path = cache_dir()/'default'
+    if (path/'model.json').is_file(): return load(path)
+    from .experiments import train_model
+    print(f"Training the default model ({DEFAULT_MODEL['model']}, {DEFAULT_MODEL['epochs']} epochs) once; "
+          f"it is cached in {path}.", file=sys.stderr, flush=True)
+    learn = train_model(**DEFAULT_MODEL, progress=False, cache=True)
+    save(learn, path)
+    return learn
+
+def _show(series, args, fmt='{:.4f}'):
+    "Print a ranked Series as a table, or as JSON records with `--json`."
+    label, name = series.index.name, series.name
+    if args.json:
+        print(json.dumps([{label: k.item() if hasattr(k, 'item') else k, name: float(v)} for k, v in series.items()],
+                         ensure_ascii=False, indent=1))
+        return
+    keys = [str(k) for k in series.index]
+    w = max([len(label), *map(len, keys)])
+    print(f"{'#':>3}  {label:<{w}}  {name}")
+    for i, (k, v) in enumerate(zip(keys, series.values), 1): print(f'{i:>3}  {k:<{w}}  {fmt.format(v)}')
+
+def _models(args):
+    from .experiments import EXPERIMENTS
+    from .learners import _models
+    rows = [dict(model=n, description=(f.__doc__ or '').strip().splitlines()[0],
+                 experiments=[e.name for e in EXPERIMENTS.values() if e.model == n]) for n, f in _models.items()]
+    if args.json: print(json.dumps(rows, indent=1)); return
+    w = max(len(r['model']) for r in rows)
+    for r in rows: print(f"{r['model']:<{w}}  {r['description']}  [experiments: {', '.join(r['experiments']) or '-'}]")
+
+def _train(args):
+    from .experiments import train_model
+    from .saving import save
+    learn = train_model(args.name, epochs=args.epochs, lr=args.lr, wd=args.wd, seed=args.seed, progress=not args.json)
+    out = save(learn, args.out or cache_dir()/args.name)
+    if args.json: print(json.dumps(dict(model=args.name, saved=str(out), losses=learn.loss_table.df.to_dict('records')), indent=1))
+    else: print(f'Saved to {out}')
+
+def _recommend(args):
+    from .analysis import recommend
+    _show(recommend(_learner(args), args.user, n=args.n), args, '{:.2f}')
+
+def _similar(args):
+    from .analysis import similar_movies
+    _show(similar_movies(_learner(args), args.title, n=args.n), args)
+
+def _biases(args):
+    from .analysis import biases
+    _show(biases(_learner(args), n=args.n, lowest=not args.highest), args)
+
+def _positive(kind):
+    def parse(s):
+        try: v = kind(s)
+        except ValueError: raise argparse.ArgumentTypeError(f'{s!r} is not a number') from None
+        if v <= 0: raise argparse.ArgumentTypeError(f'must be positive, got {s}')
+        return v
+    return parse
+
+def parser():
+    from .learners import list_models
+    p = _Parser(prog='movierecs', description=__doc__)
+    sub = p.add_subparsers(dest='command', required=True, parser_class=_Parser, metavar='COMMAND')
+    def cmd(name, f, help, **kw):
+        s = sub.add_parser(name, help=help, description=help, **kw)
+        s.set_defaults(func=f)
+        return s
+    def model_opts(s, n):
+        s.add_argument('-n', type=_positive(int), default=n, help=f'how many (default: {n})')
+        s.add_argument('--model', type=Path, metavar='DIR', help='a model saved by `movierecs train` '
+                       f"(default: {DEFAULT_MODEL['model']} trained once with the notebook's settings and cached in {cache_dir()/'default'})")
+        s.add_argument('--json', action='store_true', help='machine-readable output')
+    s = cmd('models', _models, 'list the models in the registry')
+    s.add_argument('--json', action='store_true', help='machine-readable output')
+    s = cmd('train', _train, 'train a model on ML-100k with fit_one_cycle, print its loss table and save it')
+    s.add_argument('name', metavar='MODEL', choices=list_models(), help=f"one of: {', '.join(list_models())}")
+    s.add_argument('--epochs', type=_positive(int), default=5, help='epochs (default: 5)')
+    s.add_argument('--lr', type=_positive(float), default=5e-3, help='peak learning rate (default: 5e-3)')
+    s.add_argument('--wd', type=float, default=0.1, help='weight decay (default: 0.1)')
+    s.add_argument('--seed', type=int, default=42, help='seed of split, initialisation and shuffles (default: 42)')
+    s.add_argument('--out', type=Path, metavar='DIR', help=f'folder to save the model to (default: {cache_dir()}/MODEL)')
+    s.add_argument('--json', action='store_true', help='machine-readable output (no progress bar)')
+    s = cmd('recommend', _recommend, "the movies a user has not rated with the highest predicted rating")
+    s.add_argument('--user', required=True, help='a user id, e.g. 196')
+    model_opts(s, 10)
+    s = cmd('similar', _similar, 'the movies whose factors are most cosine-similar to a title')
+    s.add_argument('title', help="a title with its year, e.g. 'Silence of the Lambs, The (1991)'")
+    model_opts(s, 5)
+    s = cmd('biases', _biases, 'the movies with the lowest (default) or highest learned bias')
+    g = s.add_mutually_exclusive_group()
+    g.add_argument('--lowest', action='store_true', help='lowest biases: disliked even by fitting users (default)')
+    g.add_argument('--highest', action='store_true', help='highest biases: liked even by unlikely users')
+    model_opts(s, 5)
+    s = cmd('reproduce', None, 'retrain every notebook experiment and write results/ (as `make reproduce`); '
+            'arguments go to python -m movierecs.reproduce, see `movierecs reproduce -h`', add_help=False)
+    s.add_argument('rest', nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return p
+
+def main(argv=None):
+    import warnings
+    warnings.filterwarnings('ignore', message='The given NumPy array is not writable')  # fastai's, harmless
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ['reproduce']:  # everything after it, -h included, belongs to `python -m movierecs.reproduce`
+        from .reproduce import main as reproduce_main
+        return reproduce_main(argv[1:])
+    args = parser().parse_args(argv)
+    from .data import DataError
+    from .saving import ModelFileError
+    try: args.func(args)
+    except (DataError, ModelFileError, KeyError, ValueError, TypeError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        sys.exit(f'movierecs: error: {msg}')
+
+if __name__ == '__main__': main()

@@ -1,0 +1,96 @@
+"The `movierecs` command, in-process and as the installed console script."
+import json, subprocess, sys
+from pathlib import Path
+import pytest
+import movierecs
+from movierecs.cli import main
+
+@pytest.fixture(scope='module')
+def model_dir(synth, seed, tmp_path_factory):
+    learn = movierecs.train_model('collab', epochs=2, wd=0.1, seed=seed, ratings=synth, progress=False)
+    return str(movierecs.save(learn, tmp_path_factory.mktemp('cli')/'collab')), learn
+
+def _run(capsys, *argv):
+    main(list(argv))
+    return capsys.readouterr().out
+
+def test_models(capsys):
+    out = _run(capsys, 'models')
+    assert out.splitlines()[0].startswith('dot ') and 'dot_bias  ' in out and 'experiments: dot_bias, dot_bias_wd' in out
+    rows = json.loads(_run(capsys, 'models', '--json'))
+    assert [r['model'] for r in rows] == movierecs.list_models()
+
+def test_recommend(model_dir, capsys):
+    path, learn = model_dir
+    expected = movierecs.recommend(learn, 5, n=3)
+    lines = _run(capsys, 'recommend', '--user', '5', '-n', '3', '--model', path).splitlines()
+    assert lines[0].split() == ['#', 'title', 'predicted_rating'] and len(lines) == 4
+    assert lines[1].split(None, 1)[1].rsplit(None, 1) == [expected.index[0], f'{expected.iloc[0]:.2f}']
+    rows = json.loads(_run(capsys, 'recommend', '--user', '5', '-n', '3', '--model', path, '--json'))
+    assert [r['title'] for r in rows] == expected.index.tolist()
+    assert [r['predicted_rating'] for r in rows] == pytest.approx(expected.tolist())
+
+def test_similar_and_biases(model_dir, capsys):
+    path, learn = model_dir
+    rows = json.loads(_run(capsys, 'similar', 'Movie 3 (1990)', '--model', path, '--json'))
+    assert [r['title'] for r in rows] == movierecs.similar_movies(learn, 'Movie 3 (1990)').index.tolist()
+    low = json.loads(_run(capsys, 'biases', '--model', path, '--json'))
+    high = json.loads(_run(capsys, 'biases', '--highest', '-n', '2', '--model', path, '--json'))
+    assert [r['title'] for r in low] == movierecs.biases(learn).index.tolist()
+    assert [r['title'] for r in high] == movierecs.biases(learn, n=2, lowest=False).index.tolist()
+
+@pytest.mark.parametrize('argv, code, problem', [
+    (['recommend', '--user', '5000'], 1, "User '5000' is not in the training data: valid users are 1 to 100"),
+    (['similar', 'Movie 3'], 1, "'Movie 3' is not a movie the model was trained on. Did you mean"),
+    (['recommend', '--user', '5', '-n', '0'], 2, 'argument -n: must be positive, got 0'),
+    (['recommend'], 2, 'the following arguments are required: --user'),
+    (['train', 'svd'], 2, "argument MODEL: invalid choice: 'svd'"),
+    (['train', 'dot', '--lr', '-1'], 2, 'argument --lr: must be positive'),
+    (['train', 'dot', '--epochs', 'x'], 2, "argument --epochs: 'x' is not a number"),
+    (['biases', '--lowest', '--highest'], 2, 'not allowed with argument'),
+    (['fly'], 2, "invalid choice: 'fly'"),
+])
+def test_bad_arguments_one_line_no_traceback(argv, code, problem, model_dir, capsys):
+    path, _ = model_dir
+    if argv[0] in ('recommend', 'similar', 'biases') and code == 1: argv = argv + ['--model', path]
+    with pytest.raises(SystemExit) as e: main(argv)
+    msg = e.value.code if isinstance(e.value.code, str) else capsys.readouterr().err
+    code_ = 1 if isinstance(e.value.code, str) else e.value.code
+    assert code_ == code and problem in msg and msg.strip().count('\n') == 0 and 'Traceback' not in msg
+
+def test_broken_model_folder_is_one_line(tmp_path):
+    with pytest.raises(SystemExit) as e: main(['biases', '--model', str(tmp_path)])
+    assert e.value.code.startswith('movierecs: error: No saved model at')
+
+def test_help_on_every_command(capsys):
+    for cmd in ['models', 'train', 'recommend', 'similar', 'biases']:
+        with pytest.raises(SystemExit) as e: main([cmd, '--help'])
+        assert e.value.code == 0 and f'usage: movierecs {cmd}' in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e: main(['reproduce', '--help'])
+    assert e.value.code == 0 and 'usage: movierecs reproduce' in capsys.readouterr().out
+
+def test_console_script_is_installed():
+    exe = Path(sys.executable).parent/'movierecs'
+    r = subprocess.run([str(exe), 'models', '--json'], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and json.loads(r.stdout)[0]['model'] == 'dot'
+    r = subprocess.run([str(exe), 'recommend', '--user', '1', '--model', '/nonexistent'], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and r.stderr.strip().count('\n') == 0 and 'No saved model at /nonexistent' in r.stderr
+
+@pytest.mark.realdata
+def test_train_saves_a_model(tmp_path, capsys, ratings):
+    out = json.loads(_run(capsys, 'train', 'dot_bias', '--epochs', '1', '--out', str(tmp_path/'m'), '--json'))
+    assert out['model'] == 'dot_bias' and len(out['losses']) == 1 and out['losses'][0]['valid_loss'] < 1.2
+    assert movierecs.load(tmp_path/'m').train_spec == dict(epochs=1, lr=5e-3, wd=0.1, seed=42)
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_default_model_trained_once_and_cached(tmp_path, capsys, monkeypatch, ratings):
+    "Without --model: the notebook's collab run (shared with test_accuracy through the cache), saved to the cache dir."
+    monkeypatch.setenv('MOVIERECS_CACHE', str(tmp_path))
+    first = json.loads(_run(capsys, 'recommend', '--user', '196', '--json'))
+    assert (tmp_path/'default'/'model.json').is_file() and len(first) == 10
+    assert json.loads(_run(capsys, 'recommend', '--user', '196', '--json')) == first  # loaded from the cache
+    sim = json.loads(_run(capsys, 'similar', 'Silence of the Lambs, The (1991)', '--json'))
+    assert len(sim) == 5 and all(r['title'] != 'Silence of the Lambs, The (1991)' for r in sim)
+    high = json.loads(_run(capsys, 'biases', '--highest', '--json'))
+    assert 'Titanic (1997)' in [r['title'] for r in high]  # the notebook's top-bias movie
