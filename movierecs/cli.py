@@ -16,10 +16,12 @@ class _Parser(argparse.ArgumentParser):
 
 def _learner(args):
     "The model in `--model DIR`, else the default model, trained once and cached."
-    from .saving import load, save
+    from .saving import ModelFileError, load, save
     if args.model: return load(args.model)
     path = cache_dir()/'default'
-    if (path/'model.json').is_file(): return load(path)
+    if (path/'model.json').is_file():
+        try: return load(path)
+        except ModelFileError as e: raise ModelFileError(f'{e} (The cached default model: delete {path} to retrain it.)') from None
     from .experiments import train_model
     print(f"Training the default model ({DEFAULT_MODEL['model']}, {DEFAULT_MODEL['epochs']} epochs) once; "
           f"it is cached in {path}.", file=sys.stderr, flush=True)

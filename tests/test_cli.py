@@ -62,6 +62,12 @@ def test_broken_model_folder_is_one_line(tmp_path):
     with pytest.raises(SystemExit) as e: main(['biases', '--model', str(tmp_path)])
     assert e.value.code.startswith('movierecs: error: No saved model at')
 
+def test_broken_default_model_says_how_to_retrain(tmp_path, monkeypatch):
+    monkeypatch.setenv('MOVIERECS_CACHE', str(tmp_path))
+    (tmp_path/'default').mkdir(); (tmp_path/'default'/'model.json').write_text('{')
+    with pytest.raises(SystemExit) as e: main(['biases'])
+    assert 'not valid JSON' in e.value.code and f"delete {tmp_path/'default'} to retrain" in e.value.code
+
 def test_help_on_every_command(capsys):
     for cmd in ['models', 'train', 'recommend', 'similar', 'biases']:
         with pytest.raises(SystemExit) as e: main([cmd, '--help'])
