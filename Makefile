@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export MOVIERECS_DATA ?= $(if $(wildcard ../shared/data/ml-100k/u.data),$(abspath ../shared/data/ml-100k))
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast reproduce notebooks clean
+.PHONY: help install test test-fast reproduce notebooks bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ reproduce: install ## Retrain every experiment; write results/losses.{csv,md}, r
 
 notebooks: install ## Re-execute notebooks/*.ipynb and save their outputs in place
 	$(PY) -m movierecs.nbrun notebooks/*.ipynb
+
+bench: install ## Time an epoch of every model: bare PyTorch loop vs faithful vs fast path; write results/bench.md
+	$(PY) benchmarks/speed.py
 
 clean: ## Remove .venv and caches
 	rm -rf $(VENV) .pytest_cache *.egg-info

@@ -2,10 +2,12 @@
 __version__ = '0.1.0'
 
 from .data import *
+from .fast import *
 from .models import *
 from .learners import *
 from .experiments import *
 from .analysis import *
 from .saving import *
 
-__all__ = (data.__all__ + models.__all__ + learners.__all__ + experiments.__all__ + analysis.__all__ + saving.__all__)
+__all__ = (data.__all__ + fast.__all__ + models.__all__ + learners.__all__ + experiments.__all__ + analysis.__all__
+           + saving.__all__)

@@ -94,16 +94,17 @@ def train_model(model, # A name from `list_models()`
                 ratings=None, # Ratings frame; `load_ratings()` when None
                 progress=True, # Show fastai's progress bar and loss table while training
                 cache=False, # Reuse the learner an identical call already trained in this process
+                fast=False, # Train from in-memory tensors with `FastLearner` (see `movierecs.fast`)
                 **kwargs # Passed to `get_learner` (e.g. `n_factors`, `cbs`)
                ) -> Learner:
     "Seed, build `dls` and the learner of `model`, then `fit_one_cycle(epochs, lr, wd=wd)`; `learn.loss_table.df` has the losses."
     _check_schedule(epochs, lr, wd)
     check_model(model)  # before loading any data
     if ratings is None: ratings = load_ratings()
-    key = (model, epochs, lr, wd, seed, _fingerprint(ratings), repr(sorted(kwargs.items())))
+    key = (model, epochs, lr, wd, seed, fast, _fingerprint(ratings), repr(sorted(kwargs.items())))
     if cache and key in _trained: return _trained[key]
     set_seed(seed, reproducible=True)
-    learn = get_learner(model, dataloaders(ratings, seed=seed), **kwargs)
+    learn = get_learner(model, dataloaders(ratings, seed=seed, fast=fast), **kwargs)
     learn.train_spec = dict(epochs=epochs, lr=lr, wd=wd, seed=seed)
     learn.add_cb(LossTable())
     with ExitStack() as quiet:

@@ -9,6 +9,7 @@ from fastcore.basics import listify
 from fastcore.meta import delegates
 
 from .data import check_dls
+from .fast import make_fast
 from .models import DotProduct, DotProductBias, DotProductBiasParams, CollabNN
 
 __all__ = ['NaNLossError', 'RaiseOnNaN', 'register', 'list_models', 'get_learner', 'check_model',
@@ -61,8 +62,9 @@ class RaiseOnNaN(Callback):
 def _learner(dls, model=None, cbs=None, **kwargs):
     "The notebook's `Learner(dls, model, loss_func=MSELossFlat())`, or fastai's `collab_learner` when `model` is None; checked `dls`, `RaiseOnNaN`."
     dls, cbs = check_dls(dls), [RaiseOnNaN()] + listify(cbs)
-    if model is None: return collab_learner(dls, cbs=cbs, **kwargs)
-    return Learner(dls, model, loss_func=MSELossFlat(), cbs=cbs, **kwargs)
+    kwargs.setdefault('loss_func', MSELossFlat())
+    learn = collab_learner(dls, cbs=cbs, **kwargs) if model is None else Learner(dls, model, cbs=cbs, **kwargs)
+    return make_fast(learn)
 
 def _sizes(dls): return [len(c) for c in dls.classes.values()]  # n_users, n_movies
 

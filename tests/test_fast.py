@@ -1,0 +1,76 @@
+"The fast path: the same optimizer maths, the same callback events, a true permutation, and the same losses."
+import pytest, torch
+from fastai.callback.core import Callback, _events
+from fastai.optimizer import Adam
+import movierecs
+from movierecs import dataloaders, get_learner, shuffle_stats, EXPERIMENTS
+from movierecs.fast import FastAdam, FastLearner, FlatMSE, TensorDataLoader
+
+def test_fast_adam_is_fastais_adam_bit_for_bit():
+    torch.manual_seed(0)
+    a, b = movierecs.CollabNN((30, 5), (20, 6)), movierecs.CollabNN((30, 5), (20, 6))
+    b.load_state_dict(a.state_dict())
+    oa, ob = Adam(list(a.parameters()), 1e-2), FastAdam(list(b.parameters()), 1e-2)
+    for o, m in ((oa, a), (ob, b)): o.state[m.layers[2].bias]['do_wd'] = False  # as Learner does for biases
+    for i in range(30):
+        x = torch.stack([torch.randint(0, 30, (16,)), torch.randint(0, 20, (16,))], 1); y = torch.rand(16, 1)*5
+        for m, o in ((a, oa), (b, ob)):
+            o.set_hypers(lr=1e-2*(1 + i % 3), mom=0.85 + 0.01*(i % 5), wd=0.1)
+            ((m(x) - y)**2).mean().backward(); o.step(); o.zero_grad()
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert all(oa.state[p]['step'] == 30 == ob.state[q]['step'] for p, q in zip(a.parameters(), b.parameters()))
+
+class _Log(Callback):
+    "Records every event it is given."
+    def __init__(self): self.log = []
+for _e in _events: setattr(_Log, _e, (lambda e: lambda self: self.log.append(e))(_e))
+
+class _Count(Callback):
+    def __init__(self): self.n = 0
+    def after_batch(self): self.n += 1
+
+def test_fast_learner_fires_the_same_events(synth, seed):
+    logs = []
+    for fast in (False, True):
+        log, count = _Log(), _Count()
+        learn = get_learner('dot_bias', dataloaders(synth, bs=32, seed=seed, fast=fast), cbs=[log, count])
+        assert isinstance(learn, FastLearner) == fast and isinstance(learn.loss_func, FlatMSE) == fast
+        with learn.no_bar(): learn.fit_one_cycle(2, 5e-3)
+        learn.validate()
+        logs.append(log.log)
+        assert count.n == 2*len(learn.dls.train) + 2*len(learn.dls.valid) + len(learn.dls.valid)
+    assert logs[0] == logs[1] and logs[0].count('before_batch') > 0
+
+def test_tensor_loader_is_a_permutation_per_epoch(synth, seed):
+    dls = dataloaders(synth, bs=16, seed=seed, fast=True)
+    assert type(dls.train) is TensorDataLoader
+    s = shuffle_stats(dls.train)
+    full = s['rows'] // 16 * 16
+    assert s['per_epoch'] == [full, full] and s['excess'] == [0, 0] and not s['same_order']
+    assert len(dls.valid) == -(-len(dls.valid.x) // 16) and not dls.valid.drop_last  # every validation row
+    ordered = torch.cat([x for x, _ in dls.train.new(shuffle=False, drop_last=False)])
+    assert torch.equal(ordered, dls.train.x)
+
+def test_fast_path_keeps_split_vocab_and_init(synth, seed):
+    slow, fast = dataloaders(synth, seed=seed), dataloaders(synth, seed=seed, fast=True)
+    assert slow.classes == fast.classes and fast.train.items.index.equals(slow.train.items.index)
+    a = get_learner('collab', dataloaders(synth, seed=seed))  # from_df's split reseeds torch: the same init follows
+    b = get_learner('collab', dataloaders(synth, seed=seed, fast=True))
+    assert all(torch.equal(p, q) for p, q in zip(a.model.parameters(), b.model.parameters()))
+    assert torch.allclose(a.get_preds()[0], b.get_preds()[0]) and a.validate()[0] == pytest.approx(b.validate()[0], abs=1e-6)
+
+def test_fast_path_trains_every_model(synth, seed):
+    for name in movierecs.list_models():
+        learn = movierecs.train_model(name, epochs=2, wd=0.1, seed=seed, ratings=synth, progress=False, fast=True)
+        t = learn.loss_table.df
+        assert isinstance(learn, FastLearner) and t.valid_loss.iloc[-1] < t.valid_loss.iloc[0]
+
+@pytest.mark.slow
+@pytest.mark.realdata
+@pytest.mark.parametrize('name', [n for n, e in EXPERIMENTS.items() if e.notebook is not None])
+def test_fast_path_matches_the_faithful_losses(name, trained, ratings, seed):
+    "Every notebook experiment within 0.01 of the faithful path's final valid MSE, same seed (only the shuffles differ)."
+    faithful = trained(name).loss_table.df.valid_loss.iloc[-1]
+    fast = movierecs.train_experiment(name, seed=seed, ratings=ratings, progress=False, fast=True).loss_table.df.valid_loss.iloc[-1]
+    print(f'{name}: fast {fast:.4f} faithful {faithful:.4f} diff {fast-faithful:+.4f}')
+    assert abs(fast - faithful) < 0.01, (fast, faithful)
