@@ -68,9 +68,12 @@ def get_experiment(name):
 class LossTable(Callback):
     "Collect the per-epoch table fastai prints (epoch, train_loss, valid_loss, time) as `self.df`; `self.seconds` per epoch."
     order = 55  # after `Recorder` has computed the epoch's losses
-    def __init__(self): self.rows, self.seconds, self.new_fit, self.in_train = [], [], False, False
-    def before_fit(self): self.new_fit, self.in_train = True, False
+    def __init__(self): self.rows, self.seconds, self.new_fit, self.in_train, self.active = [], [], False, False, False
+    def before_fit(self):
+        self.new_fit, self.in_train = True, False
+        self.active = not hasattr(self.learn, 'lr_finder')  # `lr_find` is a fit too, but not one to tabulate
     def before_train(self):
+        if not self.active: return
         if self.new_fit: self.rows, self.seconds, self.new_fit = [], [], False  # a fit that trains starts a new table
         self.in_train, self.start = True, time.perf_counter()
     def after_epoch(self):

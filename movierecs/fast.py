@@ -40,10 +40,10 @@ class TensorDataLoader:
 
     def one_batch(self): return next(iter(self))
     def to(self, device): self.device = device; return self
-    def new(self, shuffle=None, drop_last=None, bs=None, **kwargs):
-        "A loader over the same rows, e.g. in order for `get_preds`; the permutation stream continues, not restarts."
-        dl = TensorDataLoader(self.x, self.y, bs or self.bs, self.shuffle if shuffle is None else shuffle,
-                              drop_last, src=self.src)
+    def new(self, dataset=None, shuffle=None, drop_last=None, bs=None, **kwargs):
+        "A loader over the same rows (no rows when given `dataset`, as fastai's `new_empty` does); the permutations continue."
+        x, y = (self.x, self.y) if dataset is None else (self.x[:0], self.y[:0])
+        dl = TensorDataLoader(x, y, bs or self.bs, self.shuffle if shuffle is None else shuffle, drop_last, src=self.src)
         dl.gen, dl.device = self.gen, self.device
         return dl
 

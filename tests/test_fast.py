@@ -74,3 +74,15 @@ def test_fast_path_matches_the_faithful_losses(name, trained, ratings, seed):
     fast = movierecs.train_experiment(name, seed=seed, ratings=ratings, progress=False, fast=True).loss_table.df.valid_loss.iloc[-1]
     print(f'{name}: fast {fast:.4f} faithful {faithful:.4f} diff {fast-faithful:+.4f}')
     assert abs(fast - faithful) < 0.01, (fast, faithful)
+
+@pytest.mark.parametrize('fast', [False, True])
+def test_fastai_tools_keep_working(fast, synth, seed, tmp_path):
+    "lr_find, show_results and export on both paths; lr_find leaves the loss table alone."
+    learn = movierecs.train_model('collab', epochs=1, seed=seed, ratings=synth, progress=False, fast=fast)
+    table = learn.loss_table.df.copy()
+    with learn.no_bar(): sug = learn.lr_find(show_plot=False)
+    assert sug.valley > 0 and learn.loss_table.df.equals(table)
+    learn.show_results(max_n=2)
+    learn.export(tmp_path/'export.pkl')
+    from fastai.learner import load_learner
+    assert type(load_learner(tmp_path/'export.pkl')) is type(learn)
