@@ -104,8 +104,8 @@ def pca_map(learn, # A trained learner with movie factors
             path=None # Save the figure here as PNG (written atomically)
            ):
     "fastbook's picture: PCA of the factors of the most-rated movies, titles placed on components 1 and 3."
-    import matplotlib; matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    import matplotlib
+    from matplotlib.figure import Figure  # not pyplot: no global backend or figure state is touched
     titles, w = _vocab(learn, 'movie'), _weights(learn, 'movie', 'factors')
     counts = np.bincount(_rated(learn)[:, 1], minlength=len(titles))
     counts[0] = -1  # never the placeholder
@@ -115,9 +115,9 @@ def pca_map(learn, # A trained learner with movie factors
     v = v * torch.where(v.sum(1, keepdim=True) < 0, -1., 1.)  # fix each component's sign
     pcs = (x @ v[:3].T).numpy()
     k = min(n_movies, len(top))
-    fig, ax = plt.subplots(figsize=(12, 12))
+    fig = Figure(figsize=(12, 12)); ax = fig.subplots()
     ax.scatter(pcs[:k, 0], pcs[:k, -1], s=12, color='0.4')
-    colors = plt.get_cmap('tab10')
+    colors = matplotlib.colormaps['tab10']
     for j in range(k): ax.text(pcs[j, 0], pcs[j, -1], titles[top[j]], fontsize=10, color=colors(j % 10))
     ax.set_xlabel('principal component 1'); ax.set_ylabel(f'principal component {pcs.shape[1]}')
     ax.set_title(f'Movie factors of the {k} most-rated movies ({type(learn.model).__name__})')
@@ -128,9 +128,8 @@ def loss_curves(learn, # A trained learner
                 title='' # Title of the figure
                ):
     "fastai's learning curve of the last fit (smoothed training loss per batch, validation loss per epoch) as a figure."
-    import matplotlib; matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(7, 4.5)); ax = fig.subplots()
     learn.recorder.plot_loss(skip_start=5, ax=ax)
     ax.set_title(title or 'learning curve')
     return fig

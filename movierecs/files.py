@@ -26,9 +26,8 @@ def write_atomic(files:dict # {path: text or bytes}, written together
             if os.path.exists(tmp): os.remove(tmp)
 
 def png_bytes(fig, dpi=80):
-    "A matplotlib figure as PNG bytes (no timestamp or software tag, so the same figure gives the same file); closes it."
-    import io, matplotlib.pyplot as plt
+    "A matplotlib figure as PNG bytes (no timestamp or software tag, so the same figure gives the same file)."
+    import io
     buf = io.BytesIO()
     fig.savefig(buf, format='png', dpi=dpi, bbox_inches='tight', metadata={'Software': None})
-    plt.close(fig)
     return buf.getvalue()
