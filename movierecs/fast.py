@@ -1,4 +1,4 @@
-"The fast default training path: fastai's `Learner`, fed by in-memory tensors, with cheaper callback dispatch."
+"An opt-in faster training path (`dataloaders(fast=True)`): fastai's `Learner`, fed by in-memory tensors, with cheaper callback dispatch."
 import math
 import torch
 import torch.nn.functional as F
