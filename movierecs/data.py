@@ -151,7 +151,7 @@ def dataloaders(ratings=None, # Ratings frame like `load_ratings()`; loaded when
                 seed=42, # Seed of the random train/valid split and of the training shuffles
                 splits=None, # (train, valid) row positions, instead of a random `valid_pct` split
                 fast=False, # Serve the batches from in-memory tensors (`fast_dataloaders`), ~3x faster; False: fastai's loaders
-                **kwargs # Passed to `CollabDataLoaders.from_df` (its dl_type is TabDataLoader unless given)
+                **kwargs # Passed to `CollabDataLoaders.from_df` (its dl_type is TabDataLoader unless given), e.g. `val_bs`
                ):
     "`CollabDataLoaders.from_df(ratings, item_name='title', dl_type=TabDataLoader)`: a true permutation every epoch."
     if ratings is None: ratings = load_ratings()
@@ -171,7 +171,7 @@ def dataloaders(ratings=None, # Ratings frame like `load_ratings()`; loaded when
         dls = to.dataloaders(path='.', bs=bs, dl_type=dl_type, **kwargs)
     if seed is not None: dls.train.rng = random.Random(seed)  # the shuffles too, not only the split
     check_dls(dls)
-    return fast_dataloaders(dls, seed=seed) if fast else dls
+    return fast_dataloaders(dls, seed=seed, val_bs=kwargs.get('val_bs')) if fast else dls
 
 def check_dls(dls):
     "Return `dls` if its training loader visits every row once per epoch; raise on fastai's resampling `TabWeightedDL`."

@@ -1,14 +1,17 @@
 "An opt-in faster training path (`dataloaders(fast=True)`): fastai's `Learner`, fed by in-memory tensors, with cheaper callback dispatch."
 import math
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from fastai.data.core import DataLoaders
-from fastai.learner import Learner
+from fastai.callback.core import TrainEvalCallback, _inner_loop
+from fastai.callback.schedule import ParamScheduler
+from fastai.learner import Learner, Recorder
 from fastai.losses import BaseLoss
 from fastai.optimizer import Adam, Optimizer, debias
 
-__all__ = ['TensorDataLoader', 'fast_dataloaders', 'FlatMSE', 'FastAdam', 'FastLearner', 'make_fast']
+__all__ = ['VAL_BS', 'TensorDataLoader', 'fast_dataloaders', 'FlatMSE', 'FastAdam', 'FastLearner', 'make_fast']
 
 class TensorDataLoader:
     "Batches of (user, item) codes and ratings sliced from tensors: a new permutation every epoch, `drop_last` like fastai."
@@ -38,12 +41,15 @@ class TensorDataLoader:
         if self.device is not None: x, y = x.to(self.device), y.to(self.device)
         for i in range(len(self)): yield x[i*self.bs:(i+1)*self.bs], y[i*self.bs:(i+1)*self.bs]
 
-    def one_batch(self): return next(iter(self))
+    def one_batch(self):
+        if len(self) == 0: raise ValueError(f'This loader has no batch: {self.n} rows, bs={self.bs}, drop_last={self.drop_last}.')
+        return next(iter(self))
     def to(self, device): self.device = device; return self
     def new(self, dataset=None, shuffle=None, drop_last=None, bs=None, **kwargs):
         "A loader over the same rows (no rows when given `dataset`, as fastai's `new_empty` does); the permutations continue."
         x, y = (self.x, self.y) if dataset is None else (self.x[:0], self.y[:0])
-        dl = TensorDataLoader(x, y, bs or self.bs, self.shuffle if shuffle is None else shuffle, drop_last, src=self.src)
+        dl = TensorDataLoader(x, y, bs or self.bs, self.shuffle if shuffle is None else shuffle,
+                              self.drop_last if drop_last is None else drop_last, src=self.src)
         dl.gen, dl.device = self.gen, self.device
         return dl
 
@@ -58,13 +64,17 @@ def _tensors(dl):
     y = torch.from_numpy(items[list(dl.y_names)].to_numpy('float32'))
     return x, y
 
+VAL_BS = 4096  # validation rows per batch on the fast path: the valid loss is a row-weighted mean, so only rounding differs
+
 def fast_dataloaders(dls, # The faithful `DataLoaders` (their split and vocabulary are kept)
-                     seed=None # Seed of the training permutations
+                     seed=None, # Seed of the training permutations
+                     val_bs=None # Validation batch size; default: the larger of `VAL_BS` and the training bs
                     ) -> DataLoaders:
     "`DataLoaders` over the same rows as `dls`, as in-memory tensors."
-    train, valid = (TensorDataLoader(*_tensors(dl), bs=dl.bs, shuffle=dl.shuffle, drop_last=dl.drop_last, seed=seed, src=dl)
-                    for dl in (dls.train, dls.valid))
-    return DataLoaders(train, valid, path=dls.path)
+    train, valid = dls.train, dls.valid
+    return DataLoaders(TensorDataLoader(*_tensors(train), bs=train.bs, shuffle=train.shuffle, drop_last=train.drop_last, seed=seed, src=train),
+                       TensorDataLoader(*_tensors(valid), bs=val_bs or max(VAL_BS, valid.bs), drop_last=False, src=valid),
+                       path=dls.path)
 
 class FlatMSE:
     "`MSELossFlat`'s maths on plain tensors (fastai's wraps them in `TensorBase`, whose dispatch costs time per batch)."
@@ -103,8 +113,67 @@ class FastAdam(Optimizer):
                 denom = torch._foreach_div(sqr, debias2); torch._foreach_sqrt_(denom); torch._foreach_add_(denom, h['eps'])
                 torch._foreach_addcdiv_(data, avg, denom, value=-h['lr']/debias1)  # `adam_step`
 
+_fast_events = {}  # (callback class, event) -> f(cb, learn): that method's work without fastai's per-call lookups
+
+def _replaces(cls, event):
+    "Register `f` as the per-batch work of `cls.event` for `FastLearner` (exactly `cls`, not its subclasses)."
+    def deco(f): _fast_events[cls, event] = f; return f
+    return deco
+
+@_replaces(TrainEvalCallback, 'after_batch')
+def _train_eval_after_batch(cb, learn):
+    learn.pct_train += 1./(learn.n_iter*learn.n_epoch)
+    learn.train_iter += 1
+
+@_replaces(Recorder, 'after_batch')
+def _recorder_after_batch(cb, learn):
+    if len(learn.yb) == 0: return
+    d = cb.__dict__
+    if learn.training:
+        if not d.get('cancel_train', False):
+            cb.smooth_loss.accumulate(learn)
+            if cb.train_metrics:
+                for met in learn.metrics: met.accumulate(learn)
+        cb.lrs.append(learn.opt.hypers[-1]['lr'])
+        cb.losses.append(v := cb.smooth_loss.value)
+        learn.smooth_loss = v
+    elif not d.get('cancel_valid', False) and cb.valid_metrics:
+        for met in [cb.loss, *learn.metrics]: met.accumulate(learn)
+
+@_replaces(ParamScheduler, 'before_batch')
+def _param_scheduler_before_batch(cb, learn):
+    pct, opt = learn.pct_train, learn.opt
+    for n, f in cb.scheds.items(): opt.set_hyper(n, _fast_sched(f)(pct))
+
+@_replaces(ParamScheduler, 'after_batch')
+def _param_scheduler_after_batch(cb, learn):
+    h = learn.opt.hypers[-1]
+    for p in cb.scheds: cb.hps[p].append(h[p])
+
+def _fast_sched(f):
+    "fastai's `combine_scheds` function `f` computed with numpy float32 scalars instead of torch ops (the same values); other `f` as is."
+    if getattr(f, '__qualname__', '') != 'combine_scheds.<locals>._inner': return f
+    fast = f.__dict__.get('_fast')
+    if fast is None:
+        cells = dict(zip(f.__code__.co_freevars, (c.cell_contents for c in f.__closure__)))
+        pcts, scheds, lim = cells['pcts'].numpy(), cells['scheds'], cells['pct_lim']
+        def fast(pos):
+            idx = min(int(np.flatnonzero(np.float32(pos) >= pcts).max()), lim)
+            return scheds[idx](float((np.float32(pos) - pcts[idx]) / (pcts[idx+1] - pcts[idx])))
+        f._fast = fast
+    return fast
+
+def _runner(cb, event):
+    "A callable of `learn` that does what `cb(event)` does."
+    f = _fast_events.get((type(cb), event))
+    if f is None: return lambda learn: cb(event)
+    inner = event in _inner_loop
+    def run(learn):  # `Callback.__call__`'s conditions
+        if cb.run and (not inner or (cb.run_train if learn.training else cb.run_valid)): f(cb, learn)
+    return run
+
 class FastLearner(Learner):
-    "A fastai `Learner` that calls, for each event, only the callbacks that define it."
+    "A fastai `Learner` that calls, for each event, only the callbacks that define it, and does fastai's own per-batch callback work without its attribute lookups."
     def __call__(self, event_name):
         for e in ([event_name] if isinstance(event_name, str) else event_name): self._call_one(e)
 
@@ -114,9 +183,23 @@ class FastLearner(Learner):
         if key not in cache:
             cbs = self.cbs.sorted('order')
             # every callback sees `after_fit` (fastai resets `cb.run` there); otherwise only those with the method
-            cache[key] = cbs if event_name == 'after_fit' else [cb for cb in cbs if getattr(type(cb), event_name, None) is not None]
+            if event_name != 'after_fit': cbs = [cb for cb in cbs if getattr(type(cb), event_name, None) is not None]
+            cache[key] = [_runner(cb, event_name) for cb in cbs]
             if len(cache) > 1000: cache.clear()
-        for cb in cache[key]: cb(event_name)
+        for run in cache[key]: run(self)
+
+    def all_batches(self):
+        self._device = next(self.model.parameters()).device
+        super().all_batches()
+
+    def _set_device(self, b):
+        "Tensors already on the model's device pass as they are (fastai would copy them to the same device)."
+        if type(self.dl) is TensorDataLoader and all(t.device == self._device for t in b): return b
+        return super()._set_device(b)
+
+    def _split(self, b):
+        if type(self.dl) is TensorDataLoader: self.xb, self.yb = b[:1], b[1:]
+        else: super()._split(b)
 
 def _is_mse_flat(f): return isinstance(f, BaseLoss) and isinstance(f.func, nn.MSELoss) and f.flatten and f.func.reduction == 'mean'
 

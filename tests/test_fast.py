@@ -1,6 +1,7 @@
 "The fast path: the same optimizer maths, the same callback events, a true permutation, and the same losses."
-import pytest, torch
+import numpy as np, pytest, torch
 from fastai.callback.core import Callback, _events
+from fastai.metrics import rmse
 from fastai.optimizer import Adam
 import movierecs
 from movierecs import dataloaders, get_learner, shuffle_stats, EXPERIMENTS
@@ -33,7 +34,7 @@ def test_fast_learner_fires_the_same_events(synth, seed):
     logs = []
     for fast in (False, True):
         log, count = _Log(), _Count()
-        learn = get_learner('dot_bias', dataloaders(synth, bs=32, seed=seed, fast=fast), cbs=[log, count])
+        learn = get_learner('dot_bias', dataloaders(synth, bs=32, val_bs=32, seed=seed, fast=fast), cbs=[log, count])
         assert isinstance(learn, FastLearner) == fast and isinstance(learn.loss_func, FlatMSE) == fast
         with learn.no_bar(): learn.fit_one_cycle(2, 5e-3)
         learn.validate()
@@ -47,7 +48,8 @@ def test_tensor_loader_is_a_permutation_per_epoch(synth, seed):
     s = shuffle_stats(dls.train)
     full = s['rows'] // 16 * 16
     assert s['per_epoch'] == [full, full] and s['excess'] == [0, 0] and not s['same_order']
-    assert len(dls.valid) == -(-len(dls.valid.x) // 16) and not dls.valid.drop_last  # every validation row
+    assert len(dls.valid) == -(-len(dls.valid.x) // dls.valid.bs) and not dls.valid.drop_last  # every validation row
+    assert dls.valid.bs == movierecs.fast.VAL_BS and dataloaders(synth, bs=16, val_bs=8, fast=True).valid.bs == 8
     ordered = torch.cat([x for x, _ in dls.train.new(shuffle=False, drop_last=False)])
     assert torch.equal(ordered, dls.train.x)
 
@@ -86,3 +88,50 @@ def test_fastai_tools_keep_working(fast, synth, seed, tmp_path):
     learn.export(tmp_path/'export.pkl')
     from fastai.learner import load_learner
     assert type(load_learner(tmp_path/'export.pkl')) is type(learn)
+
+def test_fast_schedule_is_fastais_bit_for_bit():
+    "`_fast_sched` gives `combine_scheds`'s values at every position of several fits (fit_one_cycle's lr and mom)."
+    import numpy as np
+    from fastai.callback.schedule import combined_cos, combine_scheds, SchedLin, SchedNo
+    from movierecs.fast import _fast_sched
+    fs = [combined_cos(0.25, np.array([2e-4, 5e-3])/25, np.array([2e-4, 5e-3]), np.array([2e-4, 5e-3])/1e5),
+          combined_cos(0.25, 0.95, 0.85, 0.95), combined_cos(0.3, 1e-3, 1e-2, 1e-7),
+          combine_scheds([0.1, 0.5, 0.4], [SchedLin(0, 1), SchedNo(1, 1), SchedLin(1, 0)])]
+    for f in fs:
+        assert _fast_sched(f) is not f
+        for n_epoch, n_iter in ((5, 1250), (3, 7), (1, 1)):
+            pct = 0.
+            for i in range(n_epoch*n_iter):  # the positions `TrainEvalCallback` produces
+                if i % n_iter == 0: pct = (i // n_iter)/n_epoch
+                a, b = f(pct), _fast_sched(f)(pct)
+                assert np.array_equal(a, b) and type(a) is type(b), (pct, a, b)
+                pct += 1./(n_iter*n_epoch)
+    g = lambda pos: pos
+    assert _fast_sched(g) is g  # any other schedule runs as given
+
+@pytest.mark.parametrize('name', ['dot_bias', 'collab_nn'])
+def test_fast_learner_is_learner_bit_for_bit(name, synth, seed):
+    "On the same loaders, `FastLearner` and fastai's `Learner` give the same weights, losses, lrs and schedule."
+    from fastai.learner import Learner
+    from fastai.callback.tracker import EarlyStoppingCallback
+    out = []
+    for cls in (Learner, FastLearner):
+        torch.manual_seed(0)
+        dls = dataloaders(synth, bs=32, seed=seed, fast=True)
+        learn = get_learner(name, dls, wd=0.1, metrics=rmse)
+        learn.__class__ = cls
+        learn.add_cb(EarlyStoppingCallback(patience=10))  # a callback of the generic path, alongside
+        with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(3, 5e-3)
+        r = learn.recorder
+        out.append(([p.detach().clone() for p in learn.model.parameters()],
+                    _plain([r.losses, r.lrs, r.hps, r.values, r.iters, learn.train_iter, learn.pct_train])))
+    (pa, a), (pb, b) = out
+    assert all(torch.equal(p, q) for p, q in zip(pa, pb))
+    assert a == b and len(a[0]) == 3*len(dls.train)
+
+def _plain(o):
+    "Nested lists, dicts, tensors and arrays as plain Python values, to compare with `==`."
+    if isinstance(o, dict): return {k: _plain(v) for k, v in o.items()}
+    if isinstance(o, (torch.Tensor, np.ndarray, np.generic)): return np.asarray(o).tolist()
+    if isinstance(o, (list, tuple)): return [_plain(v) for v in o]
+    return o
