@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export MOVIERECS_DATA ?= $(if $(wildcard ../shared/data/ml-100k/u.data),$(abspath ../shared/data/ml-100k))
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast reproduce notebooks bench clean
+.PHONY: help install install-bench test test-fast reproduce benchmark tune notebooks bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -23,11 +23,23 @@ test: install ## Run every test: fast ones, then the slow ML-100k regression run
 test-fast: install ## Run the fast tests only (seconds, synthetic data)
 	$(PY) -m pytest -m 'not slow'
 
-reproduce: install ## Retrain every experiment; write results/losses.{csv,md}, results/env.json; re-execute the notebooks
-	$(PY) -W 'ignore:The given NumPy array is not writable' -m movierecs.reproduce --out results --notebooks notebooks/*.ipynb
+SEEDS ?= 1
+reproduce: install ## Retrain every experiment; write results/losses.{csv,md}, env.json; re-execute the notebooks. SEEDS=3: + results/seeds.md
+	$(PY) -W 'ignore:The given NumPy array is not writable' -m movierecs.reproduce --out results --seeds $(SEEDS) --notebooks notebooks/*.ipynb
+
+benchmark: install-bench ## Every experiment and Surprise's peers on the canonical splits: results/benchmark.{md,csv}
+	$(PY) -W 'ignore:The given NumPy array is not writable' -m movierecs.benchmark --out results
+
+install-bench: $(VENV)/.installed-bench ## Install the [bench] extra (scikit-surprise) into .venv
+$(VENV)/.installed-bench: $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,bench]'
+	touch $@
 
 notebooks: install ## Re-execute notebooks/*.ipynb and save their outputs in place
 	$(PY) -m movierecs.nbrun notebooks/*.ipynb
+
+tune: install ## Grid-search the `tuned` experiment on a carve-out of u1.base (never u1.test): results/tuning.{md,csv}
+	$(PY) -W 'ignore:The given NumPy array is not writable' benchmarks/tune.py
 
 bench: install ## Time an epoch of every model: bare PyTorch loop vs faithful vs fast path; write results/bench.md
 	$(PY) benchmarks/speed.py

@@ -53,7 +53,7 @@ def _models(args):
 def _train(args):
     from .experiments import train_model
     from .saving import save
-    learn = train_model(args.name, epochs=args.epochs, lr=args.lr, wd=args.wd, seed=args.seed, progress=not args.json)
+    learn = train_model(args.name, epochs=args.epochs, lr=args.lr, wd=args.wd, seed=args.seed, progress=not args.json, fast=not args.faithful)
     out = save(learn, args.out or cache_dir()/args.name)
     if args.json: print(json.dumps(dict(model=args.name, saved=str(out), losses=learn.loss_table.df.to_dict('records')), indent=1))
     else: print(f'Saved to {out}')
@@ -100,6 +100,7 @@ def parser():
     s.add_argument('--wd', type=float, default=0.1, help='weight decay (default: 0.1)')
     s.add_argument('--seed', type=int, default=42, help='seed of split, initialisation and shuffles (default: 42)')
     s.add_argument('--out', type=Path, metavar='DIR', help=f'folder to save the model to (default: {cache_dir()}/MODEL)')
+    s.add_argument('--faithful', action='store_true', help="train on fastai's own loaders and Learner (slower; same maths)")
     s.add_argument('--json', action='store_true', help='machine-readable output (no progress bar)')
     s = cmd('recommend', _recommend, "the movies a user has not rated with the highest predicted rating")
     s.add_argument('--user', required=True, help='a user id, e.g. 196')

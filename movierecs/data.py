@@ -10,14 +10,29 @@ from fastai.tabular.core import Categorify, TabDataLoader, TabWeightedDL
 
 from .fast import fast_dataloaders
 
-__all__ = ['DataError', 'ML_100K_SHA256', 'ENV_VAR', 'data_source', 'read_file', 'load_ratings',
+__all__ = ['DataError', 'ML_100K_SHA256', 'SPLITS', 'ENV_VAR', 'data_source', 'read_file', 'load_ratings', 'load_split',
            'synthetic_ratings', 'dataloaders', 'check_dls', 'epoch_rows', 'shuffle_stats']
 
 ENV_VAR = 'MOVIERECS_DATA'
-ML_100K_SHA256 = {  # sha256 of the two files the notebook reads, from the official archive
+ML_100K_SHA256 = {  # sha256 of the files movierecs reads, from the official archive
     'u.data': '06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490',
     'u.item': '553841ebc7de3a0fd0d6b62a204ea30c1e651aacfb2814c7a6584ac52f2c5701',
+    'u1.base': 'ce253ec86c448b44fb3ba9a30d12dcfc2e9210cbde71efada3730c22e9ac212a',
+    'u1.test': '18c6014a4b2c7324f250a63f8904a7b16b2b19f911129e346141507b0cbac950',
+    'u2.base': '6c06f0b5df4b256da1a994f3ac66edc8da4d3f09bc9282df6b14d893366d703e',
+    'u2.test': '4de658d1e04ed9104629509a2e2528fce833ac8e048280183f1df167632038c3',
+    'u3.base': 'afdc155c291c6edc41c0407e39d7462eb98d341e064f0b0a12175b80b3c4af5d',
+    'u3.test': '0f548b51c78327de4c156461d3e430b7e5579fe2b5681586a59416e48fd35f6d',
+    'u4.base': '219f0f4d40dfe9c5141d425f53fa91ee23ed275f14e280bbf1b50117afb064ca',
+    'u4.test': '7c02ad0a1e7ab1083c8b9d4b627203a051dd7b5eab46d99fa44de33470de8db9',
+    'u5.base': 'a9574e59ce961eec2121627760b6e9b0974ce1637b3fe69ac32cb14a4bfab485',
+    'u5.test': '351cc52e0d15b6c721466276fc24671d40936899e3d01fadeaf312915b8c5634',
+    'ua.base': '67b5bcdb380c29f85d56a012ecd88612ae020f30a6730d117a334ee8203b91f2',
+    'ua.test': 'd0497e202417720f57a184ec8c66be2d1afa4ff41bb53787c57b28d6bf79bc42',
+    'ub.base': '237254d253b6ad7de84f919d041055428646254f34ed8f562703c899430cd881',
+    'ub.test': 'd54a72d05730d5892062734b2bec73e976f9b713d18c828a18b968d6cce442da',
 }
+SPLITS = ('u1', 'u2', 'u3', 'u4', 'u5', 'ua', 'ub')  # the canonical splits: u1-u5 5-fold 80/20, ua/ub 10 test ratings per user
 RATING_COLS = ['user', 'movie', 'rating', 'timestamp']
 
 class DataError(ValueError):
@@ -49,7 +64,7 @@ def read_file(src:Path, # Folder or zip from `data_source`
     if src.is_dir():
         f = src/name
         if not f.is_file():
-            raise DataError(f"{f} is missing: {src} must be the extracted ml-100k folder holding u.data and u.item. "
+            raise DataError(f"{f} is missing: {src} must be the extracted ml-100k folder, which holds {name}. "
                             f"Re-extract ml-100k.zip there, or point {ENV_VAR} at a complete copy.")
         data, where = f.read_bytes(), str(f)
     else:
@@ -66,22 +81,22 @@ def read_file(src:Path, # Folder or zip from `data_source`
                             f"copy of ML-100k (delete it and rerun to download, or point {ENV_VAR} at a verified copy).")
     return data
 
-def _parse_udata(data:bytes) -> pd.DataFrame:
-    "The `u.data` table, every field checked: four tab-separated integers per line, ratings 1 to 5."
+def _parse_udata(data:bytes, name='u.data') -> pd.DataFrame:
+    "The `u.data` table (or a split file `name` in its format), every field checked: four tab-separated integers per line, ratings 1 to 5."
     try: df = pd.read_csv(io.BytesIO(data), sep='\t', header=None, names=RATING_COLS, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise DataError(f"u.data is malformed ({e}): expected 4 tab-separated integers per line "
+        raise DataError(f"{name} is malformed ({e}): expected 4 tab-separated integers per line "
                         f"(user, movie, rating, timestamp). Replace it with a fresh copy of ML-100k.") from None
-    if df.empty: raise DataError("u.data holds no ratings: replace it with a fresh copy of ML-100k.")
+    if df.empty: raise DataError(f"{name} holds no ratings: replace it with a fresh copy of ML-100k.")
     if not data.endswith(b'\n'):
-        raise DataError(f"u.data is truncated: its last line {data.splitlines()[-1].decode('latin-1')!r} does not end "
+        raise DataError(f"{name} is truncated: its last line {data.splitlines()[-1].decode('latin-1')!r} does not end "
                         f"with a newline. Replace it with a fresh copy of ML-100k.")
     num = df.apply(pd.to_numeric, errors='coerce')
     bad = num.isna().any(axis=1) | (num.rating < 1) | (num.rating > 5)
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         line = '\t'.join(v for v in df.iloc[i] if isinstance(v, str))
-        raise DataError(f"u.data is malformed at line {i+1}: {line!r} "
+        raise DataError(f"{name} is malformed at line {i+1}: {line!r} "
                         f"(expected 4 tab-separated integers user, movie, rating 1-5, timestamp; "
                         f"{int(bad.sum())} bad line(s) in all — is the file truncated?). Replace it with a fresh copy of ML-100k.")
     return num.astype('int64')
@@ -115,6 +130,24 @@ def load_ratings(path=None, # ml-100k folder or zip; default: env `MOVIERECS_DAT
     # pandas < 2.2 (the notebook's) grouped an inner merge's rows by key in order of first appearance; keep that order,
     # so `ratings.head()` and the rows a seeded split holds out match the notebook's
     return ratings.iloc[np.argsort(pd.factorize(ratings.movie)[0], kind='stable')].reset_index(drop=True)
+
+def load_split(split='u1', # One of `SPLITS`
+               path=None, # ml-100k folder or zip; default: env `MOVIERECS_DATA`, else fastai's download
+               verify=True # Check the files' sha256
+              ) -> tuple:
+    "The canonical split's (base, test) ratings, each shaped like `load_ratings()` (titles merged in, file order kept)."
+    if split not in SPLITS: raise DataError(f"Unknown split {split!r}. Valid splits: {', '.join(SPLITS)}.")
+    src = data_source(path)
+    movies = _parse_uitem(read_file(src, 'u.item', verify))
+    out = []
+    for part in ('base', 'test'):
+        name = f'{split}.{part}'
+        df = _parse_udata(read_file(src, name, verify), name)
+        missing = np.setdiff1d(df.movie.unique(), movies.movie)
+        if len(missing): raise DataError(f"{name} rates movie id(s) u.item does not list (e.g. {missing[:5].tolist()}): "
+                                         f"use files from the same ML-100k copy.")
+        out.append(df.merge(movies, how='left'))  # a left merge keeps the file's row order
+    return tuple(out)
 
 def synthetic_ratings(n_users=100, # Number of users
                       n_movies=60, # Number of movies
@@ -150,10 +183,10 @@ def dataloaders(ratings=None, # Ratings frame like `load_ratings()`; loaded when
                 valid_pct=0.2, # Fraction of rows held out for validation
                 seed=42, # Seed of the random train/valid split and of the training shuffles
                 splits=None, # (train, valid) row positions, instead of a random `valid_pct` split
-                fast=False, # Serve the batches from in-memory tensors (`fast_dataloaders`), ~3x faster; False: fastai's loaders
+                fast=True, # Serve the batches from in-memory tensors (`fast_dataloaders`); False: fastai's own loaders, the faithful path
                 **kwargs # Passed to `CollabDataLoaders.from_df` (its dl_type is TabDataLoader unless given), e.g. `val_bs`
                ):
-    "`CollabDataLoaders.from_df(ratings, item_name='title', dl_type=TabDataLoader)`: a true permutation every epoch."
+    "`CollabDataLoaders.from_df(ratings, item_name='title', dl_type=TabDataLoader)`, a true permutation every epoch, served from tensors unless `fast=False`."
     if ratings is None: ratings = load_ratings()
     _check_ratings(ratings)
     if not 0 < valid_pct < 1: raise DataError(f"valid_pct must be between 0 and 1, got {valid_pct}.")
@@ -171,7 +204,11 @@ def dataloaders(ratings=None, # Ratings frame like `load_ratings()`; loaded when
         dls = to.dataloaders(path='.', bs=bs, dl_type=dl_type, **kwargs)
     if seed is not None: dls.train.rng = random.Random(seed)  # the shuffles too, not only the split
     check_dls(dls)
-    return fast_dataloaders(dls, seed=seed, val_bs=kwargs.get('val_bs')) if fast else dls
+    if not fast: return dls
+    if type(dls.train) is not TabDataLoader:
+        raise DataError(f"The fast path serves a uniform permutation and cannot replace dl_type={type(dls.train).__name__}: "
+                        f"pass fast=False to keep fastai's loader (e.g. for weighted sampling).")
+    return fast_dataloaders(dls, seed=seed, val_bs=kwargs.get('val_bs'))
 
 def check_dls(dls):
     "Return `dls` if its training loader visits every row once per epoch; raise on fastai's resampling `TabWeightedDL`."

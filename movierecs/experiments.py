@@ -1,9 +1,10 @@
 "The notebook's training runs as data, and `run_experiment` to repeat any of them."
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
+import numpy as np
 import pandas as pd
 from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback  # noqa: F401 (adds Learner.no_bar)
@@ -36,6 +37,7 @@ class Experiment:
     bar: Optional[float] = None       # Regression bar for the final valid MSE; default: published value + SLACK
     epochs: int = 5                 # Epochs of the one-cycle schedule
     lr: float = 5e-3                # Peak learning rate
+    kwargs: dict = field(default_factory=dict)  # Passed to the model's factory, e.g. `n_factors`
 
     @property
     def threshold(self):
@@ -58,6 +60,9 @@ EXPERIMENTS = {e.name: e for e in [
     Experiment('collab_nn',       'collab_nn',       0.1,  notebook=0.8791),
     Experiment('dot_raw',         'dot_raw',         None, book=0.8842),
     Experiment('collab_emb_nn',   'collab_emb_nn',   0.1,  book=0.8649),
+    Experiment('svdpp',           'svdpp',           0.3,  bar=USER_BAR),  # SVD++ in a fastai model; wd from results/tuning.md
+    # the best of `make tune` (results/tuning.md, on a carve-out of u1.base): collab + svdpp + collab_nn side by side
+    Experiment('tuned',           'ensemble',        0.2,  bar=USER_BAR, kwargs=dict(n_factors=50)),
 ]}
 
 def get_experiment(name):
@@ -97,17 +102,19 @@ def train_model(model, # A name from `list_models()`
                 ratings=None, # Ratings frame; `load_ratings()` when None
                 progress=True, # Show fastai's progress bar and loss table while training
                 cache=False, # Reuse the learner an identical call already trained in this process
-                fast=False, # Train from in-memory tensors with `FastLearner` (see `movierecs.fast`)
+                fast=True, # Train from in-memory tensors with `FastLearner` (`movierecs.fast`); False: fastai's loaders and `Learner`
+                splits=None, # (train, valid) row positions in `ratings`, instead of the seeded random 80/20 split
                 **kwargs # Passed to `get_learner` (e.g. `n_factors`, `cbs`)
                ) -> Learner:
     "Seed, build `dls` and the learner of `model`, then `fit_one_cycle(epochs, lr, wd=wd)`; `learn.loss_table.df` has the losses."
     _check_schedule(epochs, lr, wd)
     check_model(model)  # before loading any data
     if ratings is None: ratings = load_ratings()
-    key = (model, epochs, lr, wd, seed, fast, _fingerprint(ratings), repr(sorted(kwargs.items())))
+    split_key = None if splits is None else tuple(hash(np.asarray(p).tobytes()) for p in splits)
+    key = (model, epochs, lr, wd, seed, fast, _fingerprint(ratings), split_key, repr(sorted(kwargs.items())))
     if cache and key in _trained: return _trained[key]
     set_seed(seed, reproducible=True)
-    learn = get_learner(model, dataloaders(ratings, seed=seed, fast=fast), **kwargs)
+    learn = get_learner(model, dataloaders(ratings, seed=seed, fast=fast, splits=splits), **kwargs)
     learn.train_spec = dict(epochs=epochs, lr=lr, wd=wd, seed=seed)
     learn.add_cb(LossTable())
     with ExitStack() as quiet:
@@ -126,7 +133,7 @@ def train_experiment(name, # A name from `EXPERIMENTS`
     "Train experiment `name` as the notebook did: its model, `fit_one_cycle(epochs, lr, wd=wd)`."
     e = get_experiment(name)
     return train_model(e.model, epochs=e.epochs if epochs is None else epochs, lr=e.lr if lr is None else lr,
-                       wd=e.wd, seed=seed, ratings=ratings, **kwargs)
+                       wd=e.wd, seed=seed, ratings=ratings, **{**e.kwargs, **kwargs})
 
 def run_experiment(name, seed=42, ratings=None, **kwargs) -> pd.DataFrame:
     "The per-epoch loss table (epoch, train_loss, valid_loss, time) of experiment `name`, as fastai prints it."

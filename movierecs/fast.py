@@ -1,5 +1,7 @@
-"An opt-in faster training path (`dataloaders(fast=True)`): fastai's `Learner`, fed by in-memory tensors, with cheaper callback dispatch."
-import math
+"""The default training path (`dataloaders(fast=True)`): fastai's `Learner` fed by in-memory tensors, with cheaper callback
+dispatch and a foreach Adam. The same optimizer maths, schedule, recorder and callbacks as fastai, bit for bit on the same
+batches; only the shuffling generator differs from fastai's loaders (`dataloaders(fast=False)`, the faithful path)."""
+import ctypes, math
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -87,9 +89,9 @@ class FastAdam(Optimizer):
         super().__init__(params, Adam(params, lr).cbs, lr=lr, mom=mom, sqr_mom=sqr_mom, eps=eps, wd=wd)
 
     def zero_grad(self):
-        grads = [p.grad for pg in self.param_lists for p in pg if getattr(p, 'grad', None) is not None]
-        for g in grads: g.detach_()
-        if grads: torch._foreach_zero_(grads)
+        "Drop the gradients, as PyTorch's `set_to_none`: the next backward writes them afresh (the values fastai's zeroing gives)."
+        for pg in self.param_lists:
+            for p in pg: p.grad = None
 
     def step(self, closure=None):
         if closure is not None: raise NotImplementedError("fastai optimizers do not support closure")
@@ -172,6 +174,17 @@ def _runner(cb, event):
         if cb.run and (not inner or (cb.run_train if learn.training else cb.run_valid)): f(cb, learn)
     return run
 
+TRIM_EVERY = 100  # batches between two `malloc_trim` calls
+
+def _libc_trim():
+    "glibc's `malloc_trim`, or a no-op elsewhere."
+    try: trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError): return lambda: None
+    return lambda: trim(0)
+# fastai's `Recorder` keeps a small tensor per batch; glibc places them in the holes large per-step buffers leave, and the
+# heap grows without bound (1.4 MB/batch for ML-25M-sized embeddings). Returning the free pages keeps memory flat.
+_malloc_trim = _libc_trim()
+
 class FastLearner(Learner):
     "A fastai `Learner` that calls, for each event, only the callbacks that define it, and does fastai's own per-batch callback work without its attribute lookups."
     def __call__(self, event_name):
@@ -187,6 +200,10 @@ class FastLearner(Learner):
             cache[key] = [_runner(cb, event_name) for cb in cbs]
             if len(cache) > 1000: cache.clear()
         for run in cache[key]: run(self)
+
+    def one_batch(self, i, b):
+        super().one_batch(i, b)
+        if i % TRIM_EVERY == TRIM_EVERY - 1: _malloc_trim()
 
     def all_batches(self):
         self._device = next(self.model.parameters()).device

@@ -10,10 +10,10 @@ from fastcore.meta import delegates
 
 from .data import check_dls
 from .fast import make_fast
-from .models import DotProduct, DotProductBias, DotProductBiasParams, CollabNN
+from .models import DotProduct, DotProductBias, DotProductBiasParams, CollabNN, DotProductBiasImplicit, Ensemble
 
 __all__ = ['NaNLossError', 'RaiseOnNaN', 'register', 'list_models', 'get_learner', 'check_model',
-           'dot', 'dot_raw', 'dot_bias', 'dot_bias_params', 'collab', 'collab_nn', 'collab_emb_nn']
+           'dot', 'dot_raw', 'dot_bias', 'dot_bias_params', 'collab', 'collab_nn', 'collab_emb_nn', 'svdpp', 'ensemble', 'EnsembleMSE']
 
 _models = {}
 
@@ -109,3 +109,27 @@ def collab_nn(dls, y_range=(0,5.5), n_act=100, **kwargs):
 def collab_emb_nn(dls, y_range=(0,5.5), layers=(100,50), **kwargs):
     "fastbook's `collab_learner(dls, use_nn=True, layers=[100,50])`: an `EmbeddingNN`."
     return _learner(dls, use_nn=True, layers=list(layers), y_range=y_range, **kwargs)
+
+@register
+@delegates(Learner.__init__)
+def svdpp(dls, n_factors=50, y_range=(0,5.5), **kwargs):
+    "SVD++ as a fastai model: `DotProductBias` plus implicit factors of the movies each user rated in `dls.train`."
+    rated = dls.train.items[['user', 'title']].to_numpy('int64')
+    return _learner(dls, DotProductBiasImplicit(*_sizes(dls), n_factors, rated, y_range=y_range), **kwargs)
+
+class EnsembleMSE:
+    "The mean of every column's MSE against the target: the members of an `Ensemble` learn independently; one column is MSE."
+    def __call__(self, inp, targ): return ((inp - targ.reshape(-1, 1).float())**2).mean()
+    def __repr__(self): return 'EnsembleMSE()'
+
+@register
+@delegates(Learner.__init__)
+def ensemble(dls, members=('collab', 'svdpp', 'collab_nn'), n_factors=50, y_range=(0,5.5), **kwargs):
+    "Registry models trained side by side, each on its own MSE; the prediction is their mean (the train loss is the members' mean MSE)."
+    for m in members: check_model(m)
+    def model(name):
+        takes = inspect.signature(_models[name]).parameters
+        own = dict(n_factors=n_factors, y_range=y_range)
+        return _models[name](dls, **{k: v for k, v in own.items() if k in takes}).model
+    kwargs.setdefault('loss_func', EnsembleMSE())
+    return _learner(dls, Ensemble(*[model(m) for m in members]), **kwargs)

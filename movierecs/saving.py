@@ -82,7 +82,7 @@ def load(path # Folder written by `save`
     name = spec.pop('model', None)
     if name not in list_models(): raise ModelFileError(f"{path/META} names model {name!r}, which this movierecs does not "
                                                        f"have. Known: {', '.join(list_models())}.")
-    for k in ('y_range', 'layers'):
+    for k in ('y_range', 'layers', 'members'):  # JSON has no tuples
         if isinstance(spec.get(k), list): spec[k] = tuple(spec[k])
     users, titles = (np.array(c, dtype=object) for c in meta['classes'].values())
     rows, valid = blob['rows'].numpy(), blob['valid'].numpy()

@@ -1,14 +1,13 @@
 "Every notebook experiment retrained on ML-100k, each once; its final valid MSE held to a threshold given as data."
 import pytest
-from fastai.tabular.core import TabDataLoader
-from movierecs import EXPERIMENTS
+from movierecs import EXPERIMENTS, FastLearner, TensorDataLoader
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 
 @pytest.mark.parametrize('name', list(EXPERIMENTS))
 def test_final_valid_loss(name, trained):
     learn = trained(name)
-    assert type(learn.dls.train) is TabDataLoader  # trained on a true per-epoch permutation
+    assert type(learn) is FastLearner and type(learn.dls.train) is TensorDataLoader  # the default path: a true permutation
     t = learn.loss_table.df
     assert len(t) == EXPERIMENTS[name].epochs and t.notna().all().all()
     final = t.valid_loss.iloc[-1]

@@ -4,8 +4,9 @@ import movierecs
 import numpy as np
 from movierecs import biases, movie_bias, movie_factors, similar_movies, similar_users, recommend, pca_map, dataloaders, get_learner
 
-BIAS_MODELS = ['dot_bias', 'dot_bias_params', 'collab']
-FACTOR_MODELS = ['dot', 'dot_raw', 'dot_bias', 'dot_bias_params', 'collab', 'collab_nn', 'collab_emb_nn']
+BIAS_MODELS = ['dot_bias', 'dot_bias_params', 'collab', 'svdpp']
+FACTOR_MODELS = ['dot', 'dot_raw', 'dot_bias', 'dot_bias_params', 'collab', 'collab_nn', 'collab_emb_nn', 'svdpp']
+NO_FACTOR_MODELS = ['ensemble']  # several members, so no single set of factors
 
 @pytest.fixture(scope='module')
 def dls(synth, seed): return dataloaders(synth, bs=32, seed=seed)
@@ -21,7 +22,13 @@ def _set_movie_weights(learn, bias=None, factors=None):
             if factors is not None and is_fac: p.copy_(factors)
 
 def test_every_model_is_covered():
-    assert set(FACTOR_MODELS) == set(movierecs.list_models())
+    assert set(FACTOR_MODELS + NO_FACTOR_MODELS) == set(movierecs.list_models())
+
+@pytest.mark.parametrize('name', NO_FACTOR_MODELS)
+def test_models_without_factors_say_so(name, dls):
+    learn = get_learner(name, dls)
+    for f in (movie_factors, biases, lambda l: similar_users(l, 1)):
+        with pytest.raises(TypeError, match='has no (movie|user) (factors|bias)'): f(learn)
 
 @pytest.mark.parametrize('name', BIAS_MODELS)
 def test_biases_rank_titles(name, dls):
@@ -70,7 +77,7 @@ def test_unknown_user_gives_the_valid_range(dls):
     with pytest.raises(KeyError, match=r"User 5000 is not in the training data: valid users are 1 to 100 \(100 users\)"):
         recommend(get_learner('collab', dls), 5000)
 
-@pytest.mark.parametrize('name', FACTOR_MODELS)
+@pytest.mark.parametrize('name', movierecs.list_models())
 def test_recommend_ranks_unrated_movies_by_prediction(name, dls):
     learn = get_learner(name, dls)
     users, titles = list(dls.classes['user']), list(dls.classes['title'])

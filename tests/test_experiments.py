@@ -16,7 +16,7 @@ def test_experiments_are_the_notebooks():
 def test_thresholds_are_the_users():
     assert {n: round(e.threshold, 4) for n, e in EXPERIMENTS.items()} == {
         'dot': 0.9077, 'dot_bias': 0.9271, 'dot_bias_wd': 0.85, 'dot_bias_params': 0.85, 'collab': 0.85,
-        'collab_nn': 0.9091, 'dot_raw': 0.9142, 'collab_emb_nn': 0.8949}
+        'collab_nn': 0.9091, 'dot_raw': 0.9142, 'collab_emb_nn': 0.8949, 'svdpp': 0.85, 'tuned': 0.85}
 
 def test_loss_table_like_fastai(synth, seed):
     t = run_experiment('dot_bias_wd', seed=seed, ratings=synth, epochs=3)

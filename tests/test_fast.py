@@ -2,7 +2,9 @@
 import numpy as np, pytest, torch
 from fastai.callback.core import Callback, _events
 from fastai.metrics import rmse
+from fastai.learner import Learner
 from fastai.optimizer import Adam
+from fastai.tabular.core import TabDataLoader
 import movierecs
 from movierecs import dataloaders, get_learner, shuffle_stats, EXPERIMENTS
 from movierecs.fast import FastAdam, FastLearner, FlatMSE, TensorDataLoader
@@ -54,9 +56,9 @@ def test_tensor_loader_is_a_permutation_per_epoch(synth, seed):
     assert torch.equal(ordered, dls.train.x)
 
 def test_fast_path_keeps_split_vocab_and_init(synth, seed):
-    slow, fast = dataloaders(synth, seed=seed), dataloaders(synth, seed=seed, fast=True)
+    slow, fast = dataloaders(synth, seed=seed, fast=False), dataloaders(synth, seed=seed)
     assert slow.classes == fast.classes and fast.train.items.index.equals(slow.train.items.index)
-    a = get_learner('collab', dataloaders(synth, seed=seed))  # from_df's split reseeds torch: the same init follows
+    a = get_learner('collab', dataloaders(synth, seed=seed, fast=False))  # from_df's split reseeds torch: the same init follows
     b = get_learner('collab', dataloaders(synth, seed=seed, fast=True))
     assert all(torch.equal(p, q) for p, q in zip(a.model.parameters(), b.model.parameters()))
     assert torch.allclose(a.get_preds()[0], b.get_preds()[0]) and a.validate()[0] == pytest.approx(b.validate()[0], abs=1e-6)
@@ -70,10 +72,12 @@ def test_fast_path_trains_every_model(synth, seed):
 @pytest.mark.slow
 @pytest.mark.realdata
 @pytest.mark.parametrize('name', [n for n, e in EXPERIMENTS.items() if e.notebook is not None])
-def test_fast_path_matches_the_faithful_losses(name, trained, ratings, seed):
+def test_default_path_matches_the_faithful_losses(name, trained, ratings, seed):
     "Every notebook experiment within 0.01 of the faithful path's final valid MSE, same seed (only the shuffles differ)."
-    faithful = trained(name).loss_table.df.valid_loss.iloc[-1]
-    fast = movierecs.train_experiment(name, seed=seed, ratings=ratings, progress=False, fast=True).loss_table.df.valid_loss.iloc[-1]
+    fast = trained(name).loss_table.df.valid_loss.iloc[-1]
+    learn = movierecs.train_experiment(name, seed=seed, ratings=ratings, progress=False, fast=False)
+    assert type(learn) is Learner and type(learn.dls.train) is TabDataLoader
+    faithful = learn.loss_table.df.valid_loss.iloc[-1]
     print(f'{name}: fast {fast:.4f} faithful {faithful:.4f} diff {fast-faithful:+.4f}')
     assert abs(fast - faithful) < 0.01, (fast, faithful)
 
@@ -135,3 +139,13 @@ def _plain(o):
     if isinstance(o, (torch.Tensor, np.ndarray, np.generic)): return np.asarray(o).tolist()
     if isinstance(o, (list, tuple)): return [_plain(v) for v in o]
     return o
+
+def test_heap_is_trimmed_while_training(synth, seed, monkeypatch):
+    "`FastLearner` hands free heap pages back every `TRIM_EVERY` batches (fastai's Recorder fragments glibc's heap)."
+    from movierecs import fast
+    calls = []
+    monkeypatch.setattr(fast, 'TRIM_EVERY', 10)
+    monkeypatch.setattr(fast, '_malloc_trim', lambda: calls.append(1))
+    learn = movierecs.train_model('dot', epochs=2, seed=seed, ratings=synth, progress=False)
+    assert len(calls) == 2*(len(learn.dls.train)//10 + len(learn.dls.valid)//10) > 0
+    assert fast._libc_trim()() in (None, 0, 1)  # glibc's malloc_trim returns 0 or 1; elsewhere a no-op

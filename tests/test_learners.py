@@ -12,7 +12,7 @@ def dls(synth, seed):
     return dataloaders(synth, bs=32, seed=seed)
 
 def test_registry_names():
-    assert list_models() == ['dot', 'dot_raw', 'dot_bias', 'dot_bias_params', 'collab', 'collab_nn', 'collab_emb_nn']
+    assert list_models() == ['dot', 'dot_raw', 'dot_bias', 'dot_bias_params', 'collab', 'collab_nn', 'collab_emb_nn', 'svdpp', 'ensemble']
 
 def test_unknown_name_lists_valid_names(dls):
     with pytest.raises(ValueError, match="Unknown model 'svd'. Valid names: dot, dot_raw, dot_bias"): get_learner('svd', dls)
@@ -71,3 +71,34 @@ def test_learners_record_how_they_were_built(dls):
     assert get_learner('dot_bias', dls, n_factors=7, wd=0.1).model_spec == dict(model='dot_bias', n_factors=7, y_range=(0, 5.5))
     assert movierecs.collab_nn(dls).model_spec == dict(model='collab_nn', y_range=(0, 5.5), n_act=100)
     assert get_learner('collab_emb_nn', dls).model_spec == dict(model='collab_emb_nn', y_range=(0, 5.5), layers=(100, 50))
+
+def test_svdpp_implicit_factors_are_svdpps_sum():
+    "`implicit(u)` is |N(u)|^-1/2 Σ y_j over the movies u rated in training; a user with none gets zeros."
+    torch.manual_seed(0)
+    rated = torch.tensor([[1, 2], [1, 3], [3, 1], [1, 1], [3, 3]])  # user 2 rated nothing
+    m = movierecs.DotProductBiasImplicit(4, 5, 6, rated)
+    y = m.implicit_factors.weight
+    want = torch.stack([torch.zeros(6), (y[2] + y[3] + y[1])/3**0.5, torch.zeros(6), (y[1] + y[3])/2**0.5])
+    users = torch.tensor([1, 3, 2, 1, 0])
+    assert torch.allclose(m.implicit(users), want[users], atol=1e-6)
+    out = m(torch.stack([users, torch.tensor([1, 2, 3, 4, 0])], 1))
+    assert out.shape == (5, 1) and torch.isfinite(out).all()
+
+def test_svdpp_learns_from_the_training_rows_only(dls):
+    learn = get_learner('svdpp', dls)
+    train = dls.train.items
+    assert learn.model.indptr[-1] == len(train) and learn.model.rated_movies.numel() == len(train)
+
+def test_ensemble_members_learn_independently_and_average():
+    "Each member gets the gradient of its own MSE (over the member count); in eval the prediction is the members' mean."
+    torch.manual_seed(0)
+    a, b = movierecs.DotProductBias(5, 6, 3), movierecs.CollabNN((5, 2), (6, 3))
+    ens = movierecs.Ensemble(a, b)
+    x, y = torch.tensor([[1, 2], [3, 4], [2, 5]]), torch.tensor([[4.], [2.], [5.]])
+    movierecs.EnsembleMSE()(ens.train()(x), y).backward()
+    for m in (a, b):
+        own = [torch.autograd.grad(((m(x).reshape(-1, 1) - y)**2).mean(), p)[0] for p in m.parameters()]
+        assert all(torch.allclose(p.grad, g/2, atol=1e-7) for p, g in zip(m.parameters(), own))
+    with torch.no_grad():
+        assert torch.allclose(ens.eval()(x), (a(x).reshape(-1, 1) + b(x).reshape(-1, 1))/2)
+    with pytest.raises(ValueError, match='Unknown model'): movierecs.ensemble(None, members=('dot', 'svd'))

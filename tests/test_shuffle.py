@@ -12,12 +12,14 @@ def _assert_permutation(s):
     assert s['excess'] == [0, 0], 'some rows were visited more often than stored: sampling with replacement'
     assert not s['same_order'], 'the same order twice: not reshuffled each epoch'
 
-def test_true_permutation_synthetic(synth):
-    _assert_permutation(shuffle_stats(dataloaders(synth, bs=16).train))
+@pytest.mark.parametrize('fast', [True, False])
+def test_true_permutation_synthetic(synth, fast):
+    _assert_permutation(shuffle_stats(dataloaders(synth, bs=16, fast=fast).train))
 
 @pytest.mark.realdata
-def test_true_permutation_ml100k(ratings):
-    _assert_permutation(shuffle_stats(dataloaders(ratings).train))
+@pytest.mark.parametrize('fast', [True, False])
+def test_true_permutation_ml100k(ratings, fast):
+    _assert_permutation(shuffle_stats(dataloaders(ratings, fast=fast).train))
 
 def test_fastai_default_resamples_and_the_check_sees_it(synth):
     "The bug this project guards against, still in fastai: the check above fails on fastai's default loader."
@@ -40,10 +42,14 @@ def test_weighted_sampling_on_purpose_is_allowed(synth):
     w = [2. if i % 2 else 1. for i in range(n_train)]
     dls = CollabDataLoaders.from_df(synth, item_name='title', bs=16, seed=0, dl_kwargs=[{'wgts': w}, {}])
     assert check_dls(dls) is dls
+    assert type(dataloaders(synth, bs=16, fast=False, dl_type=TabWeightedDL, dl_kwargs=[{'wgts': w}, {}]).train) is TabWeightedDL
+    with pytest.raises(DataError, match='uniform permutation.*fast=False'):  # the fast path would drop the weights
+        dataloaders(synth, bs=16, dl_type=TabWeightedDL, dl_kwargs=[{'wgts': w}, {}])
 
-def test_seed_fixes_the_shuffles(synth):
+@pytest.mark.parametrize('fast', [True, False])
+def test_seed_fixes_the_shuffles(synth, fast):
     "`dataloaders(seed=...)` seeds the training order itself, whatever the global random state."
-    random.seed(1); a = dataloaders(synth, bs=16, seed=3).train.one_batch()
-    random.seed(2); b = dataloaders(synth, bs=16, seed=3).train.one_batch()
-    c = dataloaders(synth, bs=16, seed=4).train.one_batch()
+    random.seed(1); torch.manual_seed(1); a = dataloaders(synth, bs=16, seed=3, fast=fast).train.one_batch()
+    random.seed(2); torch.manual_seed(2); b = dataloaders(synth, bs=16, seed=3, fast=fast).train.one_batch()
+    c = dataloaders(synth, bs=16, seed=4, fast=fast).train.one_batch()
     assert all(torch.equal(x, y) for x, y in zip(a, b)) and not torch.equal(a[0], c[0])

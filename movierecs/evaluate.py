@@ -1,0 +1,59 @@
+"Accuracy on ML-100k's canonical splits (u1-u5, ua, ub): `evaluate(name, split)` gives RMSE and MAE on the test file."
+import time
+
+import numpy as np
+import pandas as pd
+
+from .data import SPLITS, load_split
+from .experiments import get_experiment, train_model
+
+__all__ = ['RATING_RANGE', 'split_ratings', 'unseen', 'scores', 'predict', 'evaluate', 'record']
+
+RATING_RANGE = (1, 5)  # predictions are clipped to the ratings ML-100k allows before scoring
+
+def split_ratings(base:pd.DataFrame, # Training rows, e.g. `load_split('u1')[0]`
+                  test:pd.DataFrame # Rows to score
+                 ) -> tuple:
+    "One frame holding `base` then `test`, and the (train, valid) positions `dataloaders(splits=...)` takes."
+    ratings = pd.concat([base, test], ignore_index=True)
+    return ratings, (np.arange(len(base)), np.arange(len(base), len(ratings)))
+
+def unseen(base, test) -> pd.Series:
+    "True for the test rows whose user or movie (title, the notebook's item) never appears in `base`."
+    return ~test.user.isin(base.user) | ~test.title.isin(base.title)
+
+def scores(pred, # Predicted ratings, one per test row
+           target # True ratings
+          ) -> dict:
+    "RMSE and MAE of `pred`, clipped to `RATING_RANGE`, against `target`."
+    err = np.clip(np.asarray(pred, dtype='float64'), *RATING_RANGE) - np.asarray(target, dtype='float64')
+    return dict(rmse=float(np.sqrt(np.mean(err**2))), mae=float(np.mean(np.abs(err))))
+
+def predict(learn, # A learner trained by `train_model(..., splits=...)` on `split_ratings(base, test)`
+            base, test # The frames it was trained and validated on
+           ) -> np.ndarray:
+    "The model's rating for every test row; rows with a user or movie unseen in `base` get `base`'s mean rating."
+    with learn.no_bar(): preds = learn.get_preds(dl=learn.dls.valid)[0].reshape(-1).numpy().astype('float64')
+    if len(preds) != len(test): raise ValueError(f"{len(preds)} predictions for {len(test)} test rows: train on split_ratings(base, test).")
+    return np.where(unseen(base, test).to_numpy(), base.rating.mean(), preds)
+
+def evaluate(name, # An experiment from `EXPERIMENTS` (its model, wd, epochs, lr)
+             split='u1', # One of `SPLITS`, or a (base, test) pair of frames
+             seed=42, # Seeds the initialisation and the shuffles
+             **kwargs # Passed to `train_model` (`progress`, `fast`, `epochs`, `lr`, model arguments)
+            ) -> dict:
+    "Train experiment `name` on the split's base file, then score its clipped predictions on the test file."
+    e = get_experiment(name)
+    base, test = load_split(split) if isinstance(split, str) else split
+    ratings, splits = split_ratings(base, test)
+    kwargs = {**dict(epochs=e.epochs, lr=e.lr, wd=e.wd, progress=False), **e.kwargs, **kwargs}
+    start = time.perf_counter()
+    learn = train_model(e.model, seed=seed, ratings=ratings, splits=splits, **kwargs)
+    return record(name, split, seed, predict(learn, base, test), base, test, time.perf_counter() - start)
+
+def record(method, split, seed, pred, base, test, fit_seconds) -> dict:
+    "One result row: the scores of `pred` on `test`, and how many test rows hold a user or movie `base` lacks."
+    return dict(method=method, split=split if isinstance(split, str) else 'custom', seed=seed,
+                **scores(pred, test.rating), n_test=len(test), unseen_rows=int(unseen(base, test).sum()),
+                unseen_user_rows=int((~test.user.isin(base.user)).sum()),
+                unseen_movie_rows=int((~test.title.isin(base.title)).sum()), fit_seconds=round(fit_seconds, 1))
