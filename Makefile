@@ -6,15 +6,15 @@ STAMP  := $(VENV)/.installed
 export MOVIERECS_DATA ?= $(if $(wildcard ../shared/data/ml-100k/u.data),$(abspath ../shared/data/ml-100k))
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-bench test test-fast reproduce benchmark tune notebooks bench clean
+.PHONY: help install test test-fast reproduce benchmark tune notebooks bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-install: $(STAMP) ## Create .venv and install movierecs with its test extras under constraints.txt
+install: $(STAMP) ## Create .venv and install movierecs with its test and bench extras under constraints.txt
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,bench]'
 	touch $@
 
 test: install ## Run every test: fast ones, then the slow ML-100k regression runs
@@ -27,13 +27,9 @@ SEEDS ?= 1
 reproduce: install ## Retrain every experiment; write results/losses.{csv,md}, env.json; re-execute the notebooks. SEEDS=3: + results/seeds.md
 	$(PY) -W 'ignore:The given NumPy array is not writable' -m movierecs.reproduce --out results --seeds $(SEEDS) --notebooks notebooks/*.ipynb
 
-benchmark: install-bench ## Every experiment and Surprise's peers on the canonical splits: results/benchmark.{md,csv}
+benchmark: install ## Every experiment and Surprise's peers on the canonical splits: results/benchmark.{md,csv}
 	$(PY) -W 'ignore:The given NumPy array is not writable' -m movierecs.benchmark --out results
 
-install-bench: $(VENV)/.installed-bench ## Install the [bench] extra (scikit-surprise) into .venv
-$(VENV)/.installed-bench: $(STAMP)
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,bench]'
-	touch $@
 
 notebooks: install ## Re-execute notebooks/*.ipynb and save their outputs in place
 	$(PY) -m movierecs.nbrun notebooks/*.ipynb
@@ -41,7 +37,7 @@ notebooks: install ## Re-execute notebooks/*.ipynb and save their outputs in pla
 tune: install ## Grid-search the `tuned` experiment on a carve-out of u1.base (never u1.test): results/tuning.{md,csv}
 	$(PY) -W 'ignore:The given NumPy array is not writable' benchmarks/tune.py
 
-bench: install ## Time an epoch of every model: bare PyTorch loop vs faithful vs fast path; write results/bench.md
+bench: install ## Time an epoch of every model: bare PyTorch loop vs faithful vs default path; write results/bench.md
 	$(PY) benchmarks/speed.py
 
 clean: ## Remove .venv and caches
