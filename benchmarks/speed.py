@@ -23,7 +23,9 @@ def bare_epochs(name, ratings, epochs):
         perm = torch.randperm(n); X, Y = x[perm], y[perm]
         model.train()
         for i in range(nb):
-            loss = F.mse_loss(model(X[i*bs:(i+1)*bs]).view(-1), Y[i*bs:(i+1)*bs].view(-1))
+            out, yb = model(X[i*bs:(i+1)*bs]), Y[i*bs:(i+1)*bs]
+            # MSE; an ensemble's members each on their own MSE, as its `EnsembleMSE` does
+            loss = F.mse_loss(out.view(-1), yb.view(-1)) if out.numel() == len(yb) else ((out - yb.view(-1, 1))**2).mean()
             opt.zero_grad(); loss.backward(); opt.step(); sched.step()
         model.eval()
         with torch.no_grad(): F.mse_loss(model(dls.valid.x).view(-1), dls.valid.y.view(-1))

@@ -100,3 +100,8 @@ def test_default_model_trained_once_and_cached(tmp_path, capsys, monkeypatch, ra
     assert len(sim) == 5 and all(r['title'] != 'Silence of the Lambs, The (1991)' for r in sim)
     high = json.loads(_run(capsys, 'biases', '--highest', '--json'))
     assert 'Titanic (1997)' in [r['title'] for r in high]  # the notebook's top-bias movie
+
+def test_train_takes_the_faithful_path_on_request():
+    from movierecs.cli import parser
+    assert parser().parse_args(['train', 'collab', '--faithful']).faithful
+    assert not parser().parse_args(['train', 'collab']).faithful
