@@ -2,7 +2,7 @@
 a bare PyTorch loop (written here), the faithful CollabDataLoaders path (`fast=False`), and the movierecs default
 path (`dataloaders()`: in-memory tensors, `FastLearner`, `FastAdam`).
 Each measurement runs in its own process, so its peak memory (max RSS) is its own. Writes results/bench.md."""
-import json, os, platform, resource, statistics, subprocess, sys, time
+import json, os, resource, statistics, subprocess, sys, time
 from pathlib import Path
 
 EPOCHS = 3  # timed epochs of each path in its own process, after one untimed warm-up epoch; the median is reported
@@ -106,7 +106,7 @@ def child(*args):
 
 def main():
     sys.path.insert(0, str(Path(__file__).parent.parent))
-    import torch, fastai, movierecs as m
+    import movierecs as m
     from movierecs.files import write_atomic
     from movierecs.reproduce import environment
     names = sys.argv[1:] or m.list_models()
@@ -140,7 +140,7 @@ def main():
         b, f, d = (r[p]['seconds'] for p in ('bare', 'faithful', 'fast'))
         md.append(f"| {name} | {b:.2f} s | {f:.2f} s | {d:.2f} s | {f/b:.2f}× | {d/b:.2f}× | "
                   f"{r['bare']['peak_mb']:.0f} / {r['faithful']['peak_mb']:.0f} / {r['fast']['peak_mb']:.0f} |")
-    md += ['', f"## Scale: a synthetic data set the size of MovieLens 25M", '',
+    md += ['', "## Scale: a synthetic data set the size of MovieLens 25M", '',
            f"{sc['n']:,} ratings, {sc['users']:,} users, {sc['movies']:,} movies, held as two tensors "
            f"({sc['data_mb']:.0f} MB: no Python object per rating). `DotProductBias` (50 factors) trained by the default "
            f"path (`FastLearner` on `TensorDataLoader`) for up to 2,000 batches.", '',

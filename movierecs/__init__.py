@@ -7,7 +7,9 @@ from .models import *
 from .learners import *
 from .experiments import *
 from .analysis import *
+from .evaluate import *
+from .evaluate import __all__ as _evaluate_all  # the module's name is taken by its function `evaluate`
 from .saving import *
 
 __all__ = (data.__all__ + fast.__all__ + models.__all__ + learners.__all__ + experiments.__all__ + analysis.__all__
-           + saving.__all__)
+           + _evaluate_all + saving.__all__)

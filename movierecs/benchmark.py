@@ -1,5 +1,5 @@
 "`make benchmark`: every experiment and Surprise's peers on ML-100k's canonical splits and on the notebook's split."
-import argparse, json, statistics, sys, time
+import argparse, statistics, time
 from pathlib import Path
 
 import pandas as pd

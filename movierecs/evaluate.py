@@ -4,7 +4,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from .data import SPLITS, load_split
+from .data import load_split
 from .experiments import get_experiment, train_model
 
 __all__ = ['RATING_RANGE', 'split_ratings', 'unseen', 'scores', 'predict', 'evaluate', 'record']

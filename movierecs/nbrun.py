@@ -1,5 +1,5 @@
 "Run the notebooks in `notebooks/` with execnb, in this process: as regression tests, and to save them (`make notebooks`)."
-import argparse, os, re, sys, sysconfig, warnings
+import argparse, re, sys, sysconfig, warnings
 from pathlib import Path
 
 from execnb.shell import CaptureShell

@@ -1,6 +1,5 @@
 "Loading ML-100k like the notebook, and every way its files can be wrong."
 import hashlib, shutil, zipfile
-from pathlib import Path
 
 import pandas as pd, pytest
 import movierecs
