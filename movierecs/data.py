@@ -116,16 +116,20 @@ def _parse_uitem(data:bytes) -> pd.DataFrame:
                         "then a title. Replace it with a fresh copy of ML-100k.")
     return movies.assign(movie=ids.astype('int64'))
 
+def _check_movies(ratings, movies, name):
+    "Raise if `ratings` (read from the file `name`) rates a movie id that u.item does not list."
+    missing = np.setdiff1d(ratings.movie.unique(), movies.movie)
+    if len(missing):
+        raise DataError(f"{name} rates {len(missing)} movie id(s) that u.item does not list (e.g. {missing[:5].tolist()}): "
+                        f"the two files come from different data sets. Use {name} and u.item from the same ML-100k copy.")
+
 def load_ratings(path=None, # ml-100k folder or zip; default: env `MOVIERECS_DATA`, else fastai's download
                  verify=True # Check the files' sha256
                 ) -> pd.DataFrame:
     "The notebook's `ratings`: `u.data` (user, movie, rating, timestamp) merged with titles from `u.item`."
     src = data_source(path)
     ratings, movies = _parse_udata(read_file(src, 'u.data', verify)), _parse_uitem(read_file(src, 'u.item', verify))
-    missing = np.setdiff1d(ratings.movie.unique(), movies.movie)
-    if len(missing):
-        raise DataError(f"u.data rates {len(missing)} movie id(s) that u.item does not list (e.g. {missing[:5].tolist()}): "
-                        f"the two files come from different data sets. Use u.data and u.item from the same ML-100k copy.")
+    _check_movies(ratings, movies, 'u.data')
     ratings = ratings.merge(movies)
     # pandas < 2.2 (the notebook's) grouped an inner merge's rows by key in order of first appearance; keep that order,
     # so `ratings.head()` and the rows a seeded split holds out match the notebook's
@@ -143,9 +147,7 @@ def load_split(split='u1', # One of `SPLITS`
     for part in ('base', 'test'):
         name = f'{split}.{part}'
         df = _parse_udata(read_file(src, name, verify), name)
-        missing = np.setdiff1d(df.movie.unique(), movies.movie)
-        if len(missing): raise DataError(f"{name} rates movie id(s) u.item does not list (e.g. {missing[:5].tolist()}): "
-                                         f"use files from the same ML-100k copy.")
+        _check_movies(df, movies, name)
         out.append(df.merge(movies, how='left'))  # a left merge keeps the file's row order
     return tuple(out)
 

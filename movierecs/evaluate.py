@@ -7,7 +7,7 @@ import pandas as pd
 from .data import load_split
 from .experiments import get_experiment, train_model
 
-__all__ = ['RATING_RANGE', 'split_ratings', 'unseen', 'scores', 'predict', 'evaluate', 'record']
+__all__ = ['RATING_RANGE', 'split_frames', 'split_ratings', 'unseen', 'scores', 'predict', 'evaluate', 'record']
 
 RATING_RANGE = (1, 5)  # predictions are clipped to the ratings ML-100k allows before scoring
 
@@ -17,6 +17,10 @@ def split_ratings(base:pd.DataFrame, # Training rows, e.g. `load_split('u1')[0]`
     "One frame holding `base` then `test`, and the (train, valid) positions `dataloaders(splits=...)` takes."
     ratings = pd.concat([base, test], ignore_index=True)
     return ratings, (np.arange(len(base)), np.arange(len(base), len(ratings)))
+
+def split_frames(split) -> tuple:
+    "The (base, test) frames of `split`: a name from `SPLITS`, or a (base, test) pair given as is."
+    return load_split(split) if isinstance(split, str) else split
 
 def unseen(base, test) -> pd.Series:
     "True for the test rows whose user or movie (title, the notebook's item) never appears in `base`."
@@ -44,7 +48,7 @@ def evaluate(name, # An experiment from `EXPERIMENTS` (its model, wd, epochs, lr
             ) -> dict:
     "Train experiment `name` on the split's base file, then score its clipped predictions on the test file."
     e = get_experiment(name)
-    base, test = load_split(split) if isinstance(split, str) else split
+    base, test = split_frames(split)
     ratings, splits = split_ratings(base, test)
     kwargs = {**dict(epochs=e.epochs, lr=e.lr, wd=e.wd, progress=False), **e.kwargs, **kwargs}
     start = time.perf_counter()
@@ -53,7 +57,7 @@ def evaluate(name, # An experiment from `EXPERIMENTS` (its model, wd, epochs, lr
 
 def record(method, split, seed, pred, base, test, fit_seconds) -> dict:
     "One result row: the scores of `pred` on `test`, and how many test rows hold a user or movie `base` lacks."
+    new_user, new_movie = ~test.user.isin(base.user), ~test.title.isin(base.title)
     return dict(method=method, split=split if isinstance(split, str) else 'custom', seed=seed,
-                **scores(pred, test.rating), n_test=len(test), unseen_rows=int(unseen(base, test).sum()),
-                unseen_user_rows=int((~test.user.isin(base.user)).sum()),
-                unseen_movie_rows=int((~test.title.isin(base.title)).sum()), fit_seconds=round(fit_seconds, 1))
+                **scores(pred, test.rating), n_test=len(test), unseen_rows=int((new_user | new_movie).sum()),
+                unseen_user_rows=int(new_user.sum()), unseen_movie_rows=int(new_movie.sum()), fit_seconds=round(fit_seconds, 1))

@@ -3,7 +3,7 @@ import time
 
 import numpy as np
 
-from .evaluate import RATING_RANGE, record
+from .evaluate import RATING_RANGE, record, split_frames
 
 __all__ = ['PEERS', 'peer_predict', 'evaluate_peer']
 
@@ -36,7 +36,6 @@ def evaluate_peer(name, # One of `PEERS`
                   seed=42 # Seeds the algorithm
                  ) -> dict:
     "`evaluate`'s record for Surprise's `name`: RMSE and MAE on the split's test file."
-    from .data import load_split
-    base, test = load_split(split) if isinstance(split, str) else split
+    base, test = split_frames(split)
     pred, fit_seconds = peer_predict(name, base, test, seed)
     return record(f'surprise.{name}', split, seed, pred, base, test, fit_seconds)
