@@ -5,11 +5,16 @@ from .data import *
 from .fast import *
 from .models import *
 from .learners import *
+from .rankers import *
 from .experiments import *
 from .analysis import *
 from .evaluate import *
 from .evaluate import __all__ as _evaluate_all  # the module's name is taken by its function `evaluate`
 from .saving import *
+from .feedback import *
+from .baselines import *
+from .ranking import *
+from .cli import default_learner
 
-__all__ = (data.__all__ + fast.__all__ + models.__all__ + learners.__all__ + experiments.__all__ + analysis.__all__
-           + _evaluate_all + saving.__all__)
+__all__ = (data.__all__ + fast.__all__ + models.__all__ + learners.__all__ + rankers.__all__ + experiments.__all__ + analysis.__all__
+           + _evaluate_all + saving.__all__ + feedback.__all__ + baselines.__all__ + ranking.__all__ + ['default_learner'])

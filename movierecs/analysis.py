@@ -8,13 +8,15 @@ from .files import png_bytes, write_atomic
 __all__ = ['movie_factors', 'movie_bias', 'biases', 'similar_movies', 'similar_users', 'recommend', 'pca_map', 'loss_curves']
 
 # Where each registered model keeps its weights: notebook modules, then fastai's EmbeddingDotBias and EmbeddingNN
-_WEIGHTS = {('movie', 'factors'): ('movie_factors', 'item_factors', 'i_weight', 'embeds.1'),
+_WEIGHTS = {('movie', 'factors'): ('movie_factors', 'item_factors', 'i_weight', 'embeds.1', 'decoder'),
             ('movie', 'bias'): ('movie_bias', 'i_bias'),
             ('user', 'factors'): ('user_factors', 'u_weight', 'embeds.0')}
 
 def _weights(learn, side, kind):
     "The (n, k) tensor of the model's `side` ('movie' or 'user') `kind` ('factors' or 'bias')."
     m, names = learn.model, _WEIGHTS[side, kind]
+    if (side, kind) == ('user', 'factors') and hasattr(m, 'user_embedding'):  # an autoencoder: its code of each user's row
+        with torch.no_grad(): return m.user_embedding(torch.arange(len(m.history), device=m.history.device)).cpu().float()
     for name in names:
         try: w = m.get_parameter(name) if isinstance(getattr(m, name, None), nn.Parameter) else m.get_submodule(name).weight
         except AttributeError: continue
@@ -81,22 +83,27 @@ def similar_users(learn, # A trained learner
 
 def _rated(learn):
     "(user code, title code) of every rating the learner's `dls` hold, training and validation."
-    return np.concatenate([dl.items[['user', 'title']].to_numpy('int64') for dl in (learn.dls.train, learn.dls.valid)])
+    return np.concatenate([dl.items[list(learn.dls.classes)].to_numpy('int64') for dl in (learn.dls.train, learn.dls.valid)])
 
 def recommend(learn, # A trained learner
               user, # A user id, e.g. 196
               n=10 # How many movies
              ) -> pd.Series:
-    "The `n` movies with the highest predicted rating for `user` among those the user has not rated."
+    "The `n` movies the user has not rated with the highest predicted rating (a rating model) or score (a ranking model)."
     u, n_titles = _user_index(learn, user), len(_vocab(learn, 'movie'))
     rated = _rated(learn)
     seen = set(rated[rated[:, 0] == u, 1].tolist())
     cand = torch.tensor([i for i in range(1, n_titles) if i not in seen], dtype=torch.long)
     model = learn.model.eval()
-    with torch.no_grad(): pred = model(torch.stack([torch.full_like(cand, u), cand], 1).to(next(model.parameters()).device))
+    dev = next(model.parameters()).device
+    with torch.no_grad():
+        if hasattr(model, 'scores'): pred, name = model.scores(torch.tensor([u], device=dev))[0, cand.to(dev)], 'score'
+        else: pred, name = model(torch.stack([torch.full_like(cand, u), cand], 1).to(dev)), 'predicted_rating'
     titles = _vocab(learn, 'movie')
-    return _series(pred.view(-1).cpu().numpy(), [titles[i] for i in cand.tolist()], 'predicted_rating').sort_values(
+    return _series(pred.view(-1).cpu().numpy(), [titles[i] for i in cand.tolist()], name, _item_label(learn)).sort_values(
         ascending=False, kind='stable').head(n)
+
+def _item_label(learn): return list(learn.dls.classes)[1]  # 'title', or 'movie' for a model keyed by movie id
 
 def pca_map(learn, # A trained learner with movie factors
             n_movies=50, # How many of the most-rated movies to place on the map

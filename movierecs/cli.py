@@ -2,9 +2,15 @@
 import argparse, json, os, sys
 from pathlib import Path
 
-__all__ = ['cache_dir', 'DEFAULT_MODEL', 'main']
+__all__ = ['cache_dir', 'DEFAULT_MODEL', 'default_ranker', 'default_learner', 'main']
 
 DEFAULT_MODEL = dict(model='collab', epochs=5, lr=5e-3, wd=0.1, seed=42)  # the notebook's collab_learner run
+
+def default_ranker() -> dict:
+    "`train_model` arguments of the default recommender: the best ranking run of results/topn.md (`RANKERS`), seed 42."
+    from .ranking import DEFAULT_RANKER, RANKERS
+    r = RANKERS[DEFAULT_RANKER]
+    return dict(model=r.model, epochs=r.epochs, lr=r.lr, wd=r.wd, seed=42, **r.kwargs)
 
 def cache_dir() -> Path:
     "Where trained models are cached: env `MOVIERECS_CACHE`, else `$XDG_CACHE_HOME/movierecs`, else `~/.cache/movierecs`."
@@ -14,18 +20,24 @@ def cache_dir() -> Path:
 class _Parser(argparse.ArgumentParser):
     def error(self, message): self.exit(2, f'{self.prog}: error: {message} (see {self.prog} --help)\n')
 
-def _learner(args):
-    "The model in `--model DIR`, else the default model, trained once and cached."
+def _learner(args, by='rating'):
+    "The model in `--model DIR`, else `default_learner(by)`."
+    from .saving import load
+    return load(args.model) if args.model else default_learner(by)
+
+def default_learner(by='ranking' # 'ranking': the recommender that ranks best (results/topn.md); 'rating': the notebook's collab run
+                   ):
+    "The default model on ML-100k, trained once with its recorded settings and cached in `cache_dir()`."
     from .saving import ModelFileError, load, save
-    if args.model: return load(args.model)
-    path = cache_dir()/'default'
+    if by not in ('ranking', 'rating'): raise ValueError(f"by must be 'ranking' or 'rating', got {by!r}.")
+    spec, path = (DEFAULT_MODEL, cache_dir()/'default') if by == 'rating' else (default_ranker(), cache_dir()/'default-ranking')
     if (path/'model.json').is_file():
         try: return load(path)
         except ModelFileError as e: raise ModelFileError(f'{e} (The cached default model: delete {path} to retrain it.)') from None
     from .experiments import train_model
-    print(f"Training the default model ({DEFAULT_MODEL['model']}, {DEFAULT_MODEL['epochs']} epochs) once; "
+    print(f"Training the default {by} model ({spec['model']}, {spec['epochs']} epochs) once; "
           f"it is cached in {path}.", file=sys.stderr, flush=True)
-    learn = train_model(**DEFAULT_MODEL, progress=False, cache=True)
+    learn = train_model(**spec, progress=False, cache=True)
     save(learn, path)
     return learn
 
@@ -60,7 +72,8 @@ def _train(args):
 
 def _recommend(args):
     from .analysis import recommend
-    _show(recommend(_learner(args), args.user, n=args.n), args, '{:.2f}')
+    if args.model and args.by: raise ValueError("--by chooses between the default models; a model given with --model is used as it is.")
+    _show(recommend(_learner(args, args.by or 'ranking'), args.user, n=args.n), args, '{:.2f}')
 
 def _similar(args):
     from .analysis import similar_movies
@@ -102,8 +115,10 @@ def parser():
     s.add_argument('--out', type=Path, metavar='DIR', help=f'folder to save the model to (default: {cache_dir()}/MODEL)')
     s.add_argument('--faithful', action='store_true', help="train on fastai's own loaders and Learner (slower; same maths)")
     s.add_argument('--json', action='store_true', help='machine-readable output (no progress bar)')
-    s = cmd('recommend', _recommend, "the movies a user has not rated with the highest predicted rating")
+    s = cmd('recommend', _recommend, "the movies a user has not rated that the model ranks first")
     s.add_argument('--user', required=True, help='a user id, e.g. 196')
+    s.add_argument('--by', choices=('ranking', 'rating'), help='ranking (default): the ranking model that recommends best '
+                   '(results/topn.md), scores; rating: the notebook\'s collab model, highest predicted rating')
     model_opts(s, 10)
     s = cmd('similar', _similar, 'the movies whose factors are most cosine-similar to a title')
     s.add_argument('title', help="a title with its year, e.g. 'Silence of the Lambs, The (1991)'")

@@ -10,7 +10,7 @@ from fastai.tabular.core import Categorify, TabDataLoader, TabWeightedDL
 
 from .fast import fast_dataloaders
 
-__all__ = ['DataError', 'ML_100K_SHA256', 'SPLITS', 'ENV_VAR', 'data_source', 'read_file', 'load_ratings', 'load_split',
+__all__ = ['DataError', 'ML_100K_SHA256', 'SPLITS', 'ENV_VAR', 'data_source', 'read_file', 'load_ratings', 'load_split', 'stratified_split',
            'synthetic_ratings', 'dataloaders', 'check_dls', 'epoch_rows', 'shuffle_stats']
 
 ENV_VAR = 'MOVIERECS_DATA'
@@ -151,6 +151,19 @@ def load_split(split='u1', # One of `SPLITS`
         out.append(df.merge(movies, how='left'))  # a left merge keeps the file's row order
     return tuple(out)
 
+def stratified_split(ratings:pd.DataFrame, # Ratings like `load_ratings()` (each movie's rows in u.data's order)
+                     ratio=0.75, # Share of each group's rows that goes to training
+                     by='movie', # The column to stratify by: 'movie' (Microsoft Recommenders' benchmark) or 'user'
+                     seed=42 # Seed of the shuffle of each group
+                    ) -> tuple:
+    "Microsoft Recommenders' `python_stratified_split` as their benchmark ran it: each group's rows shuffled by `RandomState(seed)`, the first round(ratio·n) to training."
+    if not 0 < ratio < 1: raise DataError(f"ratio must be between 0 and 1, got {ratio!r}.")
+    train = np.zeros(len(ratings), bool)
+    for _, pos in ratings.groupby(by, sort=True).indices.items():
+        perm = np.random.RandomState(seed).permutation(len(pos))  # pandas' sample(frac=1, random_state=seed)
+        train[pos[perm[:round(ratio * len(pos))]]] = True  # Python's round: half to even, like theirs
+    return ratings[train].reset_index(drop=True), ratings[~train].reset_index(drop=True)
+
 def synthetic_ratings(n_users=100, # Number of users
                       n_movies=60, # Number of movies
                       n_factors=3, # Rank of the hidden taste model
@@ -169,16 +182,17 @@ def synthetic_ratings(n_users=100, # Number of users
                          'timestamp': 880_000_000 + rng.integers(0, 10**7, len(pairs)),
                          'title': [f'Movie {i+1} (1990)' for i in mi]})
 
-def _check_ratings(ratings):
+def _check_ratings(ratings, item_name='title'):
     if not isinstance(ratings, pd.DataFrame):
         raise DataError(f"ratings must be a pandas DataFrame, got {type(ratings).__name__}: use load_ratings().")
-    missing = [c for c in ('user', 'title', 'rating') if c not in ratings.columns]
+    if item_name not in ('title', 'movie'): raise DataError(f"item_name must be 'title' or 'movie', got {item_name!r}.")
+    missing = [c for c in ('user', item_name, 'rating') if c not in ratings.columns]
     if missing: raise DataError(f"ratings lacks column(s) {missing}; it has {list(ratings.columns)}. "
-                                f"Build it with load_ratings() or give it user, title and rating columns.")
+                                f"Build it with load_ratings() or give it user, {item_name} and rating columns.")
     if ratings.empty: raise DataError("ratings is empty: there is nothing to train on. Check the filter that built it.")
     r = pd.to_numeric(ratings.rating, errors='coerce')
-    if not np.isfinite(r.to_numpy(dtype=float)).all() or ratings[['user','title']].isna().any().any():
-        raise DataError("ratings has missing or non-numeric values in user, title or rating: drop or fix those rows.")
+    if not np.isfinite(r.to_numpy(dtype=float)).all() or ratings[['user', item_name]].isna().any().any():
+        raise DataError(f"ratings has missing or non-numeric values in user, {item_name} or rating: drop or fix those rows.")
 
 def dataloaders(ratings=None, # Ratings frame like `load_ratings()`; loaded when None
                 bs=64, # Batch size
@@ -186,11 +200,12 @@ def dataloaders(ratings=None, # Ratings frame like `load_ratings()`; loaded when
                 seed=42, # Seed of the random train/valid split and of the training shuffles
                 splits=None, # (train, valid) row positions, instead of a random `valid_pct` split
                 fast=True, # Serve the batches from in-memory tensors (`fast_dataloaders`); False: fastai's own loaders, the faithful path
+                item_name='title', # The item column: 'title' as in the notebook, or 'movie' (the id) as on the canonical splits
                 **kwargs # Passed to `CollabDataLoaders.from_df` (its dl_type is TabDataLoader unless given), e.g. `val_bs`
                ):
     "`CollabDataLoaders.from_df(ratings, item_name='title', dl_type=TabDataLoader)`, a true permutation every epoch, served from tensors unless `fast=False`."
     if ratings is None: ratings = load_ratings()
-    _check_ratings(ratings)
+    _check_ratings(ratings, item_name)
     if not 0 < valid_pct < 1: raise DataError(f"valid_pct must be between 0 and 1, got {valid_pct}.")
     n_train = len(ratings)*(1-valid_pct) if splits is None else len(splits[0])
     if n_train < bs:
@@ -199,9 +214,9 @@ def dataloaders(ratings=None, # Ratings frame like `load_ratings()`; loaded when
     dl_type = kwargs.pop('dl_type', TabDataLoader)  # not fastai's default TabWeightedDL, which samples with replacement
     if splits is None:
         dls = CollabDataLoaders.from_df(ratings, dl_type=dl_type, valid_pct=valid_pct, user_name='user',
-                                        item_name='title', rating_name='rating', seed=seed, bs=bs, **kwargs)
+                                        item_name=item_name, rating_name='rating', seed=seed, bs=bs, **kwargs)
     else:  # what `from_df` does after its `RandomSplitter`
-        to = TabularCollab(ratings, [Categorify], ['user', 'title'], y_names=['rating'], y_block=TransformBlock(),
+        to = TabularCollab(ratings, [Categorify], ['user', item_name], y_names=['rating'], y_block=TransformBlock(),
                            splits=[list(splits[0]), list(splits[1])])
         dls = to.dataloaders(path='.', bs=bs, dl_type=dl_type, **kwargs)
     if seed is not None: dls.train.rng = random.Random(seed)  # the shuffles too, not only the split

@@ -104,6 +104,7 @@ def train_model(model, # A name from `list_models()`
                 cache=False, # Reuse the learner an identical call already trained in this process
                 fast=True, # Train from in-memory tensors with `FastLearner` (`movierecs.fast`); False: fastai's loaders and `Learner`
                 splits=None, # (train, valid) row positions in `ratings`, instead of the seeded random 80/20 split
+                item_name='title', # The item column: the notebook's 'title', or 'movie' (the id) as on the canonical splits
                 **kwargs # Passed to `get_learner` (e.g. `n_factors`, `cbs`)
                ) -> Learner:
     "Seed, build `dls` and the learner of `model`, then `fit_one_cycle(epochs, lr, wd=wd)`; `learn.loss_table.df` has the losses."
@@ -111,10 +112,10 @@ def train_model(model, # A name from `list_models()`
     check_model(model)  # before loading any data
     if ratings is None: ratings = load_ratings()
     split_key = None if splits is None else tuple(hash(np.asarray(p).tobytes()) for p in splits)
-    key = (model, epochs, lr, wd, seed, fast, _fingerprint(ratings), split_key, repr(sorted(kwargs.items())))
+    key = (model, epochs, lr, wd, seed, fast, _fingerprint(ratings), split_key, item_name, repr(sorted(kwargs.items())))
     if cache and key in _trained: return _trained[key]
     set_seed(seed, reproducible=True)
-    learn = get_learner(model, dataloaders(ratings, seed=seed, fast=fast, splits=splits), **kwargs)
+    learn = get_learner(model, dataloaders(ratings, seed=seed, fast=fast, splits=splits, item_name=item_name), **kwargs)
     learn.train_spec = dict(epochs=epochs, lr=lr, wd=wd, seed=seed)
     learn.add_cb(LossTable())
     with ExitStack() as quiet:

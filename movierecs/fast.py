@@ -47,6 +47,7 @@ class TensorDataLoader:
         if len(self) == 0: raise ValueError(f'This loader has no batch: {self.n} rows, bs={self.bs}, drop_last={self.drop_last}.')
         return next(iter(self))
     def to(self, device): self.device = device; return self
+    def get_idxs(self): return list(range(self.n))  # `get_preds(reorder=True)`: the rows come in storage order unless shuffled
     def new(self, dataset=None, shuffle=None, drop_last=None, bs=None, **kwargs):
         "A loader over the same rows (no rows when given `dataset`, as fastai's `new_empty` does); the permutations continue."
         x, y = (self.x, self.y) if dataset is None else (self.x[:0], self.y[:0])

@@ -12,15 +12,18 @@ from .data import check_dls
 from .fast import make_fast
 from .models import DotProduct, DotProductBias, DotProductBiasParams, CollabNN, DotProductBiasImplicit, Ensemble
 
-__all__ = ['NaNLossError', 'RaiseOnNaN', 'register', 'list_models', 'get_learner', 'check_model',
+__all__ = ['NaNLossError', 'RaiseOnNaN', 'TASKS', 'register', 'list_models', 'model_task', 'get_learner', 'check_model',
            'dot', 'dot_raw', 'dot_bias', 'dot_bias_params', 'collab', 'collab_nn', 'collab_emb_nn', 'svdpp', 'ensemble', 'EnsembleMSE']
 
-_models = {}
+_models, _tasks = {}, {}
+TASKS = ('rating', 'ranking')  # a rating model predicts stars (trained on MSE); a ranking model scores every movie for a user
 
 _LEARNER_ARGS = set(inspect.signature(Learner.__init__).parameters)
 
-def register(f):
+def register(f=None, *, task='rating'):
     "Add the learner factory `f` to the registry under its function name; its learners record it in `learn.model_spec`."
+    if f is None: return lambda f: register(f, task=task)
+    if task not in TASKS: raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
     own = [p for p in inspect.signature(f).parameters.values()
            if p.name != 'dls' and p.name not in _LEARNER_ARGS and p.kind is not p.VAR_KEYWORD]
     @functools.wraps(f)
@@ -28,12 +31,18 @@ def register(f):
         learn = f(dls, **kwargs)
         learn.model_spec = dict(model=f.__name__, **{p.name: kwargs.get(p.name, p.default) for p in own})
         return learn
-    _models[f.__name__] = factory
+    _models[f.__name__], _tasks[f.__name__] = factory, task
     return factory
 
-def list_models():
+def list_models(task=None # 'rating' or 'ranking' for the models of one task; None for all
+               ):
     "Names of the registered learner factories."
-    return list(_models)
+    if task is not None and task not in TASKS: raise ValueError(f"Unknown task {task!r}. Valid tasks: {', '.join(TASKS)}.")
+    return [n for n in _models if task is None or _tasks[n] == task]
+
+def model_task(name):
+    "'rating' or 'ranking': what the registered model `name` is trained for."
+    return _tasks[check_model(name)]
 
 def get_learner(name, # A name from `list_models()`
                 dls, # `DataLoaders` from `movierecs.dataloaders`
@@ -114,7 +123,7 @@ def collab_emb_nn(dls, y_range=(0,5.5), layers=(100,50), **kwargs):
 @delegates(Learner.__init__)
 def svdpp(dls, n_factors=50, y_range=(0,5.5), **kwargs):
     "SVD++ as a fastai model: `DotProductBias` plus implicit factors of the movies each user rated in `dls.train`."
-    rated = dls.train.items[['user', 'title']].to_numpy('int64')
+    rated = dls.train.items[list(dls.classes)].to_numpy('int64')
     return _learner(dls, DotProductBiasImplicit(*_sizes(dls), n_factors, rated, y_range=y_range), **kwargs)
 
 class EnsembleMSE:

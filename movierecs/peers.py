@@ -1,11 +1,12 @@
-"Surprise's BaselineOnly, SVD and SVD++ on the very rows movierecs trains and scores (`pip install movierecs[bench]`)."
+"Peers on the very rows movierecs trains and scores (`pip install movierecs[bench]`): Surprise's BaselineOnly, SVD and SVD++ for ratings, implicit's ALS and BPR for top-N."
 import time
 
 import numpy as np
 
+from .baselines import TopN
 from .evaluate import RATING_RANGE, record, split_frames
 
-__all__ = ['PEERS', 'peer_predict', 'evaluate_peer']
+__all__ = ['PEERS', 'peer_predict', 'evaluate_peer', 'IMPLICIT', 'ImplicitTopN']
 
 PEERS = ('BaselineOnly', 'SVD', 'SVDpp')  # Surprise's algorithms, each with its default settings
 
@@ -39,3 +40,29 @@ def evaluate_peer(name, # One of `PEERS`
     base, test = split_frames(split)
     pred, fit_seconds = peer_predict(name, base, test, seed)
     return record(f'surprise.{name}', split, seed, pred, base, test, fit_seconds)
+
+IMPLICIT = ('als', 'bpr')  # implicit's AlternatingLeastSquares and BayesianPersonalizedRanking, on the binary rated-or-not matrix
+
+def _implicit():
+    try: import implicit
+    except ImportError: raise ImportError("The implicit peers need implicit: pip install 'movierecs[bench]' "
+                                          "(or pip install implicit).") from None
+    return implicit
+
+class ImplicitTopN(TopN):
+    "implicit's ALS or BPR (Hu et al. 2008; Rendle et al. 2009) as a top-N method on the rated-or-not matrix; one thread, so seeded runs repeat."
+    def __init__(self, algorithm='als', # One of `IMPLICIT`
+                 seed=42, # implicit's `random_state`
+                 **params # The algorithm's arguments (`factors`, `regularization`, `alpha`, `iterations`, `learning_rate`); default: implicit's
+                ):
+        if algorithm not in IMPLICIT: raise ValueError(f"Unknown implicit algorithm {algorithm!r}. Valid: {', '.join(IMPLICIT)}.")
+        self.algorithm, self.seed, self.kw = algorithm, seed, params
+    def __repr__(self): return f"ImplicitTopN({self.algorithm!r}, {', '.join(f'{k}={v!r}' for k, v in self.kw.items())})"
+    def _fit(self, ratings):
+        _implicit()
+        from threadpoolctl import threadpool_limits
+        if self.algorithm == 'als': from implicit.cpu.als import AlternatingLeastSquares as cls
+        else: from implicit.cpu.bpr import BayesianPersonalizedRanking as cls
+        self.model = cls(random_state=self.seed, num_threads=1, **self.kw)
+        with threadpool_limits(1, 'blas'): self.model.fit(self.seen.astype('float32').tocsr(), show_progress=False)
+    def _score(self, u): return self.model.user_factors[u] @ self.model.item_factors.T

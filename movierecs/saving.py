@@ -28,7 +28,7 @@ def save(learn, # A learner from `get_learner` / `train_model`
                                       "rebuilt on load: use learn.export() for fastai's pickle format.")
     dls, path = learn.dls, Path(path)
     parts = [(dl.items, i == 1) for i, dl in enumerate([dls.train, dls.valid])]
-    codes = np.concatenate([it[['user', 'title']].to_numpy('int64') for it, _ in parts])
+    codes = np.concatenate([it[list(dls.classes)].to_numpy('int64') for it, _ in parts])
     keep = (codes > 0).all(1)  # a valid-set row whose user or title the model never saw carries nothing to keep
     classes = {k: [_plain(v) for v in c[1:]] for k, c in dls.classes.items()}
     blob = {'state_dict': {k: v.detach().cpu() for k, v in learn.model.state_dict().items()},
@@ -84,11 +84,12 @@ def load(path # Folder written by `save`
                                                        f"have. Known: {', '.join(list_models())}.")
     for k in ('y_range', 'layers', 'members'):  # JSON has no tuples
         if isinstance(spec.get(k), list): spec[k] = tuple(spec[k])
-    users, titles = (np.array(c, dtype=object) for c in meta['classes'].values())
+    (user_name, users), (item_name, items) = ((k, np.array(c, dtype=object)) for k, c in meta['classes'].items())
     rows, valid = blob['rows'].numpy(), blob['valid'].numpy()
-    ratings = pd.DataFrame({'user': users[rows[:, 0]-1], 'title': titles[rows[:, 1]-1], 'rating': blob['ratings'].numpy()})
-    ratings['user'] = ratings.user.astype(type(users[0])) if len(users) else ratings.user
-    dls = dataloaders(ratings, bs=meta['bs'], splits=(np.flatnonzero(~valid), np.flatnonzero(valid)))
+    ratings = pd.DataFrame({'user': users[rows[:, 0]-1], item_name: items[rows[:, 1]-1], 'rating': blob['ratings'].numpy()})
+    for col, vals in (('user', users), (item_name, items)):
+        if len(vals): ratings[col] = ratings[col].astype(type(vals[0]))
+    dls = dataloaders(ratings, bs=meta['bs'], splits=(np.flatnonzero(~valid), np.flatnonzero(valid)), item_name=item_name)
     if [[_plain(v) for v in c[1:]] for c in dls.classes.values()] != list(meta['classes'].values()):
         raise ModelFileError(f"The ratings in {wf} do not rebuild the vocabularies in {META}: the files do not belong together.")
     learn = get_learner(name, dls, **spec)

@@ -5,7 +5,7 @@ import numpy as np
 from movierecs import biases, movie_bias, movie_factors, similar_movies, similar_users, recommend, pca_map, dataloaders, get_learner
 
 BIAS_MODELS = ['dot_bias', 'dot_bias_params', 'collab', 'svdpp']
-FACTOR_MODELS = ['dot', 'dot_raw', 'dot_bias', 'dot_bias_params', 'collab', 'collab_nn', 'collab_emb_nn', 'svdpp']
+FACTOR_MODELS = ['dot', 'dot_raw', 'dot_bias', 'dot_bias_params', 'collab', 'collab_nn', 'collab_emb_nn', 'svdpp', 'mult_dae']
 NO_FACTOR_MODELS = ['ensemble']  # several members, so no single set of factors
 
 @pytest.fixture(scope='module')
@@ -17,7 +17,8 @@ def _set_movie_weights(learn, bias=None, factors=None):
         if bias is not None: movierecs.analysis._weights(learn, 'movie', 'bias')  # proves it is found
         for name, p in learn.model.named_parameters():
             is_bias = name in ('movie_bias', 'movie_bias.weight', 'i_bias.weight')
-            is_fac = name in ('movie_factors', 'movie_factors.weight', 'item_factors.weight', 'i_weight.weight', 'embeds.1.weight')
+            is_fac = name in ('movie_factors', 'movie_factors.weight', 'item_factors.weight', 'i_weight.weight', 'embeds.1.weight',
+                              'decoder.weight')
             if bias is not None and is_bias: p.copy_(bias.view_as(p))
             if factors is not None and is_fac: p.copy_(factors)
 
@@ -41,7 +42,7 @@ def test_biases_rank_titles(name, dls):
     assert biases(learn, n=2, lowest=False).index.tolist() == titles[:-3:-1]
     assert biases(learn, n=2, lowest=False).tolist() == [len(titles)-1, len(titles)-2]
 
-@pytest.mark.parametrize('name', ['dot', 'dot_raw', 'collab_nn', 'collab_emb_nn'])
+@pytest.mark.parametrize('name', ['dot', 'dot_raw', 'collab_nn', 'collab_emb_nn', 'mult_dae'])
 def test_models_without_bias_say_so(name, dls):
     with pytest.raises(TypeError, match='has no movie bias'): biases(get_learner(name, dls))
 
@@ -86,10 +87,13 @@ def test_recommend_ranks_unrated_movies_by_prediction(name, dls):
     recs = recommend(learn, users[u], n=len(titles))
     assert set(recs.index) == {titles[i] for i in range(1, len(titles)) if i not in rated}  # every unrated movie, once
     assert recs.is_monotonic_decreasing and len(recommend(learn, users[u], n=4)) == 4
-    # the scores are the model's own predictions for (user, movie)
+    # the scores are the model's own predictions for (user, movie), or a ranking model's scores of every movie for the user
     i = titles.index(recs.index[0])
-    with torch.no_grad(): pred = learn.model.eval()(torch.tensor([[u, i]])).item()
+    with torch.no_grad():
+        if movierecs.model_task(name) == 'ranking': pred = learn.model.scores(torch.tensor([u]))[0, i].item()
+        else: pred = learn.model.eval()(torch.tensor([[u, i]])).item()
     assert recs.iloc[0] == pytest.approx(pred, abs=1e-6)
+    assert recs.name == ('score' if movierecs.model_task(name) == 'ranking' else 'predicted_rating')
 
 def test_pca_map(dls, tmp_path):
     learn = get_learner('collab', dls)

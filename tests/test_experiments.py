@@ -11,7 +11,8 @@ def test_experiments_are_the_notebooks():
                   'dot_bias_wd': ('dot_bias', 0.1, 0.8261), 'dot_bias_params': ('dot_bias_params', 0.1, 0.8254),
                   'collab': ('collab', 0.1, 0.8226), 'collab_nn': ('collab_nn', 0.1, 0.8791)}
     assert all((e.epochs, e.lr) == (5, 5e-3) for e in EXPERIMENTS.values())
-    assert {e.model for e in EXPERIMENTS.values()} == set(movierecs.list_models())  # every model has a run
+    assert {e.model for e in EXPERIMENTS.values()} == set(movierecs.list_models('rating'))  # every rating model has a run
+    assert {r.model for r in movierecs.RANKERS.values()} == set(movierecs.list_models('ranking'))  # every ranking model too
 
 def test_thresholds_are_the_users():
     assert {n: round(e.threshold, 4) for n, e in EXPERIMENTS.items()} == {

@@ -12,7 +12,10 @@ def dls(synth, seed):
     return dataloaders(synth, bs=32, seed=seed)
 
 def test_registry_names():
-    assert list_models() == ['dot', 'dot_raw', 'dot_bias', 'dot_bias_params', 'collab', 'collab_nn', 'collab_emb_nn', 'svdpp', 'ensemble']
+    rating = ['dot', 'dot_raw', 'dot_bias', 'dot_bias_params', 'collab', 'collab_nn', 'collab_emb_nn', 'svdpp', 'ensemble']
+    assert list_models('rating') == rating and list_models('ranking') == ['mult_dae'] and list_models() == rating + ['mult_dae']
+    assert movierecs.model_task('mult_dae') == 'ranking' and movierecs.model_task('dot') == 'rating'
+    with pytest.raises(ValueError, match="Unknown task 'stars'. Valid tasks: rating, ranking"): list_models('stars')
 
 def test_unknown_name_lists_valid_names(dls):
     with pytest.raises(ValueError, match="Unknown model 'svd'. Valid names: dot, dot_raw, dot_bias"): get_learner('svd', dls)
@@ -27,6 +30,9 @@ def test_factory_trains_and_predicts_in_range(name, dls, seed):
     train_loss, valid_loss = learn.recorder.values[-1][:2]
     assert valid_loss < before and train_loss == train_loss  # learned something, no NaN
     preds, targs = learn.get_preds()
+    if movierecs.model_task(name) == 'ranking':  # a score for every movie, for each user with a validation row
+        assert preds.shape == (dls.valid.items.user.nunique(), len(dls.classes['title'])) and torch.isfinite(preds).all()
+        return
     assert preds.shape[0] == len(dls.valid.dataset)
     if name != 'dot_raw': assert preds.min() >= 0 and preds.max() <= 5.5
 

@@ -1,0 +1,172 @@
+"`make topn`: every top-N method on ML-100k's canonical splits and on Microsoft Recommenders' protocol: results/topn.{md,csv}."
+import argparse, statistics, time
+from pathlib import Path
+
+import pandas as pd
+
+from .baselines import BASELINES
+from .data import SPLITS, load_ratings, load_split, stratified_split
+from .files import write_atomic
+from .ranking import KS, evaluate_topn, tune_topn
+
+__all__ = ['TUNE_GRIDS', 'RUNS', 'MSR', 'MSR_PUBLISHED', 'topn_methods', 'topn_benchmark', 'topn_markdown']
+
+MSR = 'msr'  # Microsoft Recommenders' protocol: u.data stratified 75/25 by movie, seed 42, every test rating relevant, k 10
+TUNE_GRIDS = {  # the closed-form baselines' parameter, chosen per split on a carve-out of its base file
+    'ease': [dict(lam=l) for l in (50, 100, 200, 300, 500, 800, 1000, 1500, 2000)],
+    'itemknn': [dict(k=k) for k in (10, 20, 50, 100, 200, None)],
+}
+# the methods of the table beyond the baselines: name -> (method for `fit_topn`, parameters). The tuned settings were chosen
+# on a carve-out of u1.base by `make tune-topn` (results/topn_tuning.md); a test holds these to its best rows.
+RUNS = {
+    'implicit.als': ('implicit.als', {}),
+    'implicit.als tuned': ('implicit.als', dict(factors=64, regularization=10.0, alpha=2.0, iterations=15)),
+    'implicit.bpr': ('implicit.bpr', {}),
+    'implicit.bpr tuned': ('implicit.bpr', dict(factors=64, learning_rate=0.05, regularization=0.01, iterations=200)),
+    'collab': ('collab', {}),  # the notebook's fastai collab_learner run (MSE on ratings), ranked by predicted rating
+}
+# Microsoft Recommenders' published ML-100k table (examples/06_benchmarks/movielens.ipynb, the run of 2022-10-19, commit
+# f193adc0): their split (`python_stratified_split(ratio=0.75, filter_by='item', seed=42)`), k 10, every test rating
+# relevant, seen items removed; MAP divided by the number of relevant items.
+MSR_PUBLISHED = pd.DataFrame([
+    ('als', 0.004697, 0.046619, 0.049629, 0.016688), ('svd', 0.012873, 0.095930, 0.091198, 0.032783),
+    ('sar', 0.113028, 0.388321, 0.333828, 0.183179), ('ncf', 0.108609, 0.398754, 0.349735, 0.181576),
+    ('fastai', 0.025896, 0.151481, 0.131813, 0.054491), ('bpr', 0.132478, 0.441997, 0.388229, 0.212522),
+    ('bivae', 0.146126, 0.475077, 0.411771, 0.219145), ('lightgcn', 0.121633, 0.417629, 0.360976, 0.196052),
+], columns=['method', 'map_msr', 'ndcg', 'precision', 'recall'])
+
+def topn_methods(implicit=None):
+    "The table's methods: the baselines, implicit's (when installed), the notebook's collab run and the ranking runs."
+    from .ranking import RANKERS
+    if implicit is None:
+        try: import implicit as _  # noqa: F401
+        except ImportError: implicit = False
+        else: implicit = True
+    runs = {k: v for k, v in RUNS.items() if implicit or not k.startswith('implicit.')}
+    return [*BASELINES, *runs, *RANKERS]
+
+def _fit_args(method):
+    from .ranking import RANKERS
+    if method in RUNS: return RUNS[method]
+    return (method, {})
+
+def topn_benchmark(methods=None, # Names from `topn_methods()`; default: all
+                   splits=SPLITS + (MSR,), # Canonical splits, and 'msr' for Microsoft Recommenders' protocol
+                   seed=42, # Seeds every method
+                   log=print # Where progress lines go
+                  ) -> pd.DataFrame:
+    "One row per (method, split, k): precision, recall, ndcg, map, mrr, hit_rate, coverage, popularity, users, fit_seconds."
+    methods = topn_methods() if methods is None else list(methods)
+    rows = []
+    for split in splits:
+        if split == MSR: (base, test), ks, threshold = stratified_split(load_ratings()), (10,), None
+        else: (base, test), ks, threshold = load_split(split), KS, 4
+        for m in methods:
+            method, params = _fit_args(m)
+            chosen = ''
+            if method in TUNE_GRIDS:
+                best, _ = tune_topn(method, TUNE_GRIDS[method], base, seed=seed, threshold=threshold)
+                params, chosen = {**params, **best}, ', '.join(f'{k}={v}' for k, v in best.items())
+            start = time.perf_counter()
+            res = evaluate_topn(method, (base, test), ks=ks, threshold=threshold, seed=seed, **params)
+            for r in res: rows.append({**r, 'method': m, 'split': split, 'params': chosen})
+            log(f"{split:4} {m:20} NDCG@10 {res[0]['ndcg']:.4f}  fit {res[0]['fit_seconds']:.1f} s  "
+                f"({time.perf_counter() - start:.0f} s){'  ' + chosen if chosen else ''}")
+    return pd.DataFrame(rows)
+
+def _mean_sd(v): return f'{statistics.mean(v):.3f} ± {statistics.stdev(v):.3f}' if len(v) > 1 else f'{v[0]:.3f}'
+
+def topn_markdown(df:pd.DataFrame, env:dict) -> str:
+    "The tables of results/topn.md."
+    folds = [s for s in SPLITS[:5] if s in set(df.split)]
+    others = [s for s in ('ua', 'ub') if s in set(df.split)]
+    md = ['# Top-N recommendations on ML-100k: movierecs, its baselines and peers on the same rows', '',
+          f"Regenerated by `make topn` — do not edit. Seed {env['seed']}, fastai {env['packages']['fastai']}, "
+          f"torch {env['packages']['torch']}, {env.get('implicit') or 'implicit not installed'}, {env['cpu_count']} CPUs, "
+          f"{env['wall_seconds'] / 60:.0f} minutes.", '',
+          '**Protocol.** Each method is fitted on the base file. For every test user with at least one relevant test movie '
+          '(test rating >= 4), every movie the user did not rate in the base file is ranked — no sampled negatives; a movie '
+          'absent from the base file ranks last. Items are movie ids (titles merge 18 pairs of distinct movies). Metrics are '
+          'averaged over those users: precision, recall, NDCG (binary gains), MAP (÷ min(relevant, k)), MRR, hit rate; '
+          'coverage is the share of the catalogue recommended to anyone; popularity the mean number of base-file ratings of '
+          'what is recommended. EASE^R\'s λ and item-kNN\'s k are chosen per split on a seeded 20% carve-out of its base '
+          'file, never on the test file; the other settings once, on a carve-out of u1.base (results/topn_tuning.md).', '']
+    for k in sorted(set(df.k)):
+        d = df[(df.k == k) & df.split.isin(folds + others)]
+        if d.empty: continue
+        md += [f'## k = {k}: NDCG@{k} per split', '',
+               '| method | ' + ' | '.join(folds) + (' | u1–u5 mean ± sd' if len(folds) > 1 else '') + ' | '
+               + ' | '.join(others) + ' | fit s (mean) |',
+               '|---|' + '---:|' * (len(folds) + (len(folds) > 1) + len(others) + 1)]
+        for method, g in d.groupby('method', sort=False):
+            v = g.set_index('split').ndcg
+            cells = [f'{v[s]:.3f}' if s in v else '' for s in folds]
+            if len(folds) > 1: cells.append(_mean_sd([v[s] for s in folds if s in v]))
+            cells += [f'{v[s]:.3f}' if s in v else '' for s in others]
+            md.append(f"| {method} | {' | '.join(cells)} | {g.fit_seconds.mean():.1f} |")
+        md += ['', f'## k = {k}: every metric, mean over u1–u5', '',
+               '| method | precision | recall | ndcg | map | mrr | hit_rate | coverage | popularity |',
+               '|---|' + '---:|' * 8]
+        f = d[d.split.isin(folds)]
+        for method, g in f.groupby('method', sort=False):
+            md.append(f'| {method} | ' + ' | '.join(f'{g[c].mean():.3f}' if c != 'popularity' else f'{g[c].mean():.0f}'
+                                                   for c in ('precision', 'recall', 'ndcg', 'map', 'mrr', 'hit_rate',
+                                                             'coverage', 'popularity')) + ' |')
+        md.append('')
+    ten = df[(df.k == 10) & df.split.isin(folds)].groupby('method', sort=False).ndcg.mean()
+    if len(ten) and 'ease' in ten:
+        rankers = [m for m in ten.index if m not in BASELINES and m not in RUNS]
+        if rankers:
+            best = max(rankers, key=lambda m: ten[m])
+            gap = ten[best] - ten['ease']
+            md += ['## The best movierecs model against EASE^R', '',
+                   f"NDCG@10, mean over u1–u5: **{best} {ten[best]:.3f}**, EASE^R {ten['ease']:.3f}: "
+                   + (f'{best} is ahead by {gap:.3f}.' if gap >= 0 else f'{best} is behind by {-gap:.3f}.'), '']
+    msr = df[df.split == MSR]
+    if len(msr):
+        d = msr.iloc[0]
+        md += ["## Microsoft Recommenders' protocol", '',
+               "u.data split 75/25 stratified by movie (their `python_stratified_split(ratio=0.75, filter_by='item', "
+               f"seed=42)`, reimplemented), k = 10, every test rating relevant ({d.users} users), seen movies removed; "
+               'MAP as they compute it (÷ the number of relevant movies). The published rows are copied from their '
+               '`examples/06_benchmarks/movielens.ipynb` (run of 2022-10-19): their numbers, their code, not rerun here.', '',
+               '| method | MAP | nDCG@10 | Precision@10 | Recall@10 | source |', '|---|---:|---:|---:|---:|---|']
+        md += [f'| {r.method} | {r.map_msr:.3f} | {r.ndcg:.3f} | {r.precision:.3f} | {r.recall:.3f} | measured here |'
+               for r in msr.itertuples()]
+        md += [f'| {r.method} | {r.map_msr:.3f} | {r.ndcg:.3f} | {r.precision:.3f} | {r.recall:.3f} | published |'
+               for r in MSR_PUBLISHED.sort_values('ndcg', ascending=False).itertuples()]
+        md.append('')
+    chosen = df[(df.params != '') & (df.k == df.k.min())][['method', 'split', 'params']]
+    if len(chosen):
+        md += ['## Parameters chosen on the carve-outs', '', '| method | ' + ' | '.join(chosen.split.unique()) + ' |',
+               '|---|' + '---|' * chosen.split.nunique()]
+        for method, g in chosen.groupby('method', sort=False):
+            p = g.set_index('split').params
+            md.append(f'| {method} | ' + ' | '.join(p.get(s, '') for s in chosen.split.unique()) + ' |')
+        md.append('')
+    return '\n'.join(md)
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog='python -m movierecs.topn', description=__doc__.strip('`'))
+    p.add_argument('methods', nargs='*', help='methods (default: all of topn_methods())')
+    p.add_argument('--splits', nargs='+', default=list(SPLITS) + [MSR], choices=list(SPLITS) + [MSR])
+    p.add_argument('--seed', type=int, default=42)
+    p.add_argument('--out', default='results', help='folder for topn.md and topn.csv (default: results)')
+    a = p.parse_args(argv)
+    valid = topn_methods()
+    bad = [m for m in a.methods if m not in valid]
+    if bad: p.error(f"unknown method(s) {', '.join(bad)}; valid: {', '.join(valid)}")
+    from .reproduce import environment
+    start = time.perf_counter()
+    df = topn_benchmark(a.methods or None, splits=tuple(a.splits), seed=a.seed)
+    env = environment(a.seed)
+    try: import implicit; env['implicit'] = f'implicit {implicit.__version__}'
+    except ImportError: env['implicit'] = None
+    env['wall_seconds'] = round(time.perf_counter() - start, 1)
+    out = Path(a.out)
+    cols = ['method', 'split', 'k', 'precision', 'recall', 'ndcg', 'map', 'mrr', 'hit_rate', 'coverage', 'popularity',
+            'map_msr', 'users', 'skipped_users', 'threshold', 'seed', 'fit_seconds', 'params']
+    write_atomic({out/'topn.csv': df[cols].to_csv(index=False, float_format='%.6f'), out/'topn.md': topn_markdown(df, env)})
+    print(f"Wrote {out/'topn.md'} and {out/'topn.csv'} in {env['wall_seconds']:.0f} s.")
+
+if __name__ == '__main__': main()
