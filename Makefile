@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export MOVIERECS_DATA ?= $(if $(wildcard ../shared/data/ml-100k/u.data),$(abspath ../shared/data/ml-100k))
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast reproduce benchmark tune notebooks bench clean
+.PHONY: help install test test-fast reproduce benchmark topn tune tune-topn notebooks bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,12 +30,17 @@ reproduce: install ## Retrain every experiment; write results/losses.{csv,md}, e
 benchmark: install ## Every experiment and Surprise's peers on the canonical splits: results/benchmark.{md,csv}
 	$(PY) -W 'ignore:The given NumPy array is not writable' -m movierecs.benchmark --out results
 
+topn: install ## Every top-N method (baselines, implicit, fastai models) on u1-u5, ua, ub and Microsoft Recommenders' protocol: results/topn.{md,csv}
+	$(PY) -W 'ignore:The given NumPy array is not writable' -m movierecs.topn --out results
 
 notebooks: install ## Re-execute notebooks/*.ipynb and save their outputs in place
 	$(PY) -m movierecs.nbrun notebooks/*.ipynb
 
 tune: install ## Grid-search the `tuned` experiment on a carve-out of u1.base (never u1.test): results/tuning.{md,csv}
 	$(PY) -W 'ignore:The given NumPy array is not writable' benchmarks/tune.py
+
+tune-topn: install ## Choose the top-N table's settings on a carve-out of u1.base (never u1.test): results/topn_tuning.{md,csv}
+	$(PY) -W 'ignore:The given NumPy array is not writable' benchmarks/tune_topn.py
 
 bench: install ## Time an epoch of every model: bare PyTorch loop vs faithful vs default path; write results/bench.md
 	$(PY) benchmarks/speed.py

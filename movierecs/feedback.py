@@ -34,16 +34,17 @@ def user_rows(dl, # A collab loader: `dls.train` or `dls.valid`
 
 def rows_dataloaders(dls, # Collab `DataLoaders` from `movierecs.dataloaders` (their vocabulary and split are kept)
                      bs=64, # Users per training batch
-                     low=1., # Weight of a rating below `RELEVANT` in the rows
+                     low=1., # Weight of a rating below `RELEVANT` in the target rows (0: only liked movies are targets)
+                     low_in=1., # Weight of a rating below `RELEVANT` in the input rows (`history`)
                      seed=None # Seed of the permutations; default: torch's initial seed (set by `train_model`)
                     ) -> DataLoaders:
-    """User rows for the ranking models: x is a batch of user codes, y their rows (training rows for training, validation
-    rows for validation). Every user with a training row comes once per epoch (no `drop_last`), in a new order each epoch.
-    `dls.history` is the training matrix the models read their input from."""
+    """User rows for the ranking models: x is a batch of user codes, y their target rows (from the training rows for
+    training, the validation rows for validation). Every user with a nonzero training target comes once per epoch (no
+    `drop_last`), in a new order each epoch. `dls.history` is the training matrix the models read their input from."""
     shape = tuple(len(c) for c in dls.classes.values())
     train, valid = user_rows(dls.train, shape, low), user_rows(dls.valid, shape, low)
     tu, vu = (torch.nonzero(m.sum(1)).reshape(-1) for m in (train, valid))
     out = DataLoaders(TensorDataLoader(tu, train[tu], bs=bs, shuffle=True, drop_last=False, seed=seed, src=dls.train),
                       TensorDataLoader(vu, valid[vu], bs=max(VAL_BS, bs), drop_last=False, src=dls.valid), path=dls.path)
-    out.history = train
+    out.history = train if low_in == low else user_rows(dls.train, shape, low_in)
     return out

@@ -43,14 +43,17 @@ class MultDAE(Module):
         try: return self(users)
         finally: self.train(training)
 
-def _ranker(dls, model, bs, low, **kwargs):
+def _ranker(dls, model, bs, low, low_in, **kwargs):
     "A `Learner` of `model(rows.history)` on the user rows of `dls`, with the multinomial loss."
-    rows = rows_dataloaders(check_dls(dls), bs=bs, low=low)
+    rows = rows_dataloaders(check_dls(dls), bs=bs, low=low, low_in=low_in)
     kwargs.setdefault('loss_func', MultinomialNLL())
     return _learner(rows, model(rows.history), **kwargs)
 
 @register(task='ranking')
 @delegates(Learner.__init__)
-def mult_dae(dls, n_hidden=600, dropout=0.5, low=0.25, bs=128, **kwargs):
-    "Mult-DAE over each user's row (liked movies weigh 1, the others `low`), trained on the multinomial likelihood."
-    return _ranker(dls, lambda h: MultDAE(h, n_hidden, dropout), bs, low, **kwargs)
+def mult_dae(dls, n_hidden=600, dropout=0.5,
+             low=0.25, # Target weight of a movie rated below 4 (a liked one weighs 1): 0 learns only what users like
+             low_in=0.25, # Input weight of a movie rated below 4 (a liked one weighs 1)
+             bs=128, **kwargs):
+    "Mult-DAE reading each user's rated movies and trained, on the multinomial likelihood, to put the liked ones first."
+    return _ranker(dls, lambda h: MultDAE(h, n_hidden, dropout), bs, low, low_in, **kwargs)

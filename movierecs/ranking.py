@@ -11,7 +11,7 @@ from .data import DataError
 from .evaluate import split_frames
 from .feedback import RELEVANT
 
-__all__ = ['RELEVANT', 'KS', 'METRICS', 'RankingRun', 'RANKERS', 'top_k', 'ranking_metrics', 'carve_out', 'LearnerTopN', 'fit_topn',
+__all__ = ['RELEVANT', 'KS', 'METRICS', 'RankingRun', 'RANKERS', 'DEFAULT_RANKER', 'top_k', 'ranking_metrics', 'carve_out', 'LearnerTopN', 'fit_topn',
            'evaluate_topn', 'tune_topn']
 
 
@@ -28,7 +28,7 @@ class RankingRun:
 
 # the ranking runs of the top-N table; `make tune-topn` chose their settings on a carve-out of u1.base (results/topn_tuning.md)
 RANKERS = {
-    'mult_dae': RankingRun('mult_dae', epochs=50, lr=1e-3, wd=0.01, kwargs=dict(low=0.25)),
+    'mult_dae': RankingRun('mult_dae', epochs=75, lr=1e-3, wd=0.01, kwargs=dict(low=0.25, low_in=0.25)),
 }
 DEFAULT_RANKER = 'mult_dae'  # `recommend` and `movierecs recommend` use it: the best NDCG@10 of results/topn.md
 METRICS = ('precision', 'recall', 'ndcg', 'map', 'mrr', 'hit_rate')  # per-user metrics, averaged over the scored users

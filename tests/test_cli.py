@@ -49,6 +49,8 @@ def test_similar_and_biases(model_dir, capsys):
     (['train', 'dot', '--epochs', 'x'], 2, "argument --epochs: 'x' is not a number"),
     (['biases', '--lowest', '--highest'], 2, 'not allowed with argument'),
     (['fly'], 2, "invalid choice: 'fly'"),
+    (['recommend', '--user', '5', '--by', 'stars'], 2, "argument --by: invalid choice: 'stars'"),
+    (['recommend', '--user', '5', '--by', 'rating'], 1, '--by chooses between the default models'),
 ])
 def test_bad_arguments_one_line_no_traceback(argv, code, problem, model_dir, capsys):
     path, _ = model_dir
@@ -91,11 +93,14 @@ def test_train_saves_a_model(tmp_path, capsys, ratings):
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_default_model_trained_once_and_cached(tmp_path, capsys, monkeypatch, ratings):
-    "Without --model: the notebook's collab run (shared with test_accuracy through the cache), saved to the cache dir."
+    "Without --model: the best ranking run recommends, the notebook's collab run (shared with test_accuracy through the cache) rates; each saved to the cache dir."
     monkeypatch.setenv('MOVIERECS_CACHE', str(tmp_path))
     first = json.loads(_run(capsys, 'recommend', '--user', '196', '--json'))
-    assert (tmp_path/'default'/'model.json').is_file() and len(first) == 10
+    assert (tmp_path/'default-ranking'/'model.json').is_file() and len(first) == 10 and set(first[0]) == {'title', 'score'}
+    assert movierecs.load(tmp_path/'default-ranking').model_spec['model'] == movierecs.RANKERS[movierecs.DEFAULT_RANKER].model
     assert json.loads(_run(capsys, 'recommend', '--user', '196', '--json')) == first  # loaded from the cache
+    rated = json.loads(_run(capsys, 'recommend', '--user', '196', '--by', 'rating', '--json'))
+    assert (tmp_path/'default'/'model.json').is_file() and set(rated[0]) == {'title', 'predicted_rating'}
     sim = json.loads(_run(capsys, 'similar', 'Silence of the Lambs, The (1991)', '--json'))
     assert len(sim) == 5 and all(r['title'] != 'Silence of the Lambs, The (1991)' for r in sim)
     high = json.loads(_run(capsys, 'biases', '--highest', '--json'))

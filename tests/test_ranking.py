@@ -55,8 +55,11 @@ def test_candidates_never_hold_a_base_movie(planted):
     ex = interactions(base, users, liar.items)
     top = top_k(liar.score(users), ex, 20)
     assert not any(ex[i, top[i][top[i] >= 0]].toarray().any() for i in range(len(users)))
-    # with every base movie excluded, the liar is no better than its constant scores: popularity's ties by column
-    r = evaluate_topn(liar, planted, ks=(10,))[0]
+    # with every base movie excluded, the liar scores like a constant: the same lists, the same metrics
+    class Constant(Popular):
+        def _score(self, u): return np.ones((len(u), len(self.items)))
+    r, c = evaluate_topn(liar, planted, ks=(10,))[0], evaluate_topn(Constant().fit(base), planted, ks=(10,))[0]
+    assert r['ndcg'] == c['ndcg'] > 0 and r['precision'] == c['precision'] and r['coverage'] == c['coverage']
     assert r['users'] == len(np.unique(test[test.rating >= 4].user)) and r['skipped_users'] == len(users) - r['users']
 
 def test_popular_itemknn_ease_maths():
@@ -93,7 +96,7 @@ def test_rows_loader_is_a_true_permutation(synth, seed):
     "Every user with a training row comes exactly once per epoch, in a new order each epoch; rows hold the weights."
     dls = movierecs.dataloaders(synth, seed=seed)
     torch.manual_seed(seed)
-    rows = rows_dataloaders(dls, bs=7, low=0.25)
+    rows = rows_dataloaders(dls, bs=7, low=0.25, low_in=0.5)
     n_users = len(np.unique(dls.train.items.user))
     epochs = [torch.cat([x for x, _ in rows.train]) for _ in range(3)]
     assert all(sorted(e.tolist()) == list(range(1, n_users + 1)) for e in epochs)
@@ -104,7 +107,12 @@ def test_rows_loader_is_a_true_permutation(synth, seed):
     mine = it[it.user == u]
     assert torch.equal(y[0].nonzero().reshape(-1), torch.tensor(sorted(mine.title.tolist())))
     assert set(y[0][y[0] > 0].tolist()) <= {0.25, 1.0}
-    assert ((y[0][torch.tensor(mine.title.to_numpy('int64'))] == 1) == torch.tensor((mine.rating >= 4).to_numpy())).all()
+    liked = torch.tensor((mine.rating >= 4).to_numpy())
+    assert ((y[0][torch.tensor(mine.title.to_numpy('int64'))] == 1) == liked).all()
+    h = rows.history[u][torch.tensor(mine.title.to_numpy('int64'))]  # the input rows weigh the others `low_in`
+    assert torch.equal(h, torch.where(liked, 1., 0.5)) and rows.history[u].count_nonzero() == len(mine)
+    only_liked = rows_dataloaders(dls, bs=7, low=0.)  # users who liked nothing have no target, so no batch row
+    assert len(torch.cat([x for x, _ in only_liked.train])) == it[it.rating >= 4].user.nunique()
 
 def test_stratified_split_is_microsoft_recommenders(synth):
     base, test = stratified_split(synth, ratio=0.75, seed=42)
@@ -132,3 +140,35 @@ def test_implicit_peers(planted):
 def test_unknown_method_lists_the_valid_ones(planted):
     with pytest.raises(ValueError, match=r"Unknown top-N method 'svd'. Valid: popular, itemknn, ease"):
         evaluate_topn('svd', planted)
+
+@pytest.mark.realdata
+def test_no_recommendation_was_rated_in_the_base_file(ratings):
+    "On u1, for every test user: none of EASE^R's top 20 is a movie the user rated in u1.base."
+    from movierecs.baselines import interactions
+    base, test = movierecs.load_split('u1')
+    users = np.unique(test.user)
+    ease = EASE(500.).fit(base)
+    ex = interactions(base, users, ease.items)
+    top = top_k(ease.score(users), ex, 20)
+    rated = base.groupby('user').movie.apply(set)
+    assert all(not (set(ease.items[t]) & rated[u]) for u, t in zip(users, top)) and (top >= 0).all()
+
+def test_tuned_settings_are_the_best_rows_of_the_tuning_table():
+    "`make tune-topn` wrote results/topn_tuning.csv on a carve-out of u1.base; the table's tuned runs are its best rows."
+    import json
+    from pathlib import Path
+    from movierecs.topn import RUNS
+    df = pd.read_csv(Path(__file__).parent.parent/'results'/'topn_tuning.csv')
+    best = {m: json.loads(g.sort_values('ndcg', ascending=False, kind='stable').params.iloc[0]) for m, g in df.groupby('method')}
+    for name in ('implicit.als', 'implicit.bpr'): assert RUNS[f'{name} tuned'] == (name, best[name])
+    for name, run in movierecs.RANKERS.items():
+        assert dict(epochs=run.epochs, lr=run.lr, wd=run.wd, **run.kwargs) == best[name]
+
+def test_readme_numbers_are_the_tables():
+    "Every table row of the README's top-N section is a row of results/topn.md, character for character."
+    from pathlib import Path
+    root = Path(__file__).parent.parent
+    readme = root.joinpath('README.md').read_text().split('## Top-N recommendations', 1)[1].split('\n## ', 1)[0]
+    rows = [l for l in readme.splitlines() if l.startswith('| ') and not l.startswith('| method')]
+    table = set(root.joinpath('results', 'topn.md').read_text().splitlines())
+    assert len(rows) >= 5 and [r for r in rows if r not in table] == []
