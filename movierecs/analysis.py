@@ -90,6 +90,7 @@ def recommend(learn, # A trained learner
               n=10 # How many movies
              ) -> pd.Series:
     "The `n` movies the user has not rated with the highest predicted rating (a rating model) or score (a ranking model)."
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1: raise ValueError(f"n must be a positive integer, got {n!r}.")
     u, n_titles = _user_index(learn, user), len(_vocab(learn, 'movie'))
     rated = _rated(learn)
     seen = set(rated[rated[:, 0] == u, 1].tolist())

@@ -21,13 +21,19 @@ def interactions(ratings:pd.DataFrame, # Rows with `user`, the item column and `
     if values is None: m.data[:] = 1
     return m
 
+def _check_n(n):
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}.")
+
 class TopN:
     "A top-N method: `fit(ratings)` on (user, item) rows, then `score(users)` ranks every item it knows for those users."
     def fit(self, ratings:pd.DataFrame, # Training rows: `user`, the item column, `rating`
             item_name='movie' # The item column: 'movie' (the id, as on the canonical splits) or 'title'
            ):
         "Learn from `ratings`; every rated pair counts as an interaction, whatever its rating."
-        if item_name not in ratings.columns: raise DataError(f"ratings has no {item_name!r} column; it has {list(ratings.columns)}.")
+        if not isinstance(ratings, pd.DataFrame): raise DataError(f"ratings must be a pandas DataFrame, got {type(ratings).__name__}.")
+        missing = [c for c in ('user', item_name) if c not in ratings.columns]
+        if missing: raise DataError(f"ratings lacks column(s) {missing}; it has {list(ratings.columns)}.")
         if ratings.empty: raise DataError("ratings is empty: there is nothing to fit.")
         self.item_name, self.users, self.items = item_name, np.unique(ratings.user), np.unique(ratings[item_name])
         self.seen = interactions(ratings, self.users, self.items, item_name)
@@ -49,6 +55,8 @@ class TopN:
                   n=10 # How many items
                  ) -> pd.Series:
         "The `n` best-scored items the user has not rated, with their scores."
+        _check_n(n)
+        if np.ndim(user) != 0: raise TypeError(f"recommend takes one user, got {user!r}: call it once per user, or use score().")
         u = self._codes(user)
         s = self._score(u)[0].astype('float64')
         s[self.seen[u[0]].indices] = -np.inf
@@ -70,7 +78,10 @@ class ItemKNN(TopN):
     "Item-based kNN (Deshpande & Karypis 2004): cosine similarity of the items' user sets, the `k` nearest kept per item; a user's score is the sum over what they rated."
     params = ('k',)
     def __init__(self, k=50 # Neighbours kept per item; None keeps them all
-                ): self.k = k
+                ):
+        if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1):
+            raise ValueError(f"k must be a positive integer (neighbours per item) or None for all, got {k!r}.")
+        self.k = k
     def _fit(self, ratings):
         x = self.seen.tocsc().astype('float64')
         co = (x.T @ x).toarray()
@@ -78,18 +89,20 @@ class ItemKNN(TopN):
         sim = co / norm[:, None] / norm[None, :]
         np.fill_diagonal(sim, 0)
         if self.k is not None and self.k < len(sim) - 1:  # keep, for each target item (column), its k most similar items
-            cut = np.partition(sim, -self.k, axis=0)[-self.k]
-            sim[sim < cut[None, :]] = 0
+            drop = np.argsort(-sim, axis=0, kind='stable')[self.k:]  # ties go to the lower item index
+            np.put_along_axis(sim, drop, 0, axis=0)
         self.sim = sim
     def _score(self, u): return np.asarray(self.seen[u] @ self.sim)
 
 class EASE(TopN):
     "EASE^R (Steck, WWW 2019): a linear item-item autoencoder with a zero diagonal, in closed form: B = I - P diagMat(1/diag(P)), P = (XᵀX + λI)⁻¹."
     params = ('lam',)
-    def __init__(self, lam=500. # L2 regularisation λ; choose it on a carve-out of the training rows (`ranking.tune`)
-                ): self.lam = lam
+    def __init__(self, lam=500. # L2 regularisation λ; choose it on a carve-out of the training rows (`tune_topn`)
+                ):
+        if isinstance(lam, bool) or not isinstance(lam, (int, float, np.number)) or not (np.isfinite(lam) and lam > 0):
+            raise ValueError(f"lam must be a finite positive number, got {lam!r}.")
+        self.lam = lam
     def _fit(self, ratings):
-        if not self.lam > 0: raise ValueError(f"lam must be positive, got {self.lam!r}.")
         x = self.seen.astype('float64')
         g = (x.T @ x).toarray()
         g[np.diag_indices_from(g)] += self.lam

@@ -31,15 +31,25 @@ def default_learner(by='ranking' # 'ranking': the recommender that ranks best (r
     from .saving import ModelFileError, load, save
     if by not in ('ranking', 'rating'): raise ValueError(f"by must be 'ranking' or 'rating', got {by!r}.")
     spec, path = (DEFAULT_MODEL, cache_dir()/'default') if by == 'rating' else (default_ranker(), cache_dir()/'default-ranking')
+    why = 'once'
     if (path/'model.json').is_file():
-        try: return load(path)
+        try: learn = load(path)
         except ModelFileError as e: raise ModelFileError(f'{e} (The cached default model: delete {path} to retrain it.)') from None
+        if _trained_as(learn, spec): return learn
+        why = 'again: the cached one was trained with other settings'
     from .experiments import train_model
-    print(f"Training the default {by} model ({spec['model']}, {spec['epochs']} epochs) once; "
+    print(f"Training the default {by} model ({spec['model']}, {spec['epochs']} epochs) {why}; "
           f"it is cached in {path}.", file=sys.stderr, flush=True)
     learn = train_model(**spec, progress=False, cache=True)
     save(learn, path)
     return learn
+
+def _trained_as(learn, spec):
+    "True if `learn` (loaded from the cache) was built and trained with `spec`, the `train_model` arguments of a default."
+    fit = ('epochs', 'lr', 'wd', 'seed')
+    model = getattr(learn, 'model_spec', None) or {}
+    return (model.get('model') == spec['model'] and (getattr(learn, 'train_spec', None) or {}) == {k: spec[k] for k in fit}
+            and all(model.get(k) == v for k, v in spec.items() if k not in fit and k != 'model'))
 
 def _show(series, args, fmt='{:.4f}'):
     "Print a ranked Series as a table, or as JSON records with `--json`."
@@ -101,8 +111,9 @@ def parser():
         return s
     def model_opts(s, n):
         s.add_argument('-n', type=_positive(int), default=n, help=f'how many (default: {n})')
-        s.add_argument('--model', type=Path, metavar='DIR', help='a model saved by `movierecs train` '
-                       f"(default: {DEFAULT_MODEL['model']} trained once with the notebook's settings and cached in {cache_dir()/'default'})")
+        s.add_argument('--model', type=Path, metavar='DIR', help='a model saved by `movierecs train` (default: ' + (
+                       'see --by' if n == 10 else f"{DEFAULT_MODEL['model']} trained once with the notebook's settings and "
+                       f"cached in {cache_dir()/'default'}") + ')')
         s.add_argument('--json', action='store_true', help='machine-readable output')
     s = cmd('models', _models, 'list the models in the registry')
     s.add_argument('--json', action='store_true', help='machine-readable output')

@@ -86,7 +86,8 @@ class LossTable(Callback):
         self.in_train = False
         train_loss, valid_loss = self.learn.recorder.values[-1][:2]
         self.seconds.append(time.perf_counter() - self.start)
-        self.rows.append((self.epoch, float(train_loss), float(valid_loss), format_time(self.seconds[-1])))
+        self.rows.append((self.epoch, float(train_loss), float('nan') if valid_loss is None else float(valid_loss),  # no valid rows: NaN
+                          format_time(self.seconds[-1])))
     @property
     def df(self): return pd.DataFrame(self.rows, columns=['epoch', 'train_loss', 'valid_loss', 'time'])
 

@@ -9,10 +9,11 @@ __all__ = ['RELEVANT', 'row_weights', 'user_rows', 'rows_dataloaders']
 RELEVANT = 4  # a rating at or above this is a movie the user liked
 
 def row_weights(ratings, # Ratings, any shape
-                low=1. # Weight of a rating below `RELEVANT` (a liked movie weighs 1); 1 treats every rating alike
+                low=1., # Weight of a rating below `RELEVANT` (a liked movie weighs 1); 1 treats every rating alike
+                name='low' # The argument's name in error messages
                ):
     "The weight each rating carries in a user's row: 1 for a liked movie (rating >= `RELEVANT`), `low` for the others."
-    if not 0 <= low <= 1: raise ValueError(f"low must be between 0 and 1, got {low!r}.")
+    if not 0 <= low <= 1: raise ValueError(f"{name} must be between 0 and 1, got {low!r}.")
     r = torch.as_tensor(ratings, dtype=torch.float32)
     return torch.where(r >= RELEVANT, torch.ones_like(r), torch.full_like(r, low))
 
@@ -24,12 +25,13 @@ def _codes(dl):
 
 def user_rows(dl, # A collab loader: `dls.train` or `dls.valid`
               shape, # (users, items) of the vocabulary, `#na#` included
-              low=1. # Weight of a rating below `RELEVANT`
+              low=1., # Weight of a rating below `RELEVANT`
+              name='low' # The argument's name in error messages
              ) -> torch.Tensor:
     "The dense (users, items) matrix of `dl`'s rows: each rated pair holds its `row_weights`, every other entry 0."
     x, r = _codes(dl)
     m = torch.zeros(shape)
-    m.index_put_((x[:, 0], x[:, 1]), row_weights(r, low), accumulate=False)
+    m.index_put_((x[:, 0], x[:, 1]), row_weights(r, low, name), accumulate=False)
     return m
 
 def rows_dataloaders(dls, # Collab `DataLoaders` from `movierecs.dataloaders` (their vocabulary and split are kept)
@@ -42,9 +44,10 @@ def rows_dataloaders(dls, # Collab `DataLoaders` from `movierecs.dataloaders` (t
     training, the validation rows for validation). Every user with a nonzero training target comes once per epoch (no
     `drop_last`), in a new order each epoch. `dls.history` is the training matrix the models read their input from."""
     shape = tuple(len(c) for c in dls.classes.values())
+    history = user_rows(dls.train, shape, low_in, 'low_in')
     train, valid = user_rows(dls.train, shape, low), user_rows(dls.valid, shape, low)
     tu, vu = (torch.nonzero(m.sum(1)).reshape(-1) for m in (train, valid))
     out = DataLoaders(TensorDataLoader(tu, train[tu], bs=bs, shuffle=True, drop_last=False, seed=seed, src=dls.train),
                       TensorDataLoader(vu, valid[vu], bs=max(VAL_BS, bs), drop_last=False, src=dls.valid), path=dls.path)
-    out.history = train if low_in == low else user_rows(dls.train, shape, low_in)
+    out.history = history
     return out

@@ -23,6 +23,9 @@ class MultDAE(Module):
                  n_hidden=600, # Width of the hidden layer
                  dropout=0.5 # Input dropout while training (the 'denoising')
                 ):
+        if isinstance(n_hidden, bool) or not isinstance(n_hidden, int) or n_hidden < 1:
+            raise ValueError(f"n_hidden must be a positive integer, got {n_hidden!r}.")
+        if not 0 <= dropout < 1: raise ValueError(f"dropout must be in [0, 1), got {dropout!r}: 1 would drop every input.")
         n = history.shape[1]
         self.register_buffer('history', history, persistent=False)
         self.drop, self.encoder, self.decoder = nn.Dropout(dropout), nn.Linear(n, n_hidden), nn.Linear(n_hidden, n)
@@ -45,6 +48,7 @@ class MultDAE(Module):
 
 def _ranker(dls, model, bs, low, low_in, **kwargs):
     "A `Learner` of `model(rows.history)` on the user rows of `dls`, with the multinomial loss."
+    if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1: raise ValueError(f"bs must be a positive integer, got {bs!r}.")
     rows = rows_dataloaders(check_dls(dls), bs=bs, low=low, low_in=low_in)
     kwargs.setdefault('loss_func', MultinomialNLL())
     return _learner(rows, model(rows.history), **kwargs)

@@ -33,11 +33,16 @@ RANKERS = {
 DEFAULT_RANKER = 'mult_dae'  # `recommend` and `movierecs recommend` use it: the best NDCG@10 of results/topn.md
 METRICS = ('precision', 'recall', 'ndcg', 'map', 'mrr', 'hit_rate')  # per-user metrics, averaged over the scored users
 
+def _check_k(k):
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive integer (a list length), got {k!r}.")
+
 def top_k(scores:np.ndarray, # (users, items) scores, higher is better
           exclude, # (users, items) bool array or sparse matrix: items that may not be recommended (the user's base items)
           k=10 # List length
          ) -> np.ndarray:
     "The `k` best-scored items of each row that are not excluded, best first; ties go to the lower column; -1 pads a row with fewer candidates."
+    _check_k(k)
     s = np.array(scores, dtype='float64')
     ex = exclude.toarray() if sp.issparse(exclude) else np.asarray(exclude, dtype=bool)
     s[ex.astype(bool) | np.isnan(s)] = -np.inf
@@ -53,6 +58,7 @@ def ranking_metrics(top:np.ndarray, # (users, >= k) recommended columns, best fi
     ndcg = Σ_{i≤k} rel_i/log2(i+1) ÷ Σ_{i≤min(|R|,k)} 1/log2(i+1) (Järvelin & Kekäläinen 2002);
     map = Σ_{i≤k} rel_i·precision@i ÷ min(|R|, k) (implicit's and Spark's); map_msr = the same sum ÷ |R| (Microsoft
     Recommenders' published MAP); mrr = 1/(rank of the first relevant item), 0 if none in the top k."""
+    _check_k(k)
     rel = sp.csr_matrix(relevant, dtype=bool)
     n_rel = np.asarray(rel.sum(1)).ravel()
     if (n_rel == 0).any(): raise ValueError("Every user scored needs at least one relevant item: drop the users without one.")
@@ -85,9 +91,9 @@ class LearnerTopN(TopN):
         self.learn, self.chunk = learn, chunk
         (_, users), (self.item_name, items) = learn.dls.classes.items()
         self.users, self.items = np.asarray(users[1:]), np.asarray(items[1:])  # fastai's `#na#` placeholder left out
-        train = learn.dls.train.items
-        self.seen = sp.csr_matrix((np.ones(len(train)), (train.iloc[:, 0].to_numpy() - 1, train.iloc[:, 1].to_numpy() - 1)),
-                                  shape=(len(self.users), len(self.items)))
+        codes = np.concatenate([dl.items[list(learn.dls.classes)].to_numpy('int64') for dl in (learn.dls.train, learn.dls.valid)])
+        codes = codes[(codes > 0).all(1)] - 1  # every pair the learner's rows hold (for `recommend`), `#na#` left out
+        self.seen = sp.csr_matrix((np.ones(len(codes)), (codes[:, 0], codes[:, 1])), shape=(len(self.users), len(self.items)))
         self.seen.sum_duplicates(); self.seen.data[:] = 1
 
     def _score(self, u):
@@ -148,8 +154,18 @@ def evaluate_topn(method, # A name `fit_topn` knows, or a fitted `TopN` (then `f
                  ) -> list:
     "Fit on the split's base file, rank every movie each test user has not rated there, score the top k: one row per k."
     base, test = split_frames(split)
-    ks = sorted({int(k) for k in np.atleast_1d(ks)})
-    if not ks or ks[0] < 1: raise ValueError(f"ks must be positive list lengths, got {ks!r}.")
+    for what, f in (('base', base), ('test', test)):
+        missing = [c for c in ('user', item_name, 'rating') if not isinstance(f, pd.DataFrame) or c not in f.columns]
+        if missing: raise DataError(f"The {what} frame lacks column(s) {missing}: give frames like load_split()'s.")
+    if base.empty: raise DataError("The base frame is empty: there is nothing to fit.")
+    ks = list(np.atleast_1d(ks)) if not isinstance(ks, (int, np.integer)) else [ks]
+    for k in ks: _check_k(k)
+    ks = sorted({int(k) for k in ks})
+    if not ks: raise ValueError("ks is empty: give at least one list length, e.g. ks=(10,).")
+    if threshold is not None and not (isinstance(threshold, (int, float, np.number)) and np.isfinite(threshold)):
+        raise ValueError(f"threshold must be a rating (e.g. 4) or None for every test rating, got {threshold!r}.")
+    if not isinstance(method, (str, TopN, RankingRun)):
+        raise TypeError(f"method must be a name, a RankingRun or a fitted TopN, got {type(method).__name__}.")
     if isinstance(method, TopN): fitted, fit_seconds, name = method, 0.0, type(method).__name__
     else: (fitted, fit_seconds), name = fit_topn(method, base, item_name, seed, valid=test, **params), getattr(method, 'model', method)
     catalog = np.union1d(base[item_name].unique(), test[item_name].unique())  # a movie only in the test file is a candidate too
@@ -157,7 +173,13 @@ def evaluate_topn(method, # A name `fit_topn` knows, or a fitted `TopN` (then `f
     tested = np.unique(test.user)
     users = np.intersect1d(np.unique(rel.user), base.user.unique())
     exclude = interactions(base, users, catalog, item_name).astype(bool)
-    relevant = interactions(rel, users, catalog, item_name).astype(bool)
+    relevant = (interactions(rel, users, catalog, item_name).astype(bool) > exclude).tocsr()  # a test pair the base holds too is no candidate
+    relevant.eliminate_zeros()
+    keep = np.asarray(relevant.sum(1)).ravel() > 0
+    users, exclude, relevant = users[keep], exclude[keep], relevant[keep]
+    if not len(users):
+        raise ValueError(f"No test user has a relevant movie (a test rating >= {threshold} of a movie they did not rate in the "
+                         f"base file) among {len(tested)} test users: check the threshold and the split.")
     counts = np.asarray(interactions(base, np.unique(base.user), catalog, item_name).sum(0)).ravel()
     cols = pd.Index(catalog).get_indexer(fitted.items)  # the method's items in the catalog; the rest score -inf
     if (cols < 0).any(): raise ValueError(f"{name} knows items outside the split: was it fitted on another data set?")
@@ -165,6 +187,7 @@ def evaluate_topn(method, # A name `fit_topn` knows, or a fitted `TopN` (then `f
     for i in range(0, len(users), chunk):
         s = np.full((len(users[i:i+chunk]), len(catalog)), -np.inf)
         s[:, cols] = fitted.score(users[i:i+chunk])
+        if np.isnan(s).any(): raise ValueError(f"{name} gave NaN scores: its fit failed (check its parameters).")
         tops.append(top_k(s, exclude[i:i+chunk], ks[-1]))
     top = np.concatenate(tops) if tops else np.zeros((0, ks[-1]), int)
     rows = []
@@ -188,6 +211,7 @@ def tune_topn(method, # A name `fit_topn` knows
              ) -> tuple:
     "The parameters of `grid` with the best `metric`@k on a seeded carve-out of `base` (never a test file), and every row tried."
     if not grid: raise ValueError("grid is empty: give at least one parameter dict.")
+    if metric not in METRICS: raise ValueError(f"Unknown metric {metric!r}. Valid: {', '.join(METRICS)}.")
     train, held = carve_out(base, frac, seed)
     rows = [{**evaluate_topn(method, (train, held), ks=(k,), seed=seed, **kwargs, **p)[0], 'params': p} for p in grid]
     best = max(range(len(rows)), key=lambda i: (rows[i][metric], -i))

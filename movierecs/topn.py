@@ -87,7 +87,7 @@ def seed_spread(methods=None, # Names from `topn_methods()`; default: the fastai
     for m in methods:
         method, params = _fit_args(m)
         for seed in seeds:
-            rows.append({**evaluate_topn(method, (base, test), ks=(10,), seed=seed, **params)[0], 'method': m, 'split': split})
+            rows.append({**evaluate_topn(method, (base, test), ks=(10,), seed=seed, **params)[0], 'method': m, 'split': split, 'params': ''})
             log(f"{split:4} {m:20} seed {seed}  NDCG@10 {rows[-1]['ndcg']:.4f}")
     return pd.DataFrame(rows)
 
@@ -104,7 +104,7 @@ def topn_markdown(df:pd.DataFrame, env:dict, seeds:pd.DataFrame=None) -> str:
           f"{env['wall_seconds'] / 60:.0f} minutes.", '',
           '**Protocol.** Each method is fitted on the base file. For every test user with at least one relevant test movie '
           '(test rating >= 4), every movie the user did not rate in the base file is ranked — no sampled negatives; a movie '
-          'absent from the base file ranks last. Items are movie ids (titles merge 18 pairs of distinct movies). Metrics are '
+          'absent from the base file is scored by no method and never recommended. Items are movie ids (titles merge 18 pairs of distinct movies). Metrics are '
           'averaged over those users: precision, recall, NDCG (binary gains), MAP (÷ min(relevant, k)), MRR, hit rate; '
           'coverage is the share of the catalogue recommended to anyone; popularity the mean number of base-file ratings of '
           'what is recommended. EASE^R\'s λ and item-kNN\'s k are chosen per split on a seeded 20% carve-out of its base '
@@ -112,17 +112,15 @@ def topn_markdown(df:pd.DataFrame, env:dict, seeds:pd.DataFrame=None) -> str:
     for k in sorted(set(df.k)):
         d = df[(df.k == k) & df.split.isin(folds + others)]
         if d.empty: continue
-        md += [f'## k = {k}: NDCG@{k} per split', '',
-               '| method | ' + ' | '.join(folds) + (' | u1–u5 mean ± sd' if len(folds) > 1 else '') + ' | '
-               + ' | '.join(others) + ' | fit s (mean) |',
-               '|---|' + '---:|' * (len(folds) + (len(folds) > 1) + len(others) + 1)]
+        head = ['method', *folds, *(['u1–u5 mean ± sd'] if len(folds) > 1 else []), *others, 'fit s (mean)']
+        md += [f'## k = {k}: NDCG@{k} per split', '', '| ' + ' | '.join(head) + ' |', '|---|' + '---:|' * (len(head) - 1)]
         for method, g in d.groupby('method', sort=False):
             v = g.set_index('split').ndcg
             cells = [f'{v[s]:.3f}' if s in v else '' for s in folds]
             if len(folds) > 1: cells.append(_mean_sd([v[s] for s in folds if s in v]))
             cells += [f'{v[s]:.3f}' if s in v else '' for s in others]
             md.append(f"| {method} | {' | '.join(cells)} | {g.fit_seconds.mean():.1f} |")
-        md += ['', f'## k = {k}: every metric, mean over u1–u5', '',
+        md += ['', f"## k = {k}: every metric, mean over {'u1–u5' if len(folds) == 5 else ', '.join(folds)}", '',
                '| method | precision | recall | ndcg | map | mrr | hit_rate | coverage | popularity |',
                '|---|' + '---:|' * 8]
         f = d[d.split.isin(folds)]
@@ -174,7 +172,7 @@ def topn_markdown(df:pd.DataFrame, env:dict, seeds:pd.DataFrame=None) -> str:
     return '\n'.join(md)
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog='python -m movierecs.topn', description=__doc__.strip('`'))
+    p = argparse.ArgumentParser(prog='python -m movierecs.topn', description=__doc__.split(': ', 1)[1])
     p.add_argument('methods', nargs='*', help='methods (default: all of topn_methods())')
     p.add_argument('--splits', nargs='+', default=list(SPLITS) + [MSR], choices=list(SPLITS) + [MSR])
     p.add_argument('--seed', type=int, default=42)
@@ -187,7 +185,9 @@ def main(argv=None):
     from .reproduce import environment
     start = time.perf_counter()
     df = topn_benchmark(a.methods or None, splits=tuple(a.splits), seed=a.seed)
-    seeds = seed_spread(seeds=tuple(range(a.seed, a.seed + a.seeds))) if a.seeds > 1 else None
+    from .ranking import RANKERS
+    rankers = [m for m in (a.methods or RANKERS) if m in RANKERS]  # only the fastai ranking runs asked for
+    seeds = seed_spread(rankers, seeds=tuple(range(a.seed, a.seed + a.seeds))) if a.seeds > 1 and rankers else None
     env = environment(a.seed)
     try: import implicit; env['implicit'] = f'implicit {implicit.__version__}'
     except ImportError: env['implicit'] = None

@@ -110,3 +110,24 @@ def test_train_takes_the_faithful_path_on_request():
     from movierecs.cli import parser
     assert parser().parse_args(['train', 'collab', '--faithful']).faithful
     assert not parser().parse_args(['train', 'collab']).faithful
+
+def test_a_cached_default_trained_otherwise_is_retrained(model_dir, tmp_path, monkeypatch, capsys):
+    "A model in the cache that was not trained with the default's settings is not served: it is retrained (here: stopped at training)."
+    from types import SimpleNamespace
+    from movierecs.cli import DEFAULT_MODEL, _trained_as, default_ranker
+    spec = default_ranker()
+    fit = {k: spec[k] for k in ('epochs', 'lr', 'wd', 'seed')}
+    good = SimpleNamespace(model_spec=dict(model=spec['model'], **{k: v for k, v in spec.items() if k not in fit and k != 'model'}),
+                           train_spec=fit)
+    assert _trained_as(good, spec)
+    assert not _trained_as(SimpleNamespace(model_spec=good.model_spec, train_spec={**fit, 'epochs': 2}), spec)
+    assert not _trained_as(SimpleNamespace(model_spec={**good.model_spec, 'model': 'collab'}, train_spec=fit), spec)
+    assert not _trained_as(SimpleNamespace(model_spec={**good.model_spec, 'low': 1.0}, train_spec=fit), spec)
+    path, _ = model_dir  # a collab trained 2 epochs on synthetic data, not the default's 5 on ML-100k
+    import shutil
+    monkeypatch.setenv('MOVIERECS_CACHE', str(tmp_path)); shutil.copytree(path, tmp_path/'default')
+    import movierecs.experiments
+    def stop(*a, **k): raise RuntimeError('retraining')
+    monkeypatch.setattr(movierecs.experiments, 'train_model', stop)
+    with pytest.raises(RuntimeError, match='retraining'): movierecs.default_learner('rating')
+    assert 'trained with other settings' in capsys.readouterr().err

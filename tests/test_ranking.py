@@ -71,7 +71,8 @@ def test_popular_itemknn_ease_maths():
     n = np.sqrt((X**2).sum(0))
     sim = X.T @ X / np.outer(n, n); np.fill_diagonal(sim, 0)
     assert np.allclose(knn.score([1, 2, 3]), X @ sim)
-    assert np.allclose(ItemKNN(k=1).fit(x).sim, np.where(sim >= sim.max(0, keepdims=True), sim, 0))  # one neighbour per item
+    one = np.zeros_like(sim); j = sim.argmax(0); one[j, range(3)] = sim[j, range(3)]  # one neighbour per item, ties to the lower
+    assert np.allclose(ItemKNN(k=1).fit(x).sim, one) and (ItemKNN(k=1).fit(x).sim > 0).sum(0).tolist() == [1, 1, 1]
     lam = 2.
     ease = EASE(lam).fit(x)
     B = ease.weights
@@ -80,7 +81,11 @@ def test_popular_itemknn_ease_maths():
     G = X.T @ X
     resid = (G + lam*np.eye(3)) @ B - G
     assert np.allclose(resid - np.diag(np.diag(resid)), 0, atol=1e-10)
-    with pytest.raises(ValueError, match='lam must be positive'): EASE(0).fit(x)
+    for bad in (0, -1., float('inf'), float('nan'), 'x'):
+        with pytest.raises(ValueError, match='lam must be a finite positive number'): EASE(bad)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match='k must be a positive integer'): ItemKNN(bad)
+    with pytest.raises(ValueError, match='n must be a positive integer'): pop.recommend(1, -2)
     with pytest.raises(KeyError, match=r'User\(s\) \[9\] not in the training data'): ease.score([9])
 
 def test_baselines_and_ranking_model_beat_popularity_on_planted_tastes(planted, seed):
@@ -172,3 +177,60 @@ def test_readme_numbers_are_the_tables():
     rows = [l for l in readme.splitlines() if l.startswith('| ') and not l.startswith('| method')]
     table = set(root.joinpath('results', 'topn.md').read_text().splitlines())
     assert len(rows) >= 5 and [r for r in rows if r not in table] == []
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_ranking_run_on_u1_holds_its_bar_and_beats_ease(ratings):
+    """The default recommender's run on u1: NDCG@10 above its seeds' mean - 3 sd (results/topn_seeds.csv, `make topn`), and
+    above EASE^R's with λ chosen on u1.base's carve-out, as in results/topn.md."""
+    from pathlib import Path
+    from movierecs.topn import TUNE_GRIDS
+    seeds = pd.read_csv(Path(__file__).parent.parent/'results'/'topn_seeds.csv')
+    name = movierecs.DEFAULT_RANKER
+    s = seeds[(seeds.method == name) & (seeds.split == 'u1')].ndcg
+    assert len(s) >= 5
+    ours = evaluate_topn(name, 'u1', ks=(10,))[0]
+    base, test = movierecs.load_split('u1')
+    lam, _ = tune_topn('ease', TUNE_GRIDS['ease'], base)
+    ease = evaluate_topn('ease', (base, test), ks=(10,), **lam)[0]
+    assert ours['ndcg'] > s.mean() - 3*s.std(), (ours['ndcg'], s.tolist())
+    assert ours['ndcg'] > ease['ndcg'] and ours['users'] == ease['users'] == 456
+
+@pytest.mark.parametrize('kw, problem', [
+    (dict(ks=0), 'k must be a positive integer'), (dict(ks=2.7), 'k must be a positive integer'),
+    (dict(ks=True), 'k must be a positive integer'), (dict(threshold=float('nan')), 'threshold must be a rating'),
+    (dict(threshold=6), 'No test user has a relevant movie'),
+])
+def test_bad_evaluation_arguments_are_clear_errors(planted, kw, problem):
+    with pytest.raises(ValueError, match=problem): evaluate_topn('popular', planted, **kw)
+
+def test_bad_frames_and_methods_are_clear_errors(planted):
+    base, test = planted
+    with pytest.raises(movierecs.DataError, match=r"The test frame lacks column\(s\) \['rating'\]"):
+        evaluate_topn('popular', (base, test.drop(columns='rating')))
+    with pytest.raises(TypeError, match='method must be a name'): evaluate_topn(None, planted)
+    with pytest.raises(ValueError, match="Unknown metric 'auc'"): tune_topn('ease', [dict(lam=1.)], base, metric='auc')
+    class NaNs(Popular):
+        def _score(self, u): return np.full((len(u), len(self.items)), np.nan)
+    with pytest.raises(ValueError, match='gave NaN scores'): evaluate_topn(NaNs().fit(base), planted)
+
+def test_a_test_pair_the_base_holds_is_no_relevant_item(planted):
+    "A custom split whose test file repeats base pairs: those pairs cannot be recommended, so they are not counted as relevant."
+    base, test = planted
+    both = pd.concat([test, base.head(200)], ignore_index=True)
+    assert evaluate_topn('ease', (base, both), ks=(10,), lam=10.)[0] == evaluate_topn('ease', planted, ks=(10,), lam=10.)[0]
+
+def test_mult_dae_arguments_are_checked(synth):
+    dls = movierecs.dataloaders(synth)
+    for kw, problem in [(dict(bs=0), 'bs must be a positive integer'), (dict(dropout=1.), 'dropout must be in'),
+                        (dict(n_hidden=0), 'n_hidden must be a positive integer'), (dict(low_in=2.), 'low_in must be between')]:
+        with pytest.raises(ValueError, match=problem): movierecs.get_learner('mult_dae', dls, **kw)
+
+def test_learner_topn_on_titles_excludes_every_rated_pair(synth, seed):
+    "A learner keyed by title (the notebook's) as a top-N method: its `recommend` never returns a movie the user rated."
+    learn = movierecs.train_model('mult_dae', epochs=1, seed=seed, ratings=synth, progress=False)
+    t = movierecs.LearnerTopN(learn)
+    rated = set(synth[synth.user == 3].title)
+    recs = t.recommend(3, 100)
+    assert len(recs) == len(set(synth.title)) - len(rated) and not set(recs.index) & rated
+    assert recs.index.tolist() == movierecs.recommend(learn, 3, n=100).index.tolist()
