@@ -234,3 +234,17 @@ def test_learner_topn_on_titles_excludes_every_rated_pair(synth, seed):
     recs = t.recommend(3, 100)
     assert len(recs) == len(set(synth.title)) - len(rated) and not set(recs.index) & rated
     assert recs.index.tolist() == movierecs.recommend(learn, 3, n=100).index.tolist()
+
+def test_coverage_popularity_and_counts_by_hand():
+    "Four movies, three users: popularity's lists, coverage and mean popularity worked out by hand."
+    base = pd.DataFrame(dict(user=[1, 1, 2, 2, 3, 3], movie=[10, 20, 10, 30, 10, 20], rating=[5, 5, 5, 5, 5, 5]))
+    test = pd.DataFrame(dict(user=[1, 2, 3, 4], movie=[30, 20, 40, 10], rating=[5, 4, 5, 5]))
+    # counts: 10 -> 3, 20 -> 2, 30 -> 1, 40 -> 0 (test only: never scored, never recommended). User 4 is not in the base file.
+    r = evaluate_topn('popular', (base, test), ks=(1, 2))
+    one, two = r
+    # k=1 lists: user 1 -> [30], user 2 -> [20], user 3 -> [30]; relevant: {30}, {20}, {40}
+    assert (one['users'], one['skipped_users']) == (3, 1)
+    assert one['precision'] == pytest.approx(2/3) and one['coverage'] == pytest.approx(2/4) and one['popularity'] == pytest.approx((1+2+1)/3)
+    # k=2: user 3's only other candidate is 40, which no method scores: lists [30], [20], [30]
+    assert two['coverage'] == pytest.approx(2/4) and two['popularity'] == pytest.approx((1+2+1)/3)
+    assert two['recall'] == pytest.approx(2/3) and two['precision'] == pytest.approx((1/2 + 1/2 + 0)/3)
