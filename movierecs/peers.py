@@ -63,6 +63,7 @@ class ImplicitTopN(TopN):
         from threadpoolctl import threadpool_limits
         if self.algorithm == 'als': from implicit.cpu.als import AlternatingLeastSquares as cls
         else: from implicit.cpu.bpr import BayesianPersonalizedRanking as cls
-        self.model = cls(random_state=self.seed, num_threads=1, **self.kw)
-        with threadpool_limits(1, 'blas'): self.model.fit(self.seen.astype('float32').tocsr(), show_progress=False)
+        with threadpool_limits(1, 'blas'):  # implicit checks the BLAS threads when the model is built
+            self.model = cls(random_state=self.seed, num_threads=1, **self.kw)
+            self.model.fit(self.seen.astype('float32').tocsr(), show_progress=False)
     def _score(self, u): return self.model.user_factors[u] @ self.model.item_factors.T
