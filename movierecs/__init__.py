@@ -14,7 +14,8 @@ from .saving import *
 from .feedback import *
 from .baselines import *
 from .ranking import *
+from .foldin import *
 from .cli import default_learner
 
 __all__ = (data.__all__ + fast.__all__ + models.__all__ + learners.__all__ + rankers.__all__ + experiments.__all__ + analysis.__all__
-           + _evaluate_all + saving.__all__ + feedback.__all__ + baselines.__all__ + ranking.__all__ + ['default_learner'])
+           + _evaluate_all + saving.__all__ + feedback.__all__ + baselines.__all__ + ranking.__all__ + foldin.__all__ + ['default_learner'])

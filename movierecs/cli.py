@@ -63,6 +63,38 @@ def _show(series, args, fmt='{:.4f}'):
     print(f"{'#':>3}  {label:<{w}}  {name}")
     for i, (k, v) in enumerate(zip(keys, series.values), 1): print(f'{i:>3}  {k:<{w}}  {fmt.format(v)}')
 
+def _show_frame(df, args, fmt='{:.2f}'):
+    "Print a ranked frame (label, score, reason) as a table, or as JSON records with `--json`."
+    if args.json:
+        rows = [{k: (v.item() if hasattr(v, 'item') else v) for k, v in r.items()} for r in df.to_dict('records')]
+        print(json.dumps(rows, ensure_ascii=False, indent=1)); return
+    cells = [[str(v) if not isinstance(v, float) else fmt.format(v) for v in r] for r in df.itertuples(index=False)]
+    w = [max([len(c), *(len(r[j]) for r in cells)]) for j, c in enumerate(df.columns)]
+    print(f"{'#':>3}  " + '  '.join(f'{c:<{w[j]}}' for j, c in enumerate(df.columns)).rstrip())
+    for i, r in enumerate(cells, 1): print(f'{i:>3}  ' + '  '.join(f'{v:<{w[j]}}' for j, v in enumerate(r)).rstrip())
+
+def _read_rates(args) -> dict:
+    "The {title: stars} of `--rate TITLE=STARS` options or of the `--ratings` CSV file (title,rating)."
+    import csv
+    pairs = []
+    if args.ratings:
+        try: text = Path(args.ratings).read_text(encoding='utf-8')
+        except (OSError, UnicodeDecodeError) as e: raise ValueError(f"cannot read --ratings {args.ratings}: {e}") from None
+        rows = [r for r in csv.reader(text.splitlines()) if r and any(c.strip() for c in r)]
+        if rows and [c.strip().lower() for c in rows[0]] == ['title', 'rating']: rows = rows[1:]
+        for i, r in enumerate(rows, 1):
+            if len(r) != 2: raise ValueError(f"{args.ratings}, row {i}: expected 2 columns title,rating, got {len(r)}: {r!r}")
+            pairs.append((r[0].strip(), r[1].strip()))
+    for r in args.rate or []:
+        if '=' not in r: raise ValueError(f"--rate {r!r}: expected TITLE=STARS, e.g. --rate 'Star Wars (1977)=5'")
+        title, stars = r.rsplit('=', 1)
+        pairs.append((title.strip(), stars.strip()))
+    out = {}
+    for title, stars in pairs:
+        try: out[title] = float(stars)
+        except ValueError: raise ValueError(f"{title!r} is rated {stars!r}: stars must be a number, e.g. 4") from None
+    return out
+
 def _models(args):
     from .experiments import EXPERIMENTS
     from .learners import _models
@@ -83,7 +115,12 @@ def _train(args):
 def _recommend(args):
     from .analysis import recommend
     if args.model and args.by: raise ValueError("--by chooses between the default models; a model given with --model is used as it is.")
-    _show(recommend(_learner(args, args.by or 'ranking'), args.user, n=args.n), args, '{:.2f}')
+    if (args.user is not None) + bool(args.rate or args.ratings) != 1:
+        raise ValueError("give either --user ID (someone in the data) or your own ratings with --rate 'TITLE=STARS' / --ratings FILE")
+    if args.user is not None: return _show(recommend(_learner(args, args.by or 'ranking'), args.user, n=args.n), args, '{:.2f}')
+    from .foldin import recommend_for
+    rates = _read_rates(args)
+    _show_frame(recommend_for(_learner(args, args.by or 'ranking'), rates, n=args.n), args)
 
 def _similar(args):
     from .analysis import similar_movies
@@ -126,8 +163,11 @@ def parser():
     s.add_argument('--out', type=Path, metavar='DIR', help=f'folder to save the model to (default: {cache_dir()}/MODEL)')
     s.add_argument('--faithful', action='store_true', help="train on fastai's own loaders and Learner (slower; same maths)")
     s.add_argument('--json', action='store_true', help='machine-readable output (no progress bar)')
-    s = cmd('recommend', _recommend, "the movies a user has not rated that the model ranks first")
-    s.add_argument('--user', required=True, help='a user id, e.g. 196')
+    s = cmd('recommend', _recommend, "the movies a user has not rated that the model ranks first: a user of the data "
+            "(--user), or you, from your own ratings (--rate, --ratings)")
+    s.add_argument('--user', help='a user id, e.g. 196')
+    s.add_argument('--rate', action='append', metavar='TITLE=STARS', help="a movie you rated, e.g. 'Star Wars (1977)=5' (repeat it)")
+    s.add_argument('--ratings', metavar='FILE', help='a CSV file of your ratings: title,rating per line')
     s.add_argument('--by', choices=('ranking', 'rating'), help='ranking (default): the ranking model that recommends best '
                    '(results/topn.md), scores; rating: the notebook\'s collab model, highest predicted rating')
     model_opts(s, 10)

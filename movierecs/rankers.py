@@ -31,13 +31,15 @@ class MultDAE(Module):
         self.drop, self.encoder, self.decoder = nn.Dropout(dropout), nn.Linear(n, n_hidden), nn.Linear(n_hidden, n)
         for l in (self.encoder, self.decoder): nn.init.xavier_normal_(l.weight); nn.init.normal_(l.bias, std=1e-3)
 
-    def forward(self, users):
-        x = self.drop(F.normalize(self.history[users.reshape(-1)], dim=1))
-        return self.decoder(torch.tanh(self.encoder(x)))
+    def forward(self, users): return self.decoder(torch.tanh(self.encoder(self.drop(F.normalize(self.history[users.reshape(-1)], dim=1)))))
 
     def user_embedding(self, users):
         "The hidden code of each user's row (no dropout): the user's factors, for `similar_users`."
         return torch.tanh(self.encoder(F.normalize(self.history[users.reshape(-1)], dim=1)))
+
+    def score_rows(self, rows):
+        "Every movie's logit for users given by their rows (no dropout): how a user the model never saw is folded in."
+        return self.decoder(torch.tanh(self.encoder(F.normalize(rows, dim=1))))
 
     def scores(self, users):
         "Every movie's logit for each user code in `users` (no dropout): higher ranks first."

@@ -43,7 +43,7 @@ def test_similar_and_biases(model_dir, capsys):
     (['recommend', '--user', '5000'], 1, "User '5000' is not in the training data: valid users are 1 to 100"),
     (['similar', 'Movie 3'], 1, "'Movie 3' is not a movie the model was trained on. Did you mean"),
     (['recommend', '--user', '5', '-n', '0'], 2, 'argument -n: must be positive, got 0'),
-    (['recommend'], 2, 'the following arguments are required: --user'),
+    (['recommend'], 1, 'give either --user ID (someone in the data) or your own ratings'),
     (['train', 'svd'], 2, "argument MODEL: invalid choice: 'svd'"),
     (['train', 'dot', '--lr', '-1'], 2, 'argument --lr: must be positive'),
     (['train', 'dot', '--epochs', 'x'], 2, "argument --epochs: 'x' is not a number"),
