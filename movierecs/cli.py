@@ -98,8 +98,11 @@ def _read_rates(args) -> dict:
 def _models(args):
     from .experiments import EXPERIMENTS
     from .learners import _models
-    rows = [dict(model=n, description=(f.__doc__ or '').strip().splitlines()[0],
-                 experiments=[e.name for e in EXPERIMENTS.values() if e.model == n]) for n, f in _models.items()]
+    from .learners import model_task
+    from .ranking import RANKERS
+    runs = [(e.name, e.model) for e in EXPERIMENTS.values()] + [(k, r.model) for k, r in RANKERS.items()]
+    rows = [dict(model=n, task=model_task(n), description=(f.__doc__ or '').strip().splitlines()[0],
+                 experiments=[k for k, m in runs if m == n]) for n, f in _models.items()]
     if args.json: print(json.dumps(rows, indent=1)); return
     w = max(len(r['model']) for r in rows)
     for r in rows: print(f"{r['model']:<{w}}  {r['description']}  [experiments: {', '.join(r['experiments']) or '-'}]")
