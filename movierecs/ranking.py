@@ -197,7 +197,7 @@ def evaluate_topn(method, # A name `fit_topn` knows, or a fitted `TopN` (then `f
                          coverage=len(np.unique(rec)) / len(catalog), popularity=float(counts[rec].mean()) if len(rec) else 0.0,
                          users=len(users), skipped_users=len(tested) - len(users),  # no relevant test item, or absent from base
                          threshold=threshold, seed=seed, fit_seconds=round(fit_seconds, 2),
-                         **{f'sd_{c}': float(m[c].std(ddof=1)) for c in ('ndcg',)}))
+                         sd_ndcg=float(m.ndcg.std(ddof=1)) if len(m) > 1 else float('nan')))  # the spread over users
     return rows
 
 def tune_topn(method, # A name `fit_topn` knows
