@@ -3,6 +3,7 @@ import difflib
 import numpy as np, pandas as pd, torch
 from torch import nn
 
+from .data import _positive_int
 from .files import png_bytes, write_atomic
 
 __all__ = ['movie_factors', 'movie_bias', 'biases', 'similar_movies', 'similar_users', 'recommend', 'pca_map', 'loss_curves']
@@ -90,7 +91,7 @@ def recommend(learn, # A trained learner
               n=10 # How many movies
              ) -> pd.Series:
     "The `n` movies the user has not rated with the highest predicted rating (a rating model) or score (a ranking model)."
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1: raise ValueError(f"n must be a positive integer, got {n!r}.")
+    _positive_int(n, 'n')
     u, n_titles = _user_index(learn, user), len(_vocab(learn, 'movie'))
     rated = _rated(learn)
     seen = set(rated[rated[:, 0] == u, 1].tolist())

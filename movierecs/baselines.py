@@ -2,28 +2,22 @@
 import numpy as np, pandas as pd
 import scipy.sparse as sp
 
-from .data import DataError
+from .data import DataError, _positive_int
 
 __all__ = ['TopN', 'Popular', 'ItemKNN', 'EASE', 'BASELINES', 'interactions']
 
 def interactions(ratings:pd.DataFrame, # Rows with `user`, the item column and `rating`
                  users, # User keys: the matrix's rows, in order
                  items, # Item keys: its columns, in order
-                 item_name='movie', # The item column
-                 values=None # One value per row (summed over duplicate pairs); default 1, so the matrix says who rated what
+                 item_name='movie' # The item column
                 ) -> sp.csr_matrix:
-    "The users x items matrix of `ratings` (binary unless `values` is given); rows of unknown users or items are dropped."
+    "The binary users x items matrix of who rated what in `ratings`; rows of unknown users or items are dropped."
     u, i = pd.Index(users).get_indexer(ratings.user), pd.Index(items).get_indexer(ratings[item_name])
     keep = (u >= 0) & (i >= 0)
-    v = np.ones(int(keep.sum())) if values is None else np.asarray(values, dtype='float64')[keep]
-    m = sp.csr_matrix((v, (u[keep], i[keep])), shape=(len(users), len(items)))
+    m = sp.csr_matrix((np.ones(int(keep.sum())), (u[keep], i[keep])), shape=(len(users), len(items)))
     m.sum_duplicates()
-    if values is None: m.data[:] = 1
+    m.data[:] = 1
     return m
-
-def _check_n(n):
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}.")
 
 class TopN:
     "A top-N method: `fit(ratings)` on (user, item) rows, then `score(users)` ranks every item it knows for those users."
@@ -55,7 +49,7 @@ class TopN:
                   n=10 # How many items
                  ) -> pd.Series:
         "The `n` best-scored items the user has not rated, with their scores."
-        _check_n(n)
+        _positive_int(n, 'n')
         if np.ndim(user) != 0: raise TypeError(f"recommend takes one user, got {user!r}: call it once per user, or use score().")
         u = self._codes(user)
         s = self._score(u)[0].astype('float64')
@@ -79,8 +73,7 @@ class ItemKNN(TopN):
     params = ('k',)
     def __init__(self, k=50 # Neighbours kept per item; None keeps them all
                 ):
-        if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1):
-            raise ValueError(f"k must be a positive integer (neighbours per item) or None for all, got {k!r}.")
+        if k is not None: _positive_int(k, 'k', ' (neighbours per item) or None for all')
         self.k = k
     def _fit(self, ratings):
         x = self.seen.tocsc().astype('float64')

@@ -122,7 +122,7 @@ def _recommend(args):
         raise ValueError("give either --user ID (someone in the data) or your own ratings with --rate 'TITLE=STARS' / --ratings FILE")
     if args.user is not None: return _show(recommend(_learner(args, args.by or 'ranking'), args.user, n=args.n), args, '{:.2f}')
     from .foldin import recommend_for
-    rates = _read_rates(args)
+    rates = _read_rates(args)  # before any model is loaded or trained: a typo fails at once
     _show_frame(recommend_for(_learner(args, args.by or 'ranking'), rates, n=args.n), args)
 
 def _similar(args):

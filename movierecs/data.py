@@ -182,6 +182,11 @@ def synthetic_ratings(n_users=100, # Number of users
                          'timestamp': 880_000_000 + rng.integers(0, 10**7, len(pairs)),
                          'title': [f'Movie {i+1} (1990)' for i in mi]})
 
+def _positive_int(v, name, what=''):
+    "Raise a ValueError naming `name` unless `v` is an integer >= 1 (not a bool)."
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise ValueError(f"{name} must be a positive integer{what}, got {v!r}.")
+
 def _check_ratings(ratings, item_name='title'):
     if not isinstance(ratings, pd.DataFrame):
         raise DataError(f"ratings must be a pandas DataFrame, got {type(ratings).__name__}: use load_ratings().")

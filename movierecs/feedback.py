@@ -44,8 +44,8 @@ def rows_dataloaders(dls, # Collab `DataLoaders` from `movierecs.dataloaders` (t
     training, the validation rows for validation). Every user with a nonzero training target comes once per epoch (no
     `drop_last`), in a new order each epoch. `dls.history` is the training matrix the models read their input from."""
     shape = tuple(len(c) for c in dls.classes.values())
-    history = user_rows(dls.train, shape, low_in, 'low_in')
     train, valid = user_rows(dls.train, shape, low), user_rows(dls.valid, shape, low)
+    history = train if low_in == low else user_rows(dls.train, shape, low_in, 'low_in')
     tu, vu = (torch.nonzero(m.sum(1)).reshape(-1) for m in (train, valid))
     out = DataLoaders(TensorDataLoader(tu, train[tu], bs=bs, shuffle=True, drop_last=False, seed=seed, src=dls.train),
                       TensorDataLoader(vu, valid[vu], bs=max(VAL_BS, bs), drop_last=False, src=dls.valid), path=dls.path)

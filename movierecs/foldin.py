@@ -4,7 +4,8 @@ import math
 import numpy as np, pandas as pd, torch
 
 from .analysis import _item_label, _title_index, _vocab, _weights
-from .feedback import row_weights
+from .data import _positive_int
+from .feedback import RELEVANT, row_weights
 
 __all__ = ['MAX_RATINGS', 'parse_ratings', 'recommend_for']
 
@@ -33,7 +34,8 @@ def parse_ratings(learn, # A trained learner
 def _because(learn, cand, codes, stars):
     "For each candidate code, the rated movie (a liked one if there are any) whose movie factors are most cosine-similar."
     w = torch.nn.functional.normalize(_weights(learn, 'movie', 'factors'), dim=1)
-    pool = codes[stars >= 4] if (stars >= 4).any() else codes
+    liked = stars >= RELEVANT
+    pool = codes[liked] if liked.any() else codes
     return pool[(w[cand] @ w[pool].T).argmax(1)]
 
 def recommend_for(learn, # A trained ranking learner, e.g. `default_learner()`
@@ -41,7 +43,7 @@ def recommend_for(learn, # A trained ranking learner, e.g. `default_learner()`
                   n=10 # How many movies
                  ) -> pd.DataFrame:
     "The `n` movies a new person has not rated that the model ranks first from their `ratings`, each with the rated movie it is most like."
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1: raise ValueError(f"n must be a positive integer, got {n!r}.")
+    _positive_int(n, 'n')
     model = learn.model
     if not hasattr(model, 'score_rows'):
         raise TypeError(f"{type(model).__name__} cannot take a new user yet: fold-in works with the ranking models "

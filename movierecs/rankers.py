@@ -6,7 +6,7 @@ from fastai.learner import Learner
 from fastai.torch_core import Module
 from fastcore.meta import delegates
 
-from .data import check_dls
+from .data import _positive_int, check_dls
 from .feedback import rows_dataloaders
 from .learners import _learner, register
 
@@ -23,8 +23,7 @@ class MultDAE(Module):
                  n_hidden=600, # Width of the hidden layer
                  dropout=0.5 # Input dropout while training (the 'denoising')
                 ):
-        if isinstance(n_hidden, bool) or not isinstance(n_hidden, int) or n_hidden < 1:
-            raise ValueError(f"n_hidden must be a positive integer, got {n_hidden!r}.")
+        _positive_int(n_hidden, 'n_hidden')
         if not 0 <= dropout < 1: raise ValueError(f"dropout must be in [0, 1), got {dropout!r}: 1 would drop every input.")
         n = history.shape[1]
         self.register_buffer('history', history, persistent=False)
@@ -50,7 +49,7 @@ class MultDAE(Module):
 
 def _ranker(dls, model, bs, low, low_in, **kwargs):
     "A `Learner` of `model(rows.history)` on the user rows of `dls`, with the multinomial loss."
-    if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1: raise ValueError(f"bs must be a positive integer, got {bs!r}.")
+    _positive_int(bs, 'bs')
     rows = rows_dataloaders(check_dls(dls), bs=bs, low=low, low_in=low_in)
     kwargs.setdefault('loss_func', MultinomialNLL())
     return _learner(rows, model(rows.history), **kwargs)

@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 import numpy as np, pandas as pd
 import scipy.sparse as sp
 
+from .analysis import _rated
 from .baselines import BASELINES, TopN, interactions
-from .data import DataError
+from .data import DataError, _positive_int
 from .evaluate import split_frames
 from .feedback import RELEVANT
 
@@ -33,9 +34,7 @@ RANKERS = {
 DEFAULT_RANKER = 'mult_dae'  # `recommend` and `movierecs recommend` use it: the best NDCG@10 of results/topn.md
 METRICS = ('precision', 'recall', 'ndcg', 'map', 'mrr', 'hit_rate')  # per-user metrics, averaged over the scored users
 
-def _check_k(k):
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive integer (a list length), got {k!r}.")
+def _check_k(k): _positive_int(k, 'k', ' (a list length)')
 
 def top_k(scores:np.ndarray, # (users, items) scores, higher is better
           exclude, # (users, items) bool array or sparse matrix: items that may not be recommended (the user's base items)
@@ -91,7 +90,7 @@ class LearnerTopN(TopN):
         self.learn, self.chunk = learn, chunk
         (_, users), (self.item_name, items) = learn.dls.classes.items()
         self.users, self.items = np.asarray(users[1:]), np.asarray(items[1:])  # fastai's `#na#` placeholder left out
-        codes = np.concatenate([dl.items[list(learn.dls.classes)].to_numpy('int64') for dl in (learn.dls.train, learn.dls.valid)])
+        codes = _rated(learn)
         codes = codes[(codes > 0).all(1)] - 1  # every pair the learner's rows hold (for `recommend`), `#na#` left out
         self.seen = sp.csr_matrix((np.ones(len(codes)), (codes[:, 0], codes[:, 1])), shape=(len(self.users), len(self.items)))
         self.seen.sum_duplicates(); self.seen.data[:] = 1

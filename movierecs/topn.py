@@ -46,7 +46,6 @@ def topn_methods(implicit=None):
     return [*BASELINES, *runs, *RANKERS]
 
 def _fit_args(method):
-    from .ranking import RANKERS
     if method in RUNS: return RUNS[method]
     return (method, {})
 
