@@ -16,6 +16,7 @@ _WEIGHTS = {('movie', 'factors'): ('movie_factors', 'item_factors', 'i_weight', 
 def _weights(learn, side, kind):
     "The (n, k) tensor of the model's `side` ('movie' or 'user') `kind` ('factors' or 'bias')."
     m, names = learn.model, _WEIGHTS[side, kind]
+    while hasattr(m, 'members'): m = m.members[0]  # an ensemble: its first member's
     if (side, kind) == ('user', 'factors') and hasattr(m, 'user_embedding'):  # an autoencoder: its code of each user's row
         with torch.no_grad(): return m.user_embedding(torch.arange(len(m.history), device=m.history.device)).cpu().float()
     for name in names:

@@ -1,15 +1,20 @@
-"Recommendations for someone new: fold the movies a person rated into a trained ranking model, without retraining it."
+"Recommendations for someone new: fold the movies a person rated into a trained model, without retraining the movies."
 import math
 
 import numpy as np, pandas as pd, torch
+from torch.func import functional_call
 
 from .analysis import _item_label, _title_index, _vocab, _weights
 from .data import _positive_int
 from .feedback import RELEVANT, row_weights
+from .models import DotProduct, DotProductBias, DotProductBiasParams, DotProductBiasImplicit, Ensemble
 
-__all__ = ['MAX_RATINGS', 'parse_ratings', 'recommend_for']
+__all__ = ['MAX_RATINGS', 'LAMBDAS', 'parse_ratings', 'fold_in', 'foldin_lambdas', 'recommend_for']
 
 MAX_RATINGS = 5000  # more ratings than any one person gives; a bigger request is refused
+LAMBDAS = tuple(float(10**e) for e in np.arange(-2, 3.01, 0.5))  # the ridge penalties `foldin_lambdas` chooses from
+_USER = ('user_factors', 'user_bias', 'u_weight', 'u_bias', 'embeds.0')  # where each rating model keeps a user's weights
+_CALIBRATION_USERS = 200  # training users `foldin_lambdas` refolds
 
 def _star_range(learn):
     "The lowest and highest rating in the learner's training rows: the scale a new user's stars must be on."
@@ -31,6 +36,153 @@ def parse_ratings(learn, # A trained learner
         codes.append(_title_index(learn, title)); stars.append(float(s))
     return torch.tensor(codes), torch.tensor(stars)
 
+# --- rating models: a new user's weights, the movies' frozen ---
+
+def _members(model):
+    "(name prefix, module) of each model that predicts a rating on its own: an `Ensemble`'s members, else the model."
+    return [(f'members.{i}.', m) for i, m in enumerate(model.members)] if isinstance(model, Ensemble) else [('', model)]
+
+def _user_names(m): return [n for n, _ in m.named_parameters() if n.removesuffix('.weight') in _USER]
+
+def _dot_form(m):
+    "(user factors, user bias or None, movie factors, movie biases, y_range) of a dot-product model; None for any other model."
+    get = lambda n: m.get_parameter(n).detach()
+    if type(m) is DotProduct: return 'user_factors.weight', None, get('movie_factors.weight'), None, m.y_range
+    if type(m) is DotProductBias: return 'user_factors.weight', 'user_bias.weight', get('movie_factors.weight'), get('movie_bias.weight')[:, 0], m.y_range
+    if type(m) is DotProductBiasParams: return 'user_factors', 'user_bias', get('movie_factors'), get('movie_bias')[:, 0], m.y_range
+    from fastai.collab import EmbeddingDotBias
+    if type(m) is EmbeddingDotBias: return 'u_weight.weight', 'u_bias.weight', get('i_weight.weight'), get('i_bias.weight')[:, 0], m.y_range
+    return None
+
+def _padded(codes, stars):
+    "Lists of per-user code and star tensors as (users, longest) tensors and a mask."
+    L = max(len(c) for c in codes)
+    C, R, W = torch.zeros(len(codes), L, dtype=torch.long), torch.zeros(len(codes), L, dtype=torch.float64), torch.zeros(len(codes), L, dtype=torch.float64)
+    for b, (c, s) in enumerate(zip(codes, stars)): C[b, :len(c)], R[b, :len(c)], W[b, :len(c)] = c, s.double(), 1
+    return C, R, W
+
+def _ridge_dot(form, codes, stars, lam, iters=50):
+    """Each user's (factors, bias) minimising Σ (prediction - stars)² + lam·‖weights‖², the movies fixed: ridge least squares in
+    closed form, then Gauss-Newton steps (each a closed-form ridge solve, halved until the loss falls) through `sigmoid_range`."""
+    uf, ub, M, mb, y_range = form
+    C, R, W = _padded(codes, stars)
+    X = M.double()[C]
+    if ub is not None: X = torch.cat([X, torch.ones_like(X[..., :1])], -1)
+    o = torch.zeros_like(R) if mb is None else mb.double()[C]
+    eye = lam * torch.eye(X.shape[-1], dtype=torch.float64)
+    def solve(J, t): return torch.linalg.solve(J.transpose(1, 2) @ (W[..., None] * J) + eye, (J.transpose(1, 2) @ (W * t)[..., None]))[..., 0]
+    if y_range is None: p = solve(X, R - o)
+    else:
+        lo, hi = y_range
+        f = lambda p: lo + (hi - lo) * torch.sigmoid((X @ p[..., None])[..., 0] + o)
+        loss = lambda p: (W * (f(p) - R)**2).sum(1) + lam * (p**2).sum(1)
+        p = solve(X, torch.logit(((R - lo) / (hi - lo)).clamp(1e-4, 1 - 1e-4)) - o)  # ridge on the logit of the stars: the start
+        for _ in range(iters):
+            s = torch.sigmoid((X @ p[..., None])[..., 0] + o)
+            J = ((hi - lo) * s * (1 - s))[..., None] * X
+            step = solve(J, R - f(p) + (J @ p[..., None])[..., 0]) - p  # the Gauss-Newton target, as a step from p
+            t, before = torch.ones(len(p), 1, dtype=p.dtype), loss(p)
+            for _ in range(20):
+                worse = loss(p + t*step) > before
+                if not worse.any(): break
+                t[worse] /= 2
+            p = torch.where((loss(p + t*step) <= before)[:, None], p + t*step, p)
+            if (t*step).abs().max() < 1e-9: break
+    out = {uf: p[:, :M.shape[1]]}
+    if ub is not None: out[ub] = p[:, -1:]
+    return {k: v.float() for k, v in out.items()}
+
+def _buffers(m, codes):
+    "The buffers that tell a model which movies each of the new users rated (SVD++'s implicit feedback); {} for other models."
+    if not isinstance(m, DotProductBiasImplicit): return {}
+    n = torch.tensor([len(c) for c in codes])
+    return {'indptr': torch.cat([n.new_zeros(1), n.cumsum(0)]), 'rated_movies': torch.cat(codes)}
+
+def _predict(m, weights, movies, users=None):
+    "The model's prediction for (user, movie) pairs: the users are rows 0.. of `weights` (the folded-in ones), or the model's own."
+    users = torch.zeros_like(movies) if users is None else users
+    x = torch.stack([users, movies], 1)
+    with torch.no_grad() if not any(w.requires_grad for w in weights.values()) else torch.enable_grad():
+        return functional_call(m, weights, (x,)).reshape(-1)
+
+def _descend(m, codes, stars, lam, max_iter=200):
+    "Each user's weights minimising Σ (prediction - stars)² + lam·‖weights‖², the movie weights frozen: L-BFGS from the mean user."
+    names = _user_names(m)
+    w = {n: m.get_parameter(n).detach().mean(0, keepdim=True).repeat(len(codes), 1).requires_grad_() for n in names}
+    users = torch.cat([torch.full((len(c),), b) for b, c in enumerate(codes)])
+    movies, r, buf = torch.cat(codes), torch.cat(stars).float(), _buffers(m, codes)
+    opt = torch.optim.LBFGS(list(w.values()), lr=1, max_iter=max_iter, tolerance_grad=1e-6, tolerance_change=1e-10,
+                            history_size=20, line_search_fn='strong_wolfe')
+    def closure():
+        opt.zero_grad()
+        loss = ((_predict(m, {**w, **buf}, movies, users) - r)**2).sum() + lam * sum((v**2).sum() for v in w.values())
+        loss.backward()
+        return loss
+    opt.step(closure)
+    return {n: v.detach() for n, v in w.items()}
+
+def _fold_member(m, codes, stars, lam):
+    form = _dot_form(m)
+    weights = _ridge_dot(form, codes, stars, lam) if form is not None else _descend(m, codes, stars, lam)
+    return {**weights, **_buffers(m, codes)}
+
+def _training_rows(learn):
+    it = learn.dls.train.items
+    u, i = list(learn.dls.classes)[:2]
+    return it[u].to_numpy('int64'), it[i].to_numpy('int64'), it[list(learn.dls.train.y_names)[0]].to_numpy('float32')
+
+def foldin_lambdas(learn # A trained rating learner
+                  ) -> dict:
+    """The ridge penalty of each member of the model (one for a plain model), matched to its training: the value of `LAMBDAS`
+    with which up to 200 training users (seeded), folded in from their training ratings, get the predictions they have in the
+    trained model (mean squared difference over every movie). Computed once per learner."""
+    if getattr(learn, '_foldin_lambdas', None) is not None: return learn._foldin_lambdas
+    model = learn.model.eval()
+    u, i, r = _training_rows(learn)
+    users = np.unique(u)
+    users = np.sort(np.random.default_rng(0).choice(users, min(_CALIBRATION_USERS, len(users)), replace=False))
+    codes = [torch.from_numpy(i[u == v]) for v in users]
+    stars = [torch.from_numpy(r[u == v]) for v in users]
+    n_movies = len(_vocab(learn, 'movie'))
+    movies = torch.arange(1, n_movies).repeat(len(users))
+    owners = torch.from_numpy(users).repeat_interleave(n_movies - 1)
+    out = {}
+    for prefix, m in _members(model):
+        trained = _predict(m, {}, movies, owners)
+        err = []
+        for lam in LAMBDAS:
+            folded = _predict(m, _fold_member(m, codes, stars, lam), movies, torch.arange(len(users)).repeat_interleave(n_movies - 1))
+            err.append(float(((folded - trained)**2).mean()))
+        out[prefix] = LAMBDAS[int(np.argmin(err))]
+    learn._foldin_lambdas = out
+    return out
+
+def _fold_weights(learn, codes, stars):
+    "The weights of new users (lists of their codes and stars) for `functional_call` on the whole model."
+    lams = foldin_lambdas(learn)
+    return {prefix + k: v for prefix, m in _members(learn.model.eval()) for k, v in _fold_member(m, codes, stars, lams[prefix]).items()}
+
+def _rating_scores(learn, codes, stars):
+    "The predicted stars of one new user for every movie code (the `#na#` placeholder included)."
+    movies = torch.arange(len(_vocab(learn, 'movie')))
+    return _predict(learn.model.eval(), _fold_weights(learn, [codes], [stars]), movies).float()
+
+def _ranking_scores(learn, codes, stars):
+    model = learn.model.eval()
+    row = torch.zeros(1, model.history.shape[1])
+    row[0, codes] = row_weights(stars, learn.model_spec.get('low_in', 1.))
+    with torch.no_grad(): return model.score_rows(row.to(model.history.device))[0].cpu()
+
+def fold_in(learn, # A trained learner: a rating model (predicted stars) or a ranking model (scores)
+            ratings:dict # {title: stars} of someone the model has never seen
+           ) -> pd.Series:
+    "The model's prediction for a new person, from their `ratings`, for every movie (the rated ones too), by title."
+    codes, stars = parse_ratings(learn, ratings)
+    ranking = hasattr(learn.model, 'score_rows')
+    scores = (_ranking_scores if ranking else _rating_scores)(learn, codes, stars)
+    titles = _vocab(learn, 'movie')
+    return pd.Series(scores[1:].numpy(), index=pd.Index(titles[1:], name=_item_label(learn)), name='score' if ranking else 'stars')
+
 def _because(learn, cand, codes, stars):
     "For each candidate code, the rated movie (a liked one if there are any) whose movie factors are most cosine-similar."
     w = torch.nn.functional.normalize(_weights(learn, 'movie', 'factors'), dim=1)
@@ -38,28 +190,26 @@ def _because(learn, cand, codes, stars):
     pool = codes[liked] if liked.any() else codes
     return pool[(w[cand] @ w[pool].T).argmax(1)]
 
-def recommend_for(learn, # A trained ranking learner, e.g. `default_learner()`
+def recommend_for(learn, # A trained learner, e.g. `default_learner()`: a ranking model, or a rating model (`default_learner('rating')`)
                   ratings:dict, # {title: stars} of someone the model has never seen, e.g. {'Star Wars (1977)': 5}
-                  n=10 # How many movies
+                  n=10, # How many movies
+                  stars=None # A rating learner on the same titles whose predicted stars are added to a ranking model's list
                  ) -> pd.DataFrame:
-    "The `n` movies a new person has not rated that the model ranks first from their `ratings`, each with the rated movie it is most like."
+    """The `n` movies a new person has not rated that the model ranks first from their `ratings`, each with the rated movie it
+    is most like ('because'). Columns: title, score (a ranking model) or stars (a rating model's prediction), because."""
     _positive_int(n, 'n')
-    model = learn.model
-    if not hasattr(model, 'score_rows'):
-        raise TypeError(f"{type(model).__name__} cannot take a new user yet: fold-in works with the ranking models "
-                        f"({', '.join(_ranking_models())}): movierecs.default_learner(), or `movierecs recommend` without --by rating.")
-    codes, stars = parse_ratings(learn, ratings)
-    row = torch.zeros(1, model.history.shape[1])
-    row[0, codes] = row_weights(stars, learn.model_spec.get('low_in', 1.))
-    with torch.no_grad(): scores = model.score_rows(row.to(model.history.device))[0].cpu()
+    codes, given = parse_ratings(learn, ratings)
+    ranking = hasattr(learn.model, 'score_rows')
+    if stars is not None:
+        if hasattr(stars.model, 'score_rows'): raise TypeError("stars must be a rating model's learner (e.g. default_learner('rating')), not a ranking model's.")
+        if _vocab(stars, 'movie') != _vocab(learn, 'movie'): raise ValueError("stars: the rating learner was trained on other titles than learn.")
+    scores = (_ranking_scores if ranking else _rating_scores)(learn, codes, given)
     scores[0] = -math.inf  # fastai's `#na#` placeholder
     scores[codes] = -math.inf  # never what was rated
     k = min(n, int(torch.isfinite(scores).sum()))
     top = torch.argsort(-scores, stable=True)[:k]  # ties go to the lower code
     titles = _vocab(learn, 'movie')
-    return pd.DataFrame({_item_label(learn): [titles[i] for i in top.tolist()], 'score': scores[top].numpy(),
-                         'because': [titles[i] for i in _because(learn, top, codes, stars).tolist()]})
-
-def _ranking_models():
-    from .learners import list_models
-    return list_models('ranking')
+    out = pd.DataFrame({_item_label(learn): [titles[i] for i in top.tolist()], 'score' if ranking else 'stars': scores[top].numpy()})
+    if stars is not None and ranking: out['stars'] = _rating_scores(stars, codes, given)[top].numpy()
+    out['because'] = [titles[i] for i in _because(learn, top, codes, given).tolist()]
+    return out
