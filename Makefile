@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export MOVIERECS_DATA ?= $(if $(wildcard ../shared/data/ml-100k/u.data),$(abspath ../shared/data/ml-100k))
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast reproduce benchmark topn tune tune-topn notebooks bench clean
+.PHONY: help install test test-fast reproduce benchmark topn foldin tune tune-topn tune-foldin notebooks bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,6 +33,12 @@ benchmark: install ## Every experiment and Surprise's peers on the canonical spl
 topn: install ## Every top-N method (baselines, implicit, fastai models) on u1-u5, ua, ub and Microsoft Recommenders' protocol: results/topn.{md,csv}
 	$(PY) -W 'ignore:The given NumPy array is not writable' -m movierecs.topn --out results
 
+foldin: install ## Fold-in against training in: 10% of users held out, folded in from half their ratings, the other half scored: results/foldin.{md,csv}
+	$(PY) -W 'ignore:The given NumPy array is not writable' -m movierecs.coldstart --out results
+
+tune-foldin: install ## Choose how fold-in sets its penalty, on a carve-out of the users outside make foldin's held-out ones: results/foldin_tuning.{md,csv}
+	$(PY) -W 'ignore:The given NumPy array is not writable' benchmarks/tune_foldin.py
+
 notebooks: install ## Re-execute notebooks/*.ipynb and save their outputs in place
 	$(PY) -m movierecs.nbrun notebooks/*.ipynb
 
@@ -42,8 +48,9 @@ tune: install ## Grid-search the `tuned` experiment on a carve-out of u1.base (n
 tune-topn: install ## Choose the top-N table's settings on a carve-out of u1.base (never u1.test): results/topn_tuning.{md,csv}
 	$(PY) -W 'ignore:The given NumPy array is not writable' benchmarks/tune_topn.py
 
-bench: install ## Time an epoch of every model: bare PyTorch loop vs faithful vs default path; write results/bench.md
+bench: install ## Time an epoch of every model (bare PyTorch loop vs faithful vs default path): results/bench.md; and the web page's requests: results/serve_latency.md
 	$(PY) benchmarks/speed.py
+	$(PY) -W 'ignore:The given NumPy array is not writable' benchmarks/serve_latency.py
 
 clean: ## Remove .venv and caches
 	rm -rf $(VENV) .pytest_cache *.egg-info

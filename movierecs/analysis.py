@@ -14,9 +14,8 @@ _WEIGHTS = {('movie', 'factors'): ('movie_factors', 'item_factors', 'i_weight', 
             ('user', 'factors'): ('user_factors', 'u_weight', 'embeds.0')}
 
 def _weights(learn, side, kind):
-    "The (n, k) tensor of the model's `side` ('movie' or 'user') `kind` ('factors' or 'bias')."
-    m, names = learn.model, _WEIGHTS[side, kind]
-    while hasattr(m, 'members'): m = m.members[0]  # an ensemble: its first member's
+    "The (n, k) tensor of the `side` ('movie' or 'user') `kind` ('factors' or 'bias') of the learner's model (or of a model)."
+    m, names = getattr(learn, 'model', learn), _WEIGHTS[side, kind]  # a learner, or a model
     if (side, kind) == ('user', 'factors') and hasattr(m, 'user_embedding'):  # an autoencoder: its code of each user's row
         with torch.no_grad(): return m.user_embedding(torch.arange(len(m.history), device=m.history.device)).cpu().float()
     for name in names:

@@ -133,6 +133,26 @@ def _biases(args):
     from .analysis import biases
     _show(biases(_learner(args), n=args.n, lowest=not args.highest), args)
 
+def _serve(args):
+    "Take the port first (a port in use fails at once), then load the models, print the address and serve until Ctrl-C."
+    from .serve import listen, server, url
+    if not 1 <= args.port <= 65535: raise ValueError(f'--port must be from 1 to 65535, got {args.port}')
+    try: sock = listen(args.host, args.port)
+    except OSError as e: raise ValueError(str(e)) from None
+    try:
+        print('Loading the models and preparing the fold-in (the default models are trained once, on first use, and cached) ...',
+              file=sys.stderr, flush=True)
+        if args.model:
+            from .learners import model_task
+            from .saving import load
+            learn = load(args.model)
+            rater = learn if model_task(learn.model_spec['model']) == 'rating' else default_learner('rating')
+        else: learn, rater = default_learner('ranking'), default_learner('rating')
+        srv = server(learn, rater)
+        print(f'movierecs: serving on {url(args.host, args.port)} (Ctrl-C stops it)', flush=True)
+        srv.run(sockets=[sock])
+    finally: sock.close()
+
 def _positive(kind):
     def parse(s):
         try: v = kind(s)
@@ -182,6 +202,13 @@ def parser():
     g.add_argument('--lowest', action='store_true', help='lowest biases: disliked even by fitting users (default)')
     g.add_argument('--highest', action='store_true', help='highest biases: liked even by unlikely users')
     model_opts(s, 5)
+    s = cmd('serve', _serve, 'the web page: search and rate movies and see your top 10 update, a page per movie, the PCA map; '
+            'and its JSON API (POST /api/recommend, GET /api/similar)')
+    s.add_argument('--host', default='127.0.0.1', help='address to listen on (default: 127.0.0.1: this machine only)')
+    s.add_argument('--port', type=int, default=8000, help='TCP port, 1-65535 (default: 8000)')
+    s.add_argument('--model', type=Path, metavar='DIR', help='a model saved by `movierecs train`: a ranking model recommends, a rating '
+                   'model recommends and gives the stars, biases and map (default: the default ranking model recommends, the '
+                   "notebook's collab model gives the stars, biases and map; each trained once and cached)")
     s = cmd('reproduce', None, 'retrain every notebook experiment and write results/ (as `make reproduce`); '
             'arguments go to python -m movierecs.reproduce, see `movierecs reproduce -h`', add_help=False)
     s.add_argument('rest', nargs=argparse.REMAINDER, help=argparse.SUPPRESS)

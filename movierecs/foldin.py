@@ -9,12 +9,11 @@ from .data import _positive_int
 from .feedback import RELEVANT, row_weights
 from .models import DotProduct, DotProductBias, DotProductBiasParams, DotProductBiasImplicit, Ensemble
 
-__all__ = ['MAX_RATINGS', 'LAMBDAS', 'parse_ratings', 'fold_in', 'foldin_lambdas', 'recommend_for']
+__all__ = ['MAX_RATINGS', 'MIN_LAMBDA', 'parse_ratings', 'fold_in', 'foldin_lambdas', 'recommend_for']
 
 MAX_RATINGS = 5000  # more ratings than any one person gives; a bigger request is refused
-LAMBDAS = tuple(float(10**e) for e in np.arange(-2, 3.01, 0.5))  # the ridge penalties `foldin_lambdas` chooses from
+MIN_LAMBDA = 1e-2  # the smallest penalty fold-in uses, for a model whose training left its users far from any stationary point
 _USER = ('user_factors', 'user_bias', 'u_weight', 'u_bias', 'embeds.0')  # where each rating model keeps a user's weights
-_CALIBRATION_USERS = 200  # training users `foldin_lambdas` refolds
 
 def _star_range(learn):
     "The lowest and highest rating in the learner's training rows: the scale a new user's stars must be on."
@@ -61,21 +60,21 @@ def _padded(codes, stars):
     for b, (c, s) in enumerate(zip(codes, stars)): C[b, :len(c)], R[b, :len(c)], W[b, :len(c)] = c, s.double(), 1
     return C, R, W
 
-def _ridge_dot(form, codes, stars, lam, iters=50):
-    """Each user's (factors, bias) minimising Σ (prediction - stars)² + lam·‖weights‖², the movies fixed: ridge least squares in
+def _ridge_dot(form, codes, stars, lam, iters=50, tol=1e-6):
+    """Each user's (factors, bias) minimising Σ (prediction - stars)² + Σ λ‖weights‖² (`lam`: {tensor: λ}), the movies fixed: ridge least squares in
     closed form, then Gauss-Newton steps (each a closed-form ridge solve, halved until the loss falls) through `sigmoid_range`."""
     uf, ub, M, mb, y_range = form
     C, R, W = _padded(codes, stars)
     X = M.double()[C]
     if ub is not None: X = torch.cat([X, torch.ones_like(X[..., :1])], -1)
     o = torch.zeros_like(R) if mb is None else mb.double()[C]
-    eye = lam * torch.eye(X.shape[-1], dtype=torch.float64)
+    eye = torch.diag(torch.tensor([lam[uf]] * M.shape[1] + ([lam[ub]] if ub is not None else []), dtype=torch.float64))
     def solve(J, t): return torch.linalg.solve(J.transpose(1, 2) @ (W[..., None] * J) + eye, (J.transpose(1, 2) @ (W * t)[..., None]))[..., 0]
     if y_range is None: p = solve(X, R - o)
     else:
         lo, hi = y_range
         f = lambda p: lo + (hi - lo) * torch.sigmoid((X @ p[..., None])[..., 0] + o)
-        loss = lambda p: (W * (f(p) - R)**2).sum(1) + lam * (p**2).sum(1)
+        loss = lambda p: (W * (f(p) - R)**2).sum(1) + (p**2 * eye.diagonal()).sum(1)
         p = solve(X, torch.logit(((R - lo) / (hi - lo)).clamp(1e-4, 1 - 1e-4)) - o)  # ridge on the logit of the stars: the start
         for _ in range(iters):
             s = torch.sigmoid((X @ p[..., None])[..., 0] + o)
@@ -83,11 +82,12 @@ def _ridge_dot(form, codes, stars, lam, iters=50):
             step = solve(J, R - f(p) + (J @ p[..., None])[..., 0]) - p  # the Gauss-Newton target, as a step from p
             t, before = torch.ones(len(p), 1, dtype=p.dtype), loss(p)
             for _ in range(20):
-                worse = loss(p + t*step) > before
+                after = loss(p + t*step)
+                worse = after > before
                 if not worse.any(): break
                 t[worse] /= 2
-            p = torch.where((loss(p + t*step) <= before)[:, None], p + t*step, p)
-            if (t*step).abs().max() < 1e-9: break
+            p = torch.where((after <= before)[:, None], p + t*step, p)
+            if (t*step).abs().max() < tol: break
     out = {uf: p[:, :M.shape[1]]}
     if ub is not None: out[ub] = p[:, -1:]
     return {k: v.float() for k, v in out.items()}
@@ -106,7 +106,7 @@ def _predict(m, weights, movies, users=None):
         return functional_call(m, weights, (x,)).reshape(-1)
 
 def _descend(m, codes, stars, lam, max_iter=200):
-    "Each user's weights minimising Σ (prediction - stars)² + lam·‖weights‖², the movie weights frozen: L-BFGS from the mean user."
+    "Each user's weights minimising Σ (prediction - stars)² + Σ λ‖weights‖² (`lam`: {tensor: λ}), the movies frozen: L-BFGS from the mean user."
     names = _user_names(m)
     w = {n: m.get_parameter(n).detach().mean(0, keepdim=True).repeat(len(codes), 1).requires_grad_() for n in names}
     users = torch.cat([torch.full((len(c),), b) for b, c in enumerate(codes)])
@@ -115,7 +115,7 @@ def _descend(m, codes, stars, lam, max_iter=200):
                             history_size=20, line_search_fn='strong_wolfe')
     def closure():
         opt.zero_grad()
-        loss = ((_predict(m, {**w, **buf}, movies, users) - r)**2).sum() + lam * sum((v**2).sum() for v in w.values())
+        loss = ((_predict(m, {**w, **buf}, movies, users) - r)**2).sum() + sum(lam[n] * (v**2).sum() for n, v in w.items())
         loss.backward()
         return loss
     opt.step(closure)
@@ -133,27 +133,19 @@ def _training_rows(learn):
 
 def foldin_lambdas(learn # A trained rating learner
                   ) -> dict:
-    """The ridge penalty of each member of the model (one for a plain model), matched to its training: the value of `LAMBDAS`
-    with which up to 200 training users (seeded), folded in from their training ratings, get the predictions they have in the
-    trained model (mean squared difference over every movie). Computed once per learner."""
+    """The ridge penalty of each user weight tensor of each member of the model, matched to training: the λ under which the
+    trained users' weights P are a stationary point of Σ (prediction - rating)² + λ‖P‖² over the training rows, by least
+    squares over the users, λ = -⟨∂Σerr²/∂P, P⟩ / 2‖P‖² (at least `MIN_LAMBDA`). {member prefix: {tensor: λ}}; computed once per learner."""
     if getattr(learn, '_foldin_lambdas', None) is not None: return learn._foldin_lambdas
     model = learn.model.eval()
-    u, i, r = _training_rows(learn)
-    users = np.unique(u)
-    users = np.sort(np.random.default_rng(0).choice(users, min(_CALIBRATION_USERS, len(users)), replace=False))
-    codes = [torch.from_numpy(i[u == v]) for v in users]
-    stars = [torch.from_numpy(r[u == v]) for v in users]
-    n_movies = len(_vocab(learn, 'movie'))
-    movies = torch.arange(1, n_movies).repeat(len(users))
-    owners = torch.from_numpy(users).repeat_interleave(n_movies - 1)
+    u, i, r = (torch.from_numpy(a) for a in _training_rows(learn))
+    users = torch.unique(u)
     out = {}
     for prefix, m in _members(model):
-        trained = _predict(m, {}, movies, owners)
-        err = []
-        for lam in LAMBDAS:
-            folded = _predict(m, _fold_member(m, codes, stars, lam), movies, torch.arange(len(users)).repeat_interleave(n_movies - 1))
-            err.append(float(((folded - trained)**2).mean()))
-        out[prefix] = LAMBDAS[int(np.argmin(err))]
+        w = {n: m.get_parameter(n).detach().clone().requires_grad_() for n in _user_names(m)}
+        ((_predict(m, w, i, u) - r)**2).sum().backward()
+        out[prefix] = {n: max(MIN_LAMBDA, float(-(v.grad[users] * v.detach()[users]).sum() / (2 * (v.detach()[users]**2).sum())))
+                       for n, v in w.items()}
     learn._foldin_lambdas = out
     return out
 
@@ -185,7 +177,7 @@ def fold_in(learn, # A trained learner: a rating model (predicted stars) or a ra
 
 def _because(learn, cand, codes, stars):
     "For each candidate code, the rated movie (a liked one if there are any) whose movie factors are most cosine-similar."
-    w = torch.nn.functional.normalize(_weights(learn, 'movie', 'factors'), dim=1)
+    w = torch.nn.functional.normalize(_weights(_members(learn.model)[0][1], 'movie', 'factors'), dim=1)  # an ensemble's first member's
     liked = stars >= RELEVANT
     pool = codes[liked] if liked.any() else codes
     return pool[(w[cand] @ w[pool].T).argmax(1)]

@@ -89,31 +89,33 @@ def raters(synth, seed):
         return cache[name]
     return get
 
-def _refold(learn, users):
-    "Predictions for every movie of `users` as trained, folded in from their own training ratings, and as the mean user."
+def _valid_rmse(learn):
+    "RMSE on the validation ratings of users folded in from their training ratings, of the same users as trained, and of the mean user."
     from movierecs.foldin import _fold_weights, _predict, _training_rows
     u, i, r = _training_rows(learn)
-    codes, stars = [torch.from_numpy(i[u == v]) for v in users], [torch.from_numpy(r[u == v]) for v in users]
-    n = len(learn.dls.classes['title'])
-    movies, new = torch.arange(1, n).repeat(len(users)), torch.arange(len(users)).repeat_interleave(n - 1)
-    w = _fold_weights(learn, codes, stars)
+    va = learn.dls.valid.items
+    vu, vi, vr = va.user.to_numpy('int64'), va.title.to_numpy('int64'), torch.tensor(va.rating.to_numpy('float32'))
+    users = np.unique(vu)
+    w = _fold_weights(learn, [torch.from_numpy(i[u == v]) for v in users], [torch.from_numpy(r[u == v]) for v in users])
     mean = {k: v.mean(0, keepdim=True).expand_as(v) if v.dim() == 2 else v for k, v in w.items()}
-    m = learn.model.eval()
-    return [_predict(m, x, movies, y) for x, y in (({}, torch.tensor(users).repeat_interleave(n - 1)), (w, new), (mean, new))]
+    row = {v: b for b, v in enumerate(users)}
+    new, movies, m = torch.tensor([row[v] for v in vu]), torch.from_numpy(vi), learn.model.eval()
+    rmse = lambda weights, who: float(((_predict(m, weights, movies, who) - vr)**2).mean().sqrt())
+    return rmse(w, new), rmse({}, torch.from_numpy(vu)), rmse(mean, new)
 
-REFOLD_BAR = 0.75  # measured on these ratings: 0.17 (collab_nn) to 0.55 (svdpp); the mean user is 1 by definition
+# fold-in RMSE minus trained-in RMSE on these ratings, measured: -0.21 (svdpp) to +0.003 (collab_nn); 5 epochs underfit users
+FOLDIN_MARGIN = 0.02
 
 @pytest.mark.parametrize('name', movierecs.list_models('rating'))
 def test_every_rating_model_folds_in(raters, name):
-    "Users of the data folded in from their training ratings get much closer to their trained predictions than the mean user does."
+    "Users folded in from their training ratings predict their validation ratings as well as trained in, and better than the mean user."
     learn = raters(name)
     recs = recommend_for(learn, RATES, n=6)
     assert list(recs.columns) == ['title', 'stars', 'because'] and len(recs) == 6 and not set(recs.title) & set(RATES)
     assert recs.stars.is_monotonic_decreasing and recs.stars.between(0, 5.5).all()
     assert set(recs.because) <= {'Movie 3 (1990)', 'Movie 7 (1990)'}
-    trained, folded, mean = _refold(learn, np.arange(1, 31))
-    rmse = lambda a: float(((a - trained)**2).mean().sqrt())
-    assert rmse(folded) < REFOLD_BAR * rmse(mean), (name, rmse(folded), rmse(mean))
+    folded, trained, mean = _valid_rmse(learn)
+    assert folded <= trained + FOLDIN_MARGIN and folded < mean, (name, folded, trained, mean)
 
 @pytest.mark.parametrize('name', ['dot', 'dot_raw', 'dot_bias', 'dot_bias_params', 'collab'])
 def test_closed_form_is_the_ridge_minimum(raters, name):
@@ -125,20 +127,30 @@ def test_closed_form_is_the_ridge_minimum(raters, name):
     assert form is not None
     u, i, r = _training_rows(learn)
     codes, stars = [torch.from_numpy(i[u == v]) for v in (3, 8)], [torch.from_numpy(r[u == v]) for v in (3, 8)]
-    lam = 3.
+    lam = {form[0]: 3., **({form[1]: 0.5} if form[1] else {})}
     w = {k: v.clone().requires_grad_() for k, v in _ridge_dot(form, codes, stars, lam).items()}
     users = torch.cat([torch.full((len(c),), b) for b, c in enumerate(codes)])
-    loss = ((_predict(m, w, torch.cat(codes), users) - torch.cat(stars))**2).sum() + lam * sum((v**2).sum() for v in w.values())
+    loss = ((_predict(m, w, torch.cat(codes), users) - torch.cat(stars))**2).sum() + sum(lam[k] * (v**2).sum() for k, v in w.items())
     loss.backward()
     assert max(float(v.grad.abs().max()) for v in w.values()) < 1e-3
     descended = _descend(m, codes, stars, lam, max_iter=500)
     assert all(torch.allclose(w[k], descended[k], atol=2e-3) for k in w)
 
-def test_penalty_is_chosen_once_from_the_grid(raters):
+def test_penalty_makes_the_trained_users_stationary(raters):
+    "With the matched penalty, the trained users' weights are (on average over users) where the penalised loss is flat."
+    from movierecs.foldin import _predict, _training_rows
     learn = raters('ensemble')
     lams = movierecs.foldin_lambdas(learn)
-    assert set(lams) == {'members.0.', 'members.1.', 'members.2.'} and set(lams.values()) <= set(movierecs.LAMBDAS)
-    assert movierecs.foldin_lambdas(learn) is lams
+    assert set(lams) == {'members.0.', 'members.1.', 'members.2.'} and movierecs.foldin_lambdas(learn) is lams
+    assert set(lams['members.0.']) == {'u_weight.weight', 'u_bias.weight'} and set(lams['members.2.']) == {'user_factors.weight'}
+    u, i, r = (torch.from_numpy(a) for a in _training_rows(learn))
+    for prefix, m in movierecs.foldin._members(learn.model):
+        for name, lam in lams[prefix].items():
+            P = m.get_parameter(name).detach().clone().requires_grad_()
+            ((_predict(m, {name: P}, i, u) - r)**2).sum().backward()
+            users = torch.unique(u)
+            along = float(((P.grad + 2 * lam * P.detach())[users] * P.detach()[users]).sum())  # the penalised gradient along P
+            assert lam == movierecs.MIN_LAMBDA or abs(along) < 1e-3 * float((P.grad[users] * P.detach()[users]).abs().sum())
 
 def test_fold_in_series(raters, learn):
     s = movierecs.fold_in(raters('collab'), RATES)
@@ -154,3 +166,10 @@ def test_ranking_list_with_predicted_stars(learn, raters):
     with pytest.raises(TypeError, match="stars must be a rating model"): recommend_for(learn, RATES, stars=learn)
     other = movierecs.train_model('collab', epochs=1, ratings=movierecs.synthetic_ratings(n_movies=50, seed=1), progress=False)
     with pytest.raises(ValueError, match='other titles'): recommend_for(learn, RATES, stars=other)
+
+def test_command_line_rating_model(raters, tmp_path, capsys):
+    saved = str(movierecs.save(raters('collab'), tmp_path/'collab'))
+    main(['recommend', '--rate', 'Movie 3 (1990)=5', '--rate', 'Movie 9 (1990)=1', '-n', '4', '--model', saved, '--json'])
+    rows = json.loads(capsys.readouterr().out)
+    want = recommend_for(raters('collab'), {'Movie 3 (1990)': 5, 'Movie 9 (1990)': 1}, n=4)
+    assert [r['title'] for r in rows] == want.title.tolist() and np.allclose([r['stars'] for r in rows], want.stars, atol=1e-4)
