@@ -1,5 +1,5 @@
 "The `movierecs` command: train a model, then ask it for recommendations, similar movies and biases."
-import argparse, json, os, sys
+import argparse, json, os, re, sys
 from pathlib import Path
 
 __all__ = ['cache_dir', 'DEFAULT_MODEL', 'default_ranker', 'default_learner', 'main']
@@ -68,20 +68,31 @@ def _show_frame(df, args, fmt='{:.2f}'):
     if args.json:
         rows = [{k: (v.item() if hasattr(v, 'item') else v) for k, v in r.items()} for r in df.to_dict('records')]
         print(json.dumps(rows, ensure_ascii=False, indent=1)); return
-    cells = [[str(v) if not isinstance(v, float) else fmt.format(v) for v in r] for r in df.itertuples(index=False)]
+    cells = [['-' if v is None else fmt.format(v) if isinstance(v, float) else str(v) for v in r] for r in df.itertuples(index=False)]
     w = [max([len(c), *(len(r[j]) for r in cells)]) for j, c in enumerate(df.columns)]
     print(f"{'#':>3}  " + '  '.join(f'{c:<{w[j]}}' for j, c in enumerate(df.columns)).rstrip())
     for i, r in enumerate(cells, 1): print(f'{i:>3}  ' + '  '.join(f'{v:<{w[j]}}' for j, v in enumerate(r)).rstrip())
 
+_STARS = re.compile(r'[+-]?(\d+(\.\d*)?|\.\d+)', re.ASCII)  # a plain decimal number: no 5_0, no ٥, no 1e1
+
 def _read_rates(args) -> dict:
-    "The {title: stars} of `--rate TITLE=STARS` options or of the `--ratings` CSV file (title,rating)."
+    "The {title: stars} of `--rate TITLE=STARS` options or of the `--ratings` CSV file (title,rating); each title once."
     import csv
+    from .foldin import MAX_RATINGS
     pairs = []
-    if args.ratings:
-        try: text = Path(args.ratings).read_text(encoding='utf-8')
-        except (OSError, UnicodeDecodeError) as e: raise ValueError(f"cannot read --ratings {args.ratings}: {e}") from None
-        rows = [r for r in csv.reader(text.splitlines()) if r and any(c.strip() for c in r)]
+    if args.ratings is not None:
+        f = Path(args.ratings)
+        if not args.ratings.strip(): raise ValueError("--ratings is empty: give a CSV file of title,rating lines.")
+        cap = MAX_RATINGS * 400  # bytes: far more than MAX_RATINGS lines of title,rating
+        try:
+            if f.is_file() and f.stat().st_size > cap:
+                raise ValueError(f"--ratings {f} is {f.stat().st_size:,} bytes: more than {MAX_RATINGS:,} ratings fit in {cap:,}.")
+            text = f.read_text(encoding='utf-8-sig')  # a byte-order mark, as Excel writes, is not part of the first title
+        except (OSError, UnicodeDecodeError) as e: raise ValueError(f"cannot read --ratings {f}: {e}") from None
+        try: rows = [r for r in csv.reader(text.splitlines(), strict=True) if r and any(c.strip() for c in r)]
+        except csv.Error as e: raise ValueError(f"--ratings {f} is not valid CSV ({e}): quote a title holding a comma, e.g. \"Rock, The (1996)\",5") from None
         if rows and [c.strip().lower() for c in rows[0]] == ['title', 'rating']: rows = rows[1:]
+        if len(rows) > MAX_RATINGS: raise ValueError(f"--ratings {f} has {len(rows):,} rows, more than {MAX_RATINGS:,}: give one person's ratings.")
         for i, r in enumerate(rows, 1):
             if len(r) != 2: raise ValueError(f"{args.ratings}, row {i}: expected 2 columns title,rating, got {len(r)}: {r!r}")
             pairs.append((r[0].strip(), r[1].strip()))
@@ -91,8 +102,9 @@ def _read_rates(args) -> dict:
         pairs.append((title.strip(), stars.strip()))
     out = {}
     for title, stars in pairs:
-        try: out[title] = float(stars)
-        except ValueError: raise ValueError(f"{title!r} is rated {stars!r}: stars must be a number, e.g. 4") from None
+        if not _STARS.fullmatch(stars): raise ValueError(f"{title!r} is rated {stars!r}: stars must be a number, e.g. 4")
+        if title in out: raise ValueError(f"{title!r} is rated twice ({out[title]:g} and {stars}): rate each movie once.")
+        out[title] = float(stars)
     return out
 
 def _models(args):
@@ -118,7 +130,7 @@ def _train(args):
 def _recommend(args):
     from .analysis import recommend
     if args.model and args.by: raise ValueError("--by chooses between the default models; a model given with --model is used as it is.")
-    if (args.user is not None) + bool(args.rate or args.ratings) != 1:
+    if (args.user is not None) + bool(args.rate or args.ratings is not None) != 1:
         raise ValueError("give either --user ID (someone in the data) or your own ratings with --rate 'TITLE=STARS' / --ratings FILE")
     if args.user is not None: return _show(recommend(_learner(args, args.by or 'ranking'), args.user, n=args.n), args, '{:.2f}')
     from .foldin import recommend_for
@@ -137,6 +149,7 @@ def _serve(args):
     "Take the port first (a port in use fails at once), then load the models, print the address and serve until Ctrl-C."
     from .serve import listen, server, url
     if not 1 <= args.port <= 65535: raise ValueError(f'--port must be from 1 to 65535, got {args.port}')
+    if not args.host.strip(): raise ValueError("--host is empty: give an address, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every interface).")
     try: sock = listen(args.host, args.port)
     except OSError as e: raise ValueError(str(e)) from None
     try:
@@ -147,6 +160,11 @@ def _serve(args):
             from .saving import load
             learn = load(args.model)
             rater = learn if model_task(learn.model_spec['model']) == 'rating' else default_learner('rating')
+            from .analysis import _vocab
+            if _vocab(rater, 'movie') != _vocab(learn, 'movie'):
+                print(f"movierecs: {args.model} was trained on other titles than the default rating model: the page shows "
+                      f"no predicted stars, biases or map.", file=sys.stderr)
+                rater = None
         else: learn, rater = default_learner('ranking'), default_learner('rating')
         srv = server(learn, rater)
         print(f'movierecs: serving on {url(args.host, args.port)} (Ctrl-C stops it)', flush=True)

@@ -8,9 +8,9 @@ from .analysis import _vocab
 from .data import load_ratings
 from .evaluate import scores
 from .experiments import EXPERIMENTS, train_model
-from .feedback import RELEVANT, row_weights
+from .feedback import RELEVANT
 from .files import write_atomic
-from .foldin import _fold_weights, _predict, foldin_lambdas
+from .foldin import _fold_weights, _predict, _rows, foldin_lambdas
 from .learners import model_task
 from .ranking import RANKERS, ranking_metrics, top_k
 
@@ -51,10 +51,7 @@ def _scores(learn, folded, users, titles):
     if hasattr(model, 'score_rows'):
         with torch.no_grad():
             if folded is None: s = model.scores(torch.tensor(users))
-            else:
-                rows = torch.zeros(len(folded[0]), model.history.shape[1])
-                for b, (c, r) in enumerate(zip(*folded)): rows[b, c] = row_weights(r, learn.model_spec.get('low_in', 1.))
-                s = model.score_rows(rows)
+            else: s = model.score_rows(_rows(learn, *folded))
         return s[:, movies].numpy()
     n, m = len(users), len(movies)
     if folded is None: return _predict(model, {}, movies.repeat(n), torch.tensor(users).repeat_interleave(m)).reshape(n, m).numpy()

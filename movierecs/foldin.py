@@ -1,5 +1,6 @@
 "Recommendations for someone new: fold the movies a person rated into a trained model, without retraining the movies."
 import math
+from collections.abc import Mapping
 
 import numpy as np, pandas as pd, torch
 from torch.func import functional_call
@@ -24,13 +25,14 @@ def parse_ratings(learn, # A trained learner
                   ratings:dict # {title: stars} of one person
                  ) -> tuple:
     "The item codes and stars of `ratings`, each title and star checked; an error naming the problem otherwise."
-    if not isinstance(ratings, dict): raise TypeError(f"ratings must be a dict {{title: stars}}, got {type(ratings).__name__}.")
+    if isinstance(ratings, pd.Series): ratings = ratings.to_dict()
+    if not isinstance(ratings, Mapping): raise TypeError(f"ratings must be a dict {{title: stars}}, got {type(ratings).__name__}.")
     if not ratings: raise ValueError("ratings is empty: rate at least one movie, e.g. {'Star Wars (1977)': 5}.")
     if len(ratings) > MAX_RATINGS: raise ValueError(f"{len(ratings):,} ratings are more than {MAX_RATINGS:,}: give one person's ratings.")
     lo, hi = _star_range(learn)
     codes, stars = [], []
     for title, s in ratings.items():
-        if isinstance(s, bool) or not isinstance(s, (int, float, np.number)) or not math.isfinite(s) or not lo <= s <= hi:
+        if isinstance(s, (bool, np.bool_, np.timedelta64)) or not isinstance(s, (int, float, np.integer, np.floating)) or not math.isfinite(s) or not lo <= s <= hi:
             raise ValueError(f"{title!r} is rated {s!r}: stars must be numbers from {lo:g} to {hi:g}.")
         codes.append(_title_index(learn, title)); stars.append(float(s))
     return torch.tensor(codes), torch.tensor(stars)
@@ -159,11 +161,18 @@ def _rating_scores(learn, codes, stars):
     movies = torch.arange(len(_vocab(learn, 'movie')))
     return _predict(learn.model.eval(), _fold_weights(learn, [codes], [stars]), movies).float()
 
+def _rows(learn, codes, stars):
+    """A ranking model's input rows for new users (lists of their codes and stars), weighted as in training. With no liked
+    movie (>= `RELEVANT`) a row stays empty: low ratings say what not to watch, and alone must not ask for more of the same."""
+    model = learn.model
+    rows = torch.zeros(len(codes), model.history.shape[1])
+    for b, (c, s) in enumerate(zip(codes, stars)):
+        if (s >= RELEVANT).any(): rows[b, c] = row_weights(s, learn.model_spec.get('low_in', 1.))
+    return rows.to(model.history.device)
+
 def _ranking_scores(learn, codes, stars):
-    model = learn.model.eval()
-    row = torch.zeros(1, model.history.shape[1])
-    row[0, codes] = row_weights(stars, learn.model_spec.get('low_in', 1.))
-    with torch.no_grad(): return model.score_rows(row.to(model.history.device))[0].cpu()
+    "A ranking model's scores of every movie for one new user."
+    with torch.no_grad(): return learn.model.eval().score_rows(_rows(learn, [codes], [stars]))[0].cpu()
 
 def fold_in(learn, # A trained learner: a rating model (predicted stars) or a ranking model (scores)
             ratings:dict # {title: stars} of someone the model has never seen
@@ -176,24 +185,29 @@ def fold_in(learn, # A trained learner: a rating model (predicted stars) or a ra
     return pd.Series(scores[1:].numpy(), index=pd.Index(titles[1:], name=_item_label(learn)), name='score' if ranking else 'stars')
 
 def _because(learn, cand, codes, stars):
-    "For each candidate code, the rated movie (a liked one if there are any) whose movie factors are most cosine-similar."
-    w = torch.nn.functional.normalize(_weights(_members(learn.model)[0][1], 'movie', 'factors'), dim=1)  # an ensemble's first member's
+    "For each candidate code, the liked movie (rated >= `RELEVANT`) whose movie factors are most cosine-similar; None for all when nothing is liked."
     liked = stars >= RELEVANT
-    pool = codes[liked] if liked.any() else codes
-    return pool[(w[cand] @ w[pool].T).argmax(1)]
+    if not liked.any(): return [None] * len(cand)
+    w = torch.nn.functional.normalize(_weights(_members(learn.model)[0][1], 'movie', 'factors'), dim=1)  # an ensemble's first member's
+    pool = codes[liked]
+    return pool[(w[cand] @ w[pool].T).argmax(1)].tolist()
 
 def recommend_for(learn, # A trained learner, e.g. `default_learner()`: a ranking model, or a rating model (`default_learner('rating')`)
                   ratings:dict, # {title: stars} of someone the model has never seen, e.g. {'Star Wars (1977)': 5}
                   n=10, # How many movies
                   stars=None # A rating learner on the same titles whose predicted stars are added to a ranking model's list
                  ) -> pd.DataFrame:
-    """The `n` movies a new person has not rated that the model ranks first from their `ratings`, each with the rated movie it
-    is most like ('because'). Columns: title, score (a ranking model) or stars (a rating model's prediction), because."""
+    """The `n` movies a new person has not rated that the model ranks first from their `ratings`, each with the liked movie it
+    is most like ('because'; None when nothing is rated >= 4). Columns: title, score (a ranking model) or stars (a rating
+    model's prediction), because. A ranking model given only low ratings recommends as for an empty row: its generic list."""
     _positive_int(n, 'n')
     codes, given = parse_ratings(learn, ratings)
     ranking = hasattr(learn.model, 'score_rows')
     if stars is not None:
+        if not hasattr(stars, 'model') or not hasattr(stars, 'dls'):
+            raise TypeError(f"stars must be a rating model's learner (e.g. default_learner('rating')), got {type(stars).__name__}.")
         if hasattr(stars.model, 'score_rows'): raise TypeError("stars must be a rating model's learner (e.g. default_learner('rating')), not a ranking model's.")
+        if not hasattr(learn.model, 'score_rows'): raise ValueError("stars adds predicted stars to a ranking model's list; a rating model's list has its own: leave stars out.")
         if _vocab(stars, 'movie') != _vocab(learn, 'movie'): raise ValueError("stars: the rating learner was trained on other titles than learn.")
     scores = (_ranking_scores if ranking else _rating_scores)(learn, codes, given)
     scores[0] = -math.inf  # fastai's `#na#` placeholder
@@ -203,5 +217,5 @@ def recommend_for(learn, # A trained learner, e.g. `default_learner()`: a rankin
     titles = _vocab(learn, 'movie')
     out = pd.DataFrame({_item_label(learn): [titles[i] for i in top.tolist()], 'score' if ranking else 'stars': scores[top].numpy()})
     if stars is not None and ranking: out['stars'] = _rating_scores(stars, codes, given)[top].numpy()
-    out['because'] = [titles[i] for i in _because(learn, top, codes, given).tolist()]
+    out['because'] = [None if i is None else titles[i] for i in _because(learn, top, codes, given)]
     return out

@@ -1,10 +1,11 @@
 "The web page and its JSON API: rate a few movies, see the top 10 update; a page per movie; fastbook's PCA map."
-import errno, inspect, json, math, secrets, socket, unicodedata
+import errno, json, math, secrets, socket, unicodedata
 from http import HTTPStatus
 from urllib.parse import quote
 
 from fasthtml.common import (A, Body, Button, Div, FastHTML, Form, H1, H2, Head, Header, Html, Img, Input, Label, Li, Link, Main,
                              Meta, Nav, Noscript, P, Script, Section, Span, Table, Tbody, Td, Th, Thead, Title, Tr, Ul, to_xml)
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -84,7 +85,7 @@ def _json_type(v):
 def _int(v, name, default, query=False):
     "`v`, a JSON value (or, with `query`, a query-string value), as an integer from 1 to MAX_N."
     if v is None: return default
-    if query and v.strip().isdigit(): v = int(v)
+    if query and v.strip().isascii() and v.strip().isdigit() and len(v.strip()) <= 6: v = int(v)
     if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_N:
         raise _Bad(400, f'{name} must be an integer from 1 to {MAX_N}, got {v!r}')
     return v
@@ -94,7 +95,8 @@ async def _read_request(req):
     body = await req.body()
     example = 'send JSON like {"ratings": {"Star Wars (1977)": 5}}'
     if not body.strip(): raise _Bad(400, f'the request body is empty: {example}')
-    try: data = json.loads(body)
+    try: data = json.loads(body, object_pairs_hook=_no_duplicates)
+    except _Bad: raise
     except (ValueError, RecursionError) as e: raise _Bad(400, f'the request body is not valid JSON ({type(e).__name__}: {e}): {example}')
     if not isinstance(data, dict): raise _Bad(400, f'the request body must be a JSON object, got {_json_type(data)}: {example}')
     extra = sorted(set(data) - {'ratings', 'n'})
@@ -103,6 +105,14 @@ async def _read_request(req):
     ratings = data['ratings']
     if not isinstance(ratings, dict): raise _Bad(400, f'"ratings" must be an object {{title: stars}}, got {_json_type(ratings)}')
     return ratings, _int(data.get('n'), 'n', 10)
+
+def _no_duplicates(pairs):
+    "A JSON object, refused when a key repeats: a title rated twice is ambiguous, not 'the last one wins'."
+    seen = {}
+    for k, v in pairs:
+        if k in seen: raise _Bad(400, f'{k!r} appears twice in one JSON object: rate each movie once')
+        seen[k] = v
+    return seen
 
 def _library_error(e, status=400):
     "A library error (a bad title, star, n) as _Bad, its message kept."
@@ -205,8 +215,10 @@ def app(learn, # A trained learner that recommends: a ranking model such as `def
     except TypeError: bias = {}  # a model without biases (Mult-DAE)
     try: map_png = png_bytes(pca_map(side))
     except TypeError: map_png = None
-    stars_kw = ({'stars': rater} if rater is not None and rater is not learn
-                and 'stars' in inspect.signature(recommend_for).parameters else {})
+    if rater is not None and rater is not learn and _vocab(rater, 'movie') != _vocab(learn, 'movie'):
+        raise ValueError(f"rater ({_model_name(rater)}) was trained on other titles than learn ({_model_name(learn)}): "
+                         f"give a rating model trained on the same ratings, or none.")
+    stars_kw = {'stars': rater} if rater is not None and rater is not learn and hasattr(learn.model, 'score_rows') else {}
     about = (f'Recommendations from {_model_name(learn)}' +
              (f'; predicted stars, biases and the map from {_model_name(rater)}' if rater is not None and rater is not learn else '') +
              f'; {len(titles):,} movies.')
@@ -249,15 +261,14 @@ def app(learn, # A trained learner that recommends: a ranking model such as `def
         label, cols = recs.columns[0], sorted((c for c in recs.columns[1:] if c != 'because'), key=lambda c: c != 'stars')
         head = {'stars': 'predicted stars', 'score': 'score'}
         def cell(c, v): return Td(f'{v:.1f} ★' if c == 'stars' else f'{v:.2f}', cls='num')
-        def why(b):
-            if b is None: return Td()
-            s = ratings.get(b)
-            return Td('because you liked ' if s is not None and s >= RELEVANT else 'closest to ', A(b, href=_movie_url(b)),
-                      '' if s is None or s >= RELEVANT else f' (you gave it {s:g} ★)', cls='why')
+        def why(b): return Td() if b is None else Td('because you liked ', A(b, href=_movie_url(b)), cls='why')
         rows = [Tr(Td(i, cls='num'), Td(A(r[label], href=_movie_url(r[label]))), *[cell(c, r[c]) for c in cols],
                    why(r.get('because')), cls='rec', data_title=r[label])
                 for i, r in enumerate(recs.to_dict('records'), 1)]
-        return Table(Thead(Tr(Th('#', cls='num'), Th('title'), *[Th(head.get(c, c), cls='num') for c in cols], Th('why'))), Tbody(*rows))
+        table = Table(Thead(Tr(Th('#', cls='num'), Th('title'), *[Th(head.get(c, c), cls='num') for c in cols], Th('why'))), Tbody(*rows))
+        if any(s >= RELEVANT for s in ratings.values()): return table
+        return Div(P(f'Nothing you rated has {RELEVANT} stars or more, so these are picks for anyone, minus what you rated; '
+                     f'rate a movie you liked to make them yours.', cls='hint'), table)
 
     def fail(req, e): return _error(req.url.path, e.status, str(e))
 
@@ -265,7 +276,7 @@ def app(learn, # A trained learner that recommends: a ranking model such as `def
     async def api_recommend(req):
         try:
             ratings, n = await _read_request(req)
-            recs = recommend(ratings, n)
+            recs = await run_in_threadpool(recommend, ratings, n)  # off the event loop: a slow request does not hold up the rest
         except _Bad as e: return fail(req, e)
         return JSONResponse({'recommendations': [{k: (v.item() if hasattr(v, 'item') else v) for k, v in r.items()}
                                                  for r in recs.to_dict('records')]})
@@ -284,7 +295,7 @@ def app(learn, # A trained learner that recommends: a ranking model such as `def
     async def recommendations(req):
         try:
             ratings, n = await _read_request(req)
-            return HTMLResponse(to_xml(rec_table(recommend(ratings, n), ratings)))
+            return HTMLResponse(to_xml(rec_table(await run_in_threadpool(recommend, ratings, n), ratings)))
         except _Bad as e: return fail(req, e)
 
     async def map_png_(req):

@@ -1,5 +1,5 @@
 "Fold-in: recommendations for someone the model never saw, from their own ratings, in Python and on the command line."
-import json
+import json, re
 import numpy as np, pandas as pd, pytest, torch
 import movierecs
 from movierecs import recommend_for
@@ -173,3 +173,50 @@ def test_command_line_rating_model(raters, tmp_path, capsys):
     rows = json.loads(capsys.readouterr().out)
     want = recommend_for(raters('collab'), {'Movie 3 (1990)': 5, 'Movie 9 (1990)': 1}, n=4)
     assert [r['title'] for r in rows] == want.title.tolist() and np.allclose([r['stars'] for r in rows], want.stars, atol=1e-4)
+
+def test_low_ratings_alone_are_not_likes(learn):
+    "Someone who only rated movies low gets the model's list for an empty row (minus what they rated), with no reason."
+    hated = recommend_for(learn, {'Movie 3 (1990)': 1}, n=5)
+    with torch.no_grad(): empty = learn.model.score_rows(torch.zeros(1, learn.model.history.shape[1]))[0]
+    titles = list(learn.dls.classes['title'])
+    assert np.allclose(hated.score, empty[[titles.index(t) for t in hated.title]].numpy(), atol=1e-6)
+    assert hated.because.isna().all() and 'Movie 3 (1990)' not in set(hated.title)
+    loved = recommend_for(learn, {'Movie 3 (1990)': 5}, n=5)
+    assert loved.title.tolist() != hated.title.tolist() and (loved.because == 'Movie 3 (1990)').all()
+
+@pytest.mark.parametrize('stars', [np.complex128(3 + 4j), np.timedelta64(3), np.bool_(True)])
+def test_odd_numpy_stars_are_refused(learn, stars):
+    with pytest.raises(ValueError, match='stars must be numbers from 1 to 5'): recommend_for(learn, {'Movie 3 (1990)': stars})
+
+def test_stars_argument_is_checked(learn, raters):
+    with pytest.raises(TypeError, match="stars must be a rating model's learner.*got str"): recommend_for(learn, RATES, stars='collab')
+    with pytest.raises(ValueError, match="a rating model's list has its own: leave stars out"):
+        recommend_for(raters('collab'), RATES, stars=raters('dot_bias'))
+
+def test_a_series_of_ratings_is_taken(learn):
+    assert recommend_for(learn, pd.Series(RATES), n=3).equals(recommend_for(learn, RATES, n=3))
+
+@pytest.mark.parametrize('text, problem', [
+    ('\ufefftitle,rating\nMovie 3 (1990),5\n', None),  # Excel's UTF-8 CSV starts with a byte-order mark: read as usual
+    ('Movie 3 (1990),5\nMovie 3 (1990),1\n', r"'Movie 3 \(1990\)' is rated twice \(5 and 1\): rate each movie once"),
+    ('Movie 3 (1990),5_0\n', "is rated '5_0': stars must be a number"),
+    ('Movie 3 (1990),\u0665\n', "stars must be a number"),
+    ('Movie 3 (1990),"5\n', 'not valid CSV'),
+])
+def test_ratings_file_edge_cases(saved, tmp_path, capsys, text, problem):
+    f = tmp_path/'r.csv'; f.write_bytes(text.encode('utf-8'))
+    argv = ['recommend', '--model', saved, '--ratings', str(f), '-n', '2']
+    if problem is None: main(argv); assert len(capsys.readouterr().out.splitlines()) == 3; return
+    with pytest.raises(SystemExit) as e: main(argv)
+    assert re.search(problem, e.value.code) and e.value.code.count('\n') == 0
+
+def test_ratings_file_limits(saved, tmp_path, monkeypatch):
+    with pytest.raises(SystemExit) as e: main(['recommend', '--model', saved, '--ratings', ''])
+    assert '--ratings is empty' in e.value.code
+    monkeypatch.setattr(movierecs.foldin, 'MAX_RATINGS', 2)
+    f = tmp_path/'r.csv'; f.write_text('Movie 3 (1990),5\nMovie 3 (1990),5\nMovie 3 (1990),5\n')  # counted before any merging
+    with pytest.raises(SystemExit) as e: main(['recommend', '--model', saved, '--ratings', str(f)])
+    assert 'has 3 rows, more than 2' in e.value.code
+    f.write_text('x' * 2000)
+    with pytest.raises(SystemExit) as e: main(['recommend', '--model', saved, '--ratings', str(f)])
+    assert 'is 2,000 bytes: more than 2 ratings fit in 800' in e.value.code

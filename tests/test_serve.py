@@ -51,9 +51,9 @@ def test_recommendations_fragment(client):
     "The page's own endpoint: the same body, the top 10 as an HTML table; errors as one HTML line."
     r = client.post('/recommendations', json={'ratings': RATED})
     assert r.status_code == 200 and r.text.startswith('<table>') and r.text.count('class="rec"') == 10
-    assert 'because you liked' in r.text and 'closest to' not in r.text
-    r = client.post('/recommendations', json={'ratings': {'Movie 9 (1990)': 1}})  # nothing liked: the reason says so
-    assert 'closest to' in r.text and '(you gave it 1 ★)' in r.text
+    assert 'because you liked' in r.text
+    r = client.post('/recommendations', json={'ratings': {'Movie 9 (1990)': 1}})  # nothing liked: no reason, and the page says why
+    assert 'Nothing you rated has 4 stars or more' in r.text and 'because you liked' not in r.text and r.text.count('class="rec"') == 10
     r = client.post('/recommendations', json={'ratings': {'Movie 3': 5}})
     assert r.status_code == 400 and r.text.startswith('<p class="error">') and "Did you mean" in r.text
 
@@ -222,8 +222,8 @@ def test_titles_are_escaped_everywhere(client):
         assert EVIL not in r.text and ESCAPED in r.text, r.url
     assert client.post('/api/recommend', json={'ratings': {EVIL: 5}}).status_code == 200  # JSON carries it as a string
 
-def test_stars_from_the_rating_model_when_recommend_for_takes_them(learn, rater, monkeypatch):
-    "Once `recommend_for` accepts `stars=`, the rating model is passed and the page shows whatever columns come back."
+def test_stars_from_the_rating_model(learn, rater, monkeypatch):
+    "The rating model is passed as `stars=`, and the page shows whatever columns come back."
     seen = {}
     def fold(learn_, ratings, n=10, stars=None):
         seen['stars'] = stars
@@ -234,11 +234,6 @@ def test_stars_from_the_rating_model_when_recommend_for_takes_them(learn, rater,
             {'title': 'Movie 1 (1990)', 'score': 1.5, 'stars': 4.25, 'because': 'Movie 3 (1990)'}]
         html = c.post('/recommendations', json={'ratings': RATED}).text
     assert seen['stars'] is rater and '<th class="num">predicted stars</th>' in html and '4.2 ★' in html and '1.50' in html
-    def old(learn_, ratings, n=10): return pd.DataFrame({'title': ['Movie 1 (1990)'], 'stars': [3.0], 'because': ['Movie 3 (1990)']})
-    monkeypatch.setattr(ms, 'recommend_for', old)  # no `stars` parameter: not passed; a rating model's own stars are shown
-    with TestClient(app(learn, rater)) as c:
-        html = c.post('/recommendations', json={'ratings': RATED}).text
-    assert 'predicted stars' in html and '>score<' not in html
 
 def test_startup_pays_for_the_first_fold_in(learn, monkeypatch):
     "The first fold-in's one-off work (a rating model calibrates its penalty) happens when the app is built, not on a visitor's request."
@@ -297,24 +292,28 @@ def saved(learn, rater, tmp_path_factory):
     d = tmp_path_factory.mktemp('serve')
     return str(movierecs.save(learn, d/'ranking')), str(movierecs.save(rater, d/'rating'))
 
-def test_serve_command(saved, monkeypatch, capsys):
+def test_serve_command(saved, learn, rater, monkeypatch, capsys):
     "`movierecs serve --model DIR`: a ranking model recommends beside the default rating model; a rating model plays both parts."
     calls = []
     class Server:
         def __init__(self, learn, rater): self.learn, self.rater = learn, rater
         def run(self, sockets): calls.append((self.learn, self.rater, sockets[0].getsockname()))
     monkeypatch.setattr(ms, 'server', Server)
-    monkeypatch.setattr(movierecs.cli, 'default_learner', lambda by='ranking': f'default {by}')
+    defaults = {'ranking': learn, 'rating': rater}
+    monkeypatch.setattr(movierecs.cli, 'default_learner', lambda by='ranking': defaults[by])
     with socket.socket() as s: s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]
     main(['serve', '--port', str(port), '--model', saved[0]])
-    learn, rater, addr = calls[-1]
-    assert learn.model_spec['model'] == 'mult_dae' and rater == 'default rating' and addr == ('127.0.0.1', port)
+    got, by, addr = calls[-1]
+    assert got.model_spec['model'] == 'mult_dae' and by is rater and addr == ('127.0.0.1', port)
     assert f'serving on http://127.0.0.1:{port}/' in capsys.readouterr().out
     main(['serve', '--port', str(port), '--model', saved[1]])
-    learn, rater, _ = calls[-1]
-    assert learn.model_spec['model'] == 'dot_bias' and rater is learn
+    got, by, _ = calls[-1]
+    assert got.model_spec['model'] == 'dot_bias' and by is got
     main(['serve', '--port', str(port)])
-    assert calls[-1][:2] == ('default ranking', 'default rating')
+    assert calls[-1][:2] == (learn, rater)
+    defaults['rating'] = movierecs.train_model('dot_bias', epochs=1, ratings=movierecs.synthetic_ratings(n_movies=40, seed=3), progress=False)
+    main(['serve', '--port', str(port), '--model', saved[0]])  # the default rating model knows other titles: served without it
+    assert calls[-1][1] is None and 'trained on other titles than the default rating model' in capsys.readouterr().err
 
 def test_serve_command_errors_are_one_line(saved, capsys):
     with socket.socket() as busy:
@@ -336,3 +335,23 @@ def test_serve_command_errors_are_one_line(saved, capsys):
     listen('127.0.0.1', port).close()  # the port taken before loading is given back
     with pytest.raises(SystemExit) as e: main(['serve', '--help'])
     assert e.value.code == 0 and 'usage: movierecs serve' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('n', ['\u00b2', '9' * 5000, '\u0665'])
+def test_odd_digits_in_n_are_a_400(client, n):
+    "'²' and Arabic digits pass str.isdigit, and int() refuses 5,000 digits: each is a plain 400, never a 500."
+    r = client.get('/api/similar', params={'title': 'Movie 3 (1990)', 'n': n})
+    assert r.status_code == 400 and 'n must be an integer from 1 to 100' in r.json()['error']
+
+def test_a_title_twice_in_one_body_is_a_400(client):
+    r = client.post('/api/recommend', content=b'{"ratings": {"Movie 3 (1990)": 5, "Movie 3 (1990)": 1}}',
+                    headers={'content-type': 'application/json'})
+    assert r.status_code == 400 and "'Movie 3 (1990)' appears twice" in r.json()['error']
+
+def test_a_rater_on_other_titles_is_refused_at_start(learn):
+    other = movierecs.train_model('dot_bias', epochs=1, ratings=movierecs.synthetic_ratings(n_movies=40, seed=3), progress=False)
+    with pytest.raises(ValueError, match='trained on other titles'): app(learn, other)
+
+def test_serve_refuses_an_empty_host(saved):
+    with pytest.raises(SystemExit) as e: main(['serve', '--host', ' ', '--model', saved[1]])
+    assert '--host is empty' in e.value.code and e.value.code.count('\n') == 0
