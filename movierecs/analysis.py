@@ -30,7 +30,7 @@ def _vocab(learn, side): return list(learn.dls.classes[list(learn.dls.classes)[0
 def _title_index(learn, title):
     "Position of `title` in the title vocabulary; an error suggesting the closest titles when it is not there."
     titles = _vocab(learn, 'movie')
-    try: return titles.index(title)
+    try: return titles.index(title, 1)  # never fastai's `#na#` placeholder at 0
     except ValueError: pass
     close = difflib.get_close_matches(str(title), titles[1:], n=3, cutoff=0.5)
     hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ' Titles carry their year, e.g. "Toy Story (1995)".'
@@ -61,6 +61,7 @@ def biases(learn, # A trained learner of a model with movie biases
            lowest=True # The lowest biases (disliked even by fitting users), else the highest
           ) -> pd.Series:
     "The `n` movies with the lowest (or highest) learned bias, with their values."
+    _positive_int(n, 'n')
     return movie_bias(learn).sort_values(ascending=lowest, kind='stable').head(n)
 
 def _most_similar(w, labels, i, n, label):
@@ -73,6 +74,7 @@ def similar_movies(learn, # A trained learner
                    n=5 # How many movies
                   ) -> pd.Series:
     "The `n` movies whose factors have the highest cosine similarity to `title`'s, the title itself left out."
+    _positive_int(n, 'n')
     return _most_similar(_weights(learn, 'movie', 'factors'), _vocab(learn, 'movie'), _title_index(learn, title), n, 'title')
 
 def similar_users(learn, # A trained learner
@@ -80,6 +82,7 @@ def similar_users(learn, # A trained learner
                   n=5 # How many users
                  ) -> pd.Series:
     "The `n` users whose factors have the highest cosine similarity to `user`'s, the user left out."
+    _positive_int(n, 'n')
     return _most_similar(_weights(learn, 'user', 'factors'), _vocab(learn, 'user'), _user_index(learn, user), n, 'user')
 
 def _rated(learn):

@@ -28,21 +28,28 @@ def _learner(args, by='rating'):
 def default_learner(by='ranking' # 'ranking': the recommender that ranks best (results/topn.md); 'rating': the notebook's collab run
                    ):
     "The default model on ML-100k, trained once with its recorded settings and cached in `cache_dir()`."
-    from .saving import ModelFileError, load, save
+    from .saving import VERSION, ModelFileError, load, save
     if by not in ('ranking', 'rating'): raise ValueError(f"by must be 'ranking' or 'rating', got {by!r}.")
     spec, path = (DEFAULT_MODEL, cache_dir()/'default') if by == 'rating' else (default_ranker(), cache_dir()/'default-ranking')
     why = 'once'
-    if (path/'model.json').is_file():
+    if (path/'model.json').is_file() and _format_version(path) not in (None, VERSION): why = 'again: the cached one was saved by another movierecs version'
+    elif (path/'model.json').is_file():
         try: learn = load(path)
         except ModelFileError as e: raise ModelFileError(f'{e} (The cached default model: delete {path} to retrain it.)') from None
         if _trained_as(learn, spec): return learn
         why = 'again: the cached one was trained with other settings'
     from .experiments import train_model
+    _writable(path, f'cache folder (set MOVIERECS_CACHE)')
     print(f"Training the default {by} model ({spec['model']}, {spec['epochs']} epochs) {why}; "
           f"it is cached in {path}.", file=sys.stderr, flush=True)
     learn = train_model(**spec, progress=False, cache=True)
     save(learn, path)
     return learn
+
+def _format_version(path):
+    "The format version a saved model's model.json declares (None if it cannot be read: `load` then says why)."
+    try: return json.loads((path/'model.json').read_text(encoding='utf-8')).get('version')
+    except (OSError, ValueError, AttributeError): return None
 
 def _trained_as(learn, spec):
     "True if `learn` (loaded from the cache) was built and trained with `spec`, the `train_model` arguments of a default."
@@ -119,9 +126,18 @@ def _models(args):
     w = max(len(r['model']) for r in rows)
     for r in rows: print(f"{r['model']:<{w}}  {r['description']}  [experiments: {', '.join(r['experiments']) or '-'}]")
 
+def _writable(folder, what):
+    "Fail now, before any training, if a model cannot be saved to `folder`."
+    import tempfile
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix='.write-test-'): pass
+    except OSError as e: raise ValueError(f"cannot save to {folder} ({e.strerror or e}): choose another {what}.") from None
+
 def _train(args):
     from .experiments import train_model
     from .saving import save
+    _writable(args.out or cache_dir()/args.name, '--out folder')
     learn = train_model(args.name, epochs=args.epochs, lr=args.lr, wd=args.wd, seed=args.seed, progress=not args.json, fast=not args.faithful)
     out = save(learn, args.out or cache_dir()/args.name)
     if args.json: print(json.dumps(dict(model=args.name, saved=str(out), losses=learn.loss_table.df.to_dict('records')), indent=1))
@@ -242,9 +258,16 @@ def main(argv=None):
     args = parser().parse_args(argv)
     from .data import DataError
     from .saving import ModelFileError
-    try: args.func(args)
-    except (DataError, ModelFileError, KeyError, ValueError, TypeError) as e:
+    from .learners import NaNLossError
+    try: args.func(args); sys.stdout.flush()
+    except KeyboardInterrupt:
+        print('movierecs: interrupted', file=sys.stderr); sys.exit(130)
+    except BrokenPipeError:  # the reader went away (`| head`): nothing more to say to it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno()); sys.exit(141)
+    except (DataError, ModelFileError, NaNLossError, KeyError, ValueError, TypeError, OSError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        sys.exit(f'movierecs: error: {msg}')
+        if isinstance(e, OSError) and e.filename and str(e.filename) not in msg: msg = f'{msg}: {e.filename}'
+        msg = re.sub(r'^Exception occured in `\w+` when calling event `\w+`:\s*', '', msg)  # fastai's wrapper of a callback's error
+        sys.exit(f"movierecs: error: {' '.join(msg.split())}")
 
 if __name__ == '__main__': main()

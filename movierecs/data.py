@@ -1,5 +1,5 @@
 "MovieLens 100k: find it, verify it, load it like the notebook, and build `dls` that shuffle correctly."
-import hashlib, io, os, random, zipfile
+import hashlib, io, os, random, zipfile, zlib
 from collections import Counter
 from pathlib import Path
 
@@ -32,6 +32,7 @@ ML_100K_SHA256 = {  # sha256 of the files movierecs reads, from the official arc
     'ub.base': '237254d253b6ad7de84f919d041055428646254f34ed8f562703c899430cd881',
     'ub.test': 'd54a72d05730d5892062734b2bec73e976f9b713d18c828a18b968d6cce442da',
 }
+MAX_FILE = 16 * 2**20  # bytes: no ML-100k file comes near (u.data is 1.98 MB); a bigger one is refused before it is read
 SPLITS = ('u1', 'u2', 'u3', 'u4', 'u5', 'ua', 'ub')  # the canonical splits: u1-u5 5-fold 80/20, ua/ub 10 test ratings per user
 RATING_COLS = ['user', 'movie', 'rating', 'timestamp']
 
@@ -42,15 +43,24 @@ def data_source(path=None # An extracted `ml-100k` folder or `ml-100k.zip`; defa
                ) -> Path:
     "Where the ML-100k files come from: `path`, else env `MOVIERECS_DATA`, else `untar_data(URLs.ML_100k)`."
     origin = 'path argument'
-    if path is None and os.environ.get(ENV_VAR): path, origin = os.environ[ENV_VAR], f'{ENV_VAR} environment variable'
+    if path is None and ENV_VAR in os.environ:
+        path, origin = os.environ[ENV_VAR], f'{ENV_VAR} environment variable'
+        if not path.strip(): raise DataError(f"{ENV_VAR} is set but empty: point it at the extracted ml-100k folder or "
+                                             f"ml-100k.zip, or unset it to download with fastai.")
     if path is None:
         from fastai.data.external import untar_data, URLs
-        return Path(untar_data(URLs.ML_100k))
+        try: return Path(untar_data(URLs.ML_100k))
+        except Exception as e:
+            raise DataError(f"ML-100k could not be downloaded ({type(e).__name__}: {' '.join(str(e).split())}): "
+                            f"no network? Set {ENV_VAR} to an ml-100k folder or ml-100k.zip you have.") from None
     path = Path(path).expanduser()
     if not path.exists():
         raise DataError(f"ML-100k not found at {path} (from the {origin}): no such folder or file. "
                         f"Point it at the extracted ml-100k folder (holding u.data and u.item) or at ml-100k.zip, "
                         f"or leave {ENV_VAR} unset to download with fastai's untar_data(URLs.ML_100k).")
+    if not path.is_dir() and not path.is_file():
+        raise DataError(f"{path} (from the {origin}) is neither a folder nor a regular file (a device, a pipe or a "
+                        f"socket?): give the extracted ml-100k folder or the ml-100k.zip archive.")
     if path.is_file() and not zipfile.is_zipfile(path):
         raise DataError(f"{path} (from the {origin}) is a file but not a zip archive. "
                         f"Give the extracted ml-100k folder or the ml-100k.zip archive.")
@@ -66,13 +76,24 @@ def read_file(src:Path, # Folder or zip from `data_source`
         if not f.is_file():
             raise DataError(f"{f} is missing: {src} must be the extracted ml-100k folder, which holds {name}. "
                             f"Re-extract ml-100k.zip there, or point {ENV_VAR} at a complete copy.")
+        if f.stat().st_size > MAX_FILE:
+            raise DataError(f"{f} is {f.stat().st_size:,} bytes, more than any ML-100k file ({MAX_FILE:,}): replace it with a fresh copy.")
         data, where = f.read_bytes(), str(f)
     else:
-        with zipfile.ZipFile(src) as z:
-            members = [m for m in z.namelist() if m == name or m.endswith('/'+name)]
-            if not members:
-                raise DataError(f"{src} holds no {name}: is it the ML-100k archive (ml-100k.zip from GroupLens)?")
-            data, where = z.read(members[0]), f'{src}:{members[0]}'
+        try:
+            with zipfile.ZipFile(src) as z:
+                members = [m for m in z.infolist() if m.filename == name or m.filename.endswith('/'+name)]
+                if not members:
+                    raise DataError(f"{src} holds no {name}: is it the ML-100k archive (ml-100k.zip from GroupLens)?")
+                m, where = members[0], f'{src}:{members[0].filename}'
+                if m.file_size > MAX_FILE:
+                    raise DataError(f"{where} would inflate to {m.file_size:,} bytes, more than any ML-100k file "
+                                    f"({MAX_FILE:,}): this is not the ML-100k archive.")
+                with z.open(m) as f: data = f.read(MAX_FILE + 1)
+                if len(data) > MAX_FILE: raise DataError(f"{where} inflates past {MAX_FILE:,} bytes: this is not the ML-100k archive.")
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError) as e:
+            raise DataError(f"{src} is a damaged zip archive ({type(e).__name__}: {' '.join(str(e).split())}): replace it "
+                            f"with a fresh ml-100k.zip, or point {ENV_VAR} at the extracted folder.") from None
     if verify and name in ML_100K_SHA256:
         actual = hashlib.sha256(data).hexdigest()
         if actual != ML_100K_SHA256[name]:
@@ -91,8 +112,9 @@ def _parse_udata(data:bytes, name='u.data') -> pd.DataFrame:
     if not data.endswith(b'\n'):
         raise DataError(f"{name} is truncated: its last line {data.splitlines()[-1].decode('latin-1')!r} does not end "
                         f"with a newline. Replace it with a fresh copy of ML-100k.")
+    whole = df.apply(lambda c: c.str.fullmatch(r'-?\d{1,18}'))  # an integer int64 holds exactly: no 3.5, no 1e3, no overflow
     num = df.apply(pd.to_numeric, errors='coerce')
-    bad = num.isna().any(axis=1) | (num.rating < 1) | (num.rating > 5)
+    bad = ~whole.all(axis=1) | num.isna().any(axis=1) | (num.rating < 1) | (num.rating > 5)
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         line = '\t'.join(v for v in df.iloc[i] if isinstance(v, str))
@@ -187,6 +209,25 @@ def _positive_int(v, name, what=''):
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
         raise ValueError(f"{name} must be a positive integer{what}, got {v!r}.")
 
+def _check_seed(seed):
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be an integer, got {seed!r}: every result is seeded (the same seed gives the same numbers).")
+
+def _check_splits(splits, n):
+    "`splits` as two integer arrays of distinct row positions in 0..n-1, neither empty; a DataError naming the problem otherwise."
+    try: train, valid = (np.asarray(p) for p in splits)
+    except (TypeError, ValueError): raise DataError("splits must be a pair (train positions, valid positions).") from None
+    for what, p in (('train', train), ('valid', valid)):
+        if p.ndim != 1 or not (p.size == 0 or np.issubdtype(p.dtype, np.integer)):
+            raise DataError(f"splits: the {what} positions must be a list of integer row positions, got dtype {p.dtype}.")
+        if p.size == 0: raise DataError(f"splits: the {what} set is empty: give it some rows (or use valid_pct).")
+        if p.min() < 0 or p.max() >= n:
+            raise DataError(f"splits: {what} position {int(p.min() if p.min() < 0 else p.max())} is outside the {n} rows of ratings.")
+        if len(np.unique(p)) != len(p): raise DataError(f"splits: the {what} positions repeat a row.")
+    both = np.intersect1d(train, valid)
+    if len(both): raise DataError(f"splits: {len(both)} rows are in both train and valid (e.g. row {int(both[0])}): they must not overlap.")
+    return train, valid
+
 def _check_ratings(ratings, item_name='title'):
     if not isinstance(ratings, pd.DataFrame):
         raise DataError(f"ratings must be a pandas DataFrame, got {type(ratings).__name__}: use load_ratings().")
@@ -195,6 +236,9 @@ def _check_ratings(ratings, item_name='title'):
     if missing: raise DataError(f"ratings lacks column(s) {missing}; it has {list(ratings.columns)}. "
                                 f"Build it with load_ratings() or give it user, {item_name} and rating columns.")
     if ratings.empty: raise DataError("ratings is empty: there is nothing to train on. Check the filter that built it.")
+    if not pd.api.types.is_numeric_dtype(ratings.rating) or pd.api.types.is_bool_dtype(ratings.rating):
+        raise DataError(f"ratings' rating column holds {ratings.rating.dtype} values, not numbers: convert it, e.g. "
+                        f"ratings.assign(rating=ratings.rating.astype(float)).")
     r = pd.to_numeric(ratings.rating, errors='coerce')
     if not np.isfinite(r.to_numpy(dtype=float)).all() or ratings[['user', item_name]].isna().any().any():
         raise DataError(f"ratings has missing or non-numeric values in user, {item_name} or rating: drop or fix those rows.")
@@ -212,6 +256,9 @@ def dataloaders(ratings=None, # Ratings frame like `load_ratings()`; loaded when
     if ratings is None: ratings = load_ratings()
     _check_ratings(ratings, item_name)
     if not 0 < valid_pct < 1: raise DataError(f"valid_pct must be between 0 and 1, got {valid_pct}.")
+    _positive_int(bs, 'bs')
+    _check_seed(seed)
+    if splits is not None: splits = _check_splits(splits, len(ratings))
     n_train = len(ratings)*(1-valid_pct) if splits is None else len(splits[0])
     if n_train < bs:
         raise DataError(f"{len(ratings)} ratings leave fewer than bs={bs} training rows, and fastai drops the last "

@@ -13,7 +13,7 @@ from fastai.learner import Learner
 from fastai.torch_core import set_seed
 from fastprogress.core import format_time
 
-from .data import dataloaders, load_ratings
+from .data import _check_seed, dataloaders, load_ratings
 from .learners import check_model, get_learner, list_models
 
 __all__ = ['USER_BAR', 'SLACK', 'Experiment', 'EXPERIMENTS', 'get_experiment', 'LossTable', 'train_model', 'train_experiment', 'run_experiment']
@@ -110,6 +110,7 @@ def train_model(model, # A name from `list_models()`
                ) -> Learner:
     "Seed, build `dls` and the learner of `model`, then `fit_one_cycle(epochs, lr, wd=wd)`; `learn.loss_table.df` has the losses."
     _check_schedule(epochs, lr, wd)
+    _check_seed(seed)
     check_model(model)  # before loading any data
     if ratings is None: ratings = load_ratings()
     split_key = None if splits is None else tuple(hash(np.asarray(p).tobytes()) for p in splits)

@@ -49,7 +49,27 @@ def get_learner(name, # A name from `list_models()`
                 **kwargs # Passed to the factory: `n_factors`, `y_range`, and `Learner` arguments such as `wd`, `cbs`
                ) -> Learner:
     "The `Learner` of the registered model `name` on `dls`."
-    return _models[check_model(name)](dls, **kwargs)
+    check_model(name)
+    _check_kwargs(name, kwargs)
+    return _models[name](dls, **kwargs)
+
+def _check_kwargs(name, kw):
+    "A clear error for a model argument no factory can use: n_factors, y_range, members."
+    from .data import _positive_int
+    if 'n_factors' in kw: _positive_int(kw['n_factors'], 'n_factors')
+    if kw.get('y_range') is not None:
+        yr = kw['y_range']
+        ok = isinstance(yr, (tuple, list)) and len(yr) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                                    and math.isfinite(v) for v in yr) and yr[0] < yr[1]
+        if not ok: raise ValueError(f"y_range must be a pair (low, high) of numbers with low < high, e.g. (0, 5.5), or None; got {yr!r}.")
+    if 'members' in kw:
+        m = kw['members']
+        if isinstance(m, str) or not isinstance(m, (tuple, list)) or not m:
+            raise ValueError(f"members must be a non-empty list of model names, e.g. ('collab', 'svdpp'); got {m!r}.")
+        for x in m:
+            if x not in _models or x == name or model_task(x) != 'rating':
+                raise ValueError(f"members: {x!r} cannot be a member; use rating models other than {name!r}: "
+                                 f"{', '.join(n for n in list_models('rating') if n != name)}.")
 
 def check_model(name):
     "Return `name` if it is registered, else raise an error listing the valid names."
@@ -73,7 +93,18 @@ def _learner(dls, model=None, cbs=None, **kwargs):
     dls, cbs = check_dls(dls), [RaiseOnNaN()] + listify(cbs)
     kwargs.setdefault('loss_func', MSELossFlat())
     learn = collab_learner(dls, cbs=cbs, **kwargs) if model is None else Learner(dls, model, cbs=cbs, **kwargs)
+    _check_y_range(learn)
     return make_fast(learn)
+
+def _check_y_range(learn):
+    "A clear error when training ratings lie outside a model's y_range: its predictions could never reach them."
+    r = learn.dls.train.items[list(learn.dls.train.y_names)[0]]
+    lo, hi = float(r.min()), float(r.max())
+    for m in learn.model.modules():
+        yr = getattr(m, 'y_range', None)
+        if yr is not None and not (yr[0] <= lo and hi <= yr[1]):
+            raise ValueError(f"The ratings run from {lo:g} to {hi:g}, outside the model's y_range {tuple(yr)}: its predictions "
+                             f"cannot reach them. Pass y_range=(low, high) covering the ratings, e.g. ({lo:g}, {hi * 1.1:g}).")
 
 def _sizes(dls): return [len(c) for c in dls.classes.values()]  # n_users, n_movies
 

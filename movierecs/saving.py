@@ -1,5 +1,7 @@
-"Save a trained learner as a `state_dict` plus JSON, and load it back as a `Learner` — no pickle anywhere."
-import hashlib, io, json
+"""Save a trained learner as a `state_dict` plus JSON, and load it back as a `Learner` — no pickle anywhere.
+A save is one atomic step: the weights go to a new file named by their hash, then model.json (which names it) replaces the
+old one in a single rename, so a crash at any point leaves the old model or the new one, and a reader never sees a mix."""
+import contextlib, hashlib, io, json, os, re, time
 from pathlib import Path
 
 import numpy as np, pandas as pd, torch
@@ -10,14 +12,25 @@ from .learners import get_learner, list_models
 
 __all__ = ['ModelFileError', 'save', 'load']
 
-FORMAT, VERSION = 'movierecs-model', 1
-WEIGHTS, META = 'model.pt', 'model.json'
+FORMAT, VERSION = 'movierecs-model', 2
+META, LOCK = 'model.json', '.model.lock'
+_WEIGHTS_NAME = re.compile(r'model-[0-9a-f]{16}\.pt')  # the weights file model.json names: in the folder, named by its sha256
+_DESCRIBED = ('format', 'version', 'model_spec', 'train_spec', 'bs', 'classes')  # what load rebuilds the learner from
 
 class ModelFileError(ValueError):
     "A saved model that is missing, corrupt, tampered with, or does not fit its description."
 
 def _plain(v): return v.item() if hasattr(v, 'item') else v
-def _digest(classes): return hashlib.sha256(json.dumps(classes, ensure_ascii=False).encode()).hexdigest()
+def _digest(obj): return hashlib.sha256(json.dumps(obj, ensure_ascii=False).encode()).hexdigest()  # key order counts
+
+@contextlib.contextmanager
+def _locked(path):
+    "Hold an exclusive lock on the folder's lock file: two saves to one folder take turns."
+    import fcntl
+    with open(path/LOCK, 'a') as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try: yield
+        finally: fcntl.flock(f, fcntl.LOCK_UN)
 
 def save(learn, # A learner from `get_learner` / `train_model`
          path # Folder to write model.pt and model.json to (created)
@@ -32,18 +45,25 @@ def save(learn, # A learner from `get_learner` / `train_model`
     keep = (codes > 0).all(1)  # a valid-set row whose user or title the model never saw carries nothing to keep
     classes = {k: [_plain(v) for v in c[1:]] for k, c in dls.classes.items()}
     blob = {'state_dict': {k: v.detach().cpu() for k, v in learn.model.state_dict().items()},
-            'classes_sha256': _digest(classes),  # ties the vocabularies in model.json to these weights
             'rows': torch.from_numpy(codes[keep]),
             'ratings': torch.from_numpy(np.concatenate([it['rating'].to_numpy('float32') for it, _ in parts])[keep]),
             'valid': torch.from_numpy(np.concatenate([np.full(len(it), v) for it, v in parts])[keep])}
-    buf = io.BytesIO(); torch.save(blob, buf); weights = buf.getvalue()
     import fastai
-    meta = dict(format=FORMAT, version=VERSION, model_spec=spec, train_spec=getattr(learn, 'train_spec', None),
-                bs=dls.train.bs, classes=classes,
-                weights=WEIGHTS, weights_sha256=hashlib.sha256(weights).hexdigest(),
-                final_losses=[float(x) for x in learn.recorder.values[-1]] if learn.recorder.values else None,
+    described = dict(format=FORMAT, version=VERSION, model_spec=spec, train_spec=getattr(learn, 'train_spec', None),
+                     bs=dls.train.bs, classes=classes)
+    blob['described_sha256'] = _digest(described)  # ties everything model.json says about the model to these weights
+    buf = io.BytesIO(); torch.save(blob, buf); weights = buf.getvalue()
+    sha = hashlib.sha256(weights).hexdigest()
+    values = getattr(getattr(learn, 'recorder', None), 'values', None)
+    losses = [float(x) for x in values[-1]] if values else getattr(learn, 'final_losses', None)
+    meta = dict(described, weights=f'model-{sha[:16]}.pt', weights_sha256=sha, final_losses=losses,
                 versions=dict(torch=torch.__version__, fastai=fastai.__version__))
-    write_atomic({path/WEIGHTS: weights, path/META: json.dumps(meta, indent=1, ensure_ascii=False) + '\n'})
+    path.mkdir(parents=True, exist_ok=True)
+    with _locked(path):
+        write_atomic({path/meta['weights']: weights})
+        write_atomic({path/META: json.dumps(meta, indent=1, ensure_ascii=False) + '\n'})  # the one step that switches models
+        for f in path.iterdir():  # the weights no model.json names any more (an older save's, or the legacy model.pt)
+            if f.name != meta['weights'] and (_WEIGHTS_NAME.fullmatch(f.name) or f.name == 'model.pt'): f.unlink(missing_ok=True)
     return path
 
 def _read_meta(path):
@@ -58,26 +78,36 @@ def _read_meta(path):
     if meta.get('version') != VERSION:
         raise ModelFileError(f"{f} has format version {meta.get('version')!r}; this movierecs reads version {VERSION}. "
                              f"Save the model again with this version.")
-    missing = [k for k in ('model_spec', 'classes', 'bs', 'weights_sha256') if k not in meta]
+    missing = [k for k in (*_DESCRIBED, 'weights', 'weights_sha256') if k not in meta]
     if missing: raise ModelFileError(f"{f} lacks {', '.join(missing)}: it was edited. Save the model again.")
+    if not isinstance(meta['weights'], str) or not _WEIGHTS_NAME.fullmatch(meta['weights']):
+        raise ModelFileError(f"{f} names weights {meta['weights']!r}, not a file of the form model-<hash>.pt in its folder: it was edited.")
     return meta
+
+def _read(path, tries=20):
+    "model.json and the bytes of the weights it names; retried when a save in another process replaces them meanwhile."
+    for attempt in range(tries):
+        meta = _read_meta(path)
+        try: return meta, (path/meta['weights']).read_bytes()
+        except FileNotFoundError:
+            if _read_meta(path) == meta: raise ModelFileError(f"{path/meta['weights']} is missing: {META} names it. Save the model again.") from None
+            time.sleep(0.01 * (attempt + 1))  # another process saved meanwhile: read its model
+    raise ModelFileError(f"{path} keeps changing while it is read: another process is saving to it again and again.")
 
 def load(path # Folder written by `save`
         ):
     "The `Learner` saved at `path`, rebuilt from its description and vocabularies, weights loaded with `weights_only=True`."
     path = Path(path)
-    meta = _read_meta(path)
-    wf = path/WEIGHTS
-    if not wf.is_file(): raise ModelFileError(f"{wf} is missing: a saved model needs both {WEIGHTS} and {META}.")
-    weights = wf.read_bytes()
+    meta, weights = _read(path)
+    wf = path/meta['weights']
     if hashlib.sha256(weights).hexdigest() != meta['weights_sha256']:
         raise ModelFileError(f"{wf} does not match the sha256 recorded in {META}: it was modified, truncated or comes "
                              f"from another save. Save the model again.")
     try: blob = torch.load(io.BytesIO(weights), weights_only=True)
     except Exception as e: raise ModelFileError(f"{wf} cannot be read as weights ({type(e).__name__}: {e}).") from None
-    if not isinstance(blob, dict) or blob.get('classes_sha256') != _digest(meta['classes']):
-        raise ModelFileError(f"The vocabularies in {path/META} are not the ones {wf} was saved with: the files do not "
-                             f"belong together, or model.json was edited. Save the model again.")
+    if not isinstance(blob, dict) or blob.get('described_sha256') != _digest({k: meta[k] for k in _DESCRIBED}):
+        raise ModelFileError(f"{path/META} does not describe the model {wf} was saved with: it was edited (its model, "
+                             f"settings or vocabularies changed), or the files do not belong together. Save the model again.")
     spec = dict(meta['model_spec'])
     name = spec.pop('model', None)
     if name not in list_models(): raise ModelFileError(f"{path/META} names model {name!r}, which this movierecs does not "
@@ -97,5 +127,5 @@ def load(path # Folder written by `save`
     except RuntimeError as e:
         raise ModelFileError(f"The weights in {wf} do not fit a {name!r} model with {spec} (written by another model "
                              f"type?): {str(e).splitlines()[0]}") from None
-    learn.train_spec = meta.get('train_spec')
+    learn.train_spec, learn.final_losses = meta.get('train_spec'), meta.get('final_losses')
     return learn

@@ -14,6 +14,8 @@ def learners(synth, seed):
 def saved(learners, tmp_path):
     return save(learners['dot_bias'], tmp_path/'m')
 
+def _weights(saved): return saved/json.loads((saved/'model.json').read_text())['weights']  # the file model.json names
+
 @pytest.mark.parametrize('name', movierecs.list_models())
 def test_round_trip(name, learners, tmp_path):
     learn = learners[name]
@@ -31,16 +33,17 @@ def test_files_are_json_and_plain_weights(saved):
     meta = json.loads((saved/'model.json').read_text())
     assert meta['format'] == 'movierecs-model' and meta['model_spec']['model'] == 'dot_bias' and meta['bs'] == 64
     assert len(meta['classes']['title']) == 60 and meta['classes']['user'][:2] == [1, 2]
-    blob = torch.load(saved/'model.pt', weights_only=True)  # loads without pickle
-    assert set(blob) == {'state_dict', 'classes_sha256', 'rows', 'ratings', 'valid'}
+    blob = torch.load(_weights(saved), weights_only=True)  # loads without pickle
+    assert set(blob) == {'state_dict', 'described_sha256', 'rows', 'ratings', 'valid'}
+    assert sorted(p.name for p in saved.iterdir()) == ['.model.lock', _weights(saved).name, 'model.json']
 
 def test_tampered_weights(saved):
-    data = bytearray((saved/'model.pt').read_bytes()); data[-100] ^= 0xFF
-    (saved/'model.pt').write_bytes(bytes(data))
+    data = bytearray(_weights(saved).read_bytes()); data[-100] ^= 0xFF
+    _weights(saved).write_bytes(bytes(data))
     with pytest.raises(ModelFileError, match='does not match the sha256.*modified, truncated'): load(saved)
 
 def test_truncated_weights(saved):
-    (saved/'model.pt').write_bytes((saved/'model.pt').read_bytes()[:1000])
+    _weights(saved).write_bytes(_weights(saved).read_bytes()[:1000])
     with pytest.raises(ModelFileError, match='does not match the sha256'): load(saved)
 
 def test_truncated_description(saved):
@@ -51,12 +54,50 @@ def _edit(saved, **changes):
     meta = json.loads((saved/'model.json').read_text()); meta.update(changes)
     (saved/'model.json').write_text(json.dumps(meta))
 
-def test_written_by_another_model_type(saved):
-    _edit(saved, model_spec={'model': 'dot', 'n_factors': 50, 'y_range': [0, 5.5]})
-    with pytest.raises(ModelFileError, match="do not fit a 'dot' model.*another model type"): load(saved)
+EDITED = 'does not describe the model .* was saved with: it was edited'
+
+@pytest.mark.parametrize('changes', [
+    dict(model_spec={'model': 'dot', 'n_factors': 50, 'y_range': [0, 5.5]}),  # another model type
+    dict(model_spec={'model': 'dot_bias', 'n_factors': 50, 'y_range': [0, 55]}),  # stars ten times larger
+    dict(bs=7), dict(train_spec=None), dict(classes={'title': [], 'user': []}),
+])
+def test_an_edited_description_is_refused(saved, changes):
+    _edit(saved, **changes)
+    with pytest.raises(ModelFileError, match=EDITED): load(saved)
+
+def test_dot_edited_into_dot_raw_is_refused(learners, tmp_path):
+    "Dropping the sigmoid by renaming the model would give the same weights a different meaning."
+    saved = save(learners['dot'], tmp_path/'dot')
+    meta = json.loads((saved/'model.json').read_text())
+    _edit(saved, model_spec={**meta['model_spec'], 'model': 'dot_raw'})
+    with pytest.raises(ModelFileError, match=EDITED): load(saved)
+
+@pytest.mark.parametrize('name', ['../model.pt', '/etc/passwd', 'model.pt', 'model-0123456789abcdef.pt/../x', 7])
+def test_weights_outside_the_folder_are_refused(saved, name):
+    _edit(saved, weights=name)
+    with pytest.raises(ModelFileError, match='not a file of the form model-<hash>.pt'): load(saved)
+
+def test_a_loaded_model_saves_again(learners, tmp_path):
+    first = save(learners['collab'], tmp_path/'a')
+    back = load(first)
+    again = load(save(back, tmp_path/'b'))
+    assert again.final_losses == back.final_losses == json.loads((first/'model.json').read_text())['final_losses']
+    assert torch.equal(again.get_preds()[0], learners['collab'].get_preds()[0])
+
+def _resign(saved, **changes):
+    "Change model.json and sign the weights for it, as a save by another movierecs (one with other models) would."
+    import hashlib, io
+    from movierecs.saving import _DESCRIBED, _digest
+    meta = {**json.loads((saved/'model.json').read_text()), **changes}
+    blob = torch.load(_weights(saved), weights_only=True)
+    blob['described_sha256'] = _digest({k: meta[k] for k in _DESCRIBED})
+    buf = io.BytesIO(); torch.save(blob, buf)
+    _weights(saved).write_bytes(buf.getvalue())
+    meta['weights_sha256'] = hashlib.sha256(buf.getvalue()).hexdigest()
+    (saved/'model.json').write_text(json.dumps(meta))
 
 def test_unknown_model_and_version(saved):
-    _edit(saved, model_spec={'model': 'svd'})
+    _resign(saved, model_spec={'model': 'svd'})
     with pytest.raises(ModelFileError, match="names model 'svd'.*Known: dot"): load(saved)
     _edit(saved, version=99)
     with pytest.raises(ModelFileError, match='format version 99'): load(saved)
@@ -65,14 +106,14 @@ def test_unknown_model_and_version(saved):
 
 def test_missing_files(saved, tmp_path):
     with pytest.raises(ModelFileError, match='No saved model.*model.json is missing'): load(tmp_path/'nothing')
-    (saved/'model.pt').unlink()
-    with pytest.raises(ModelFileError, match='model.pt is missing'): load(saved)
+    _weights(saved).unlink()
+    with pytest.raises(ModelFileError, match=r'model-[0-9a-f]{16}\.pt is missing: model.json names it'): load(saved)
 
 def test_vocabulary_that_does_not_belong(saved):
     meta = json.loads((saved/'model.json').read_text())
     meta['classes']['title'][0] = 'Another Movie (2001)'
     (saved/'model.json').write_text(json.dumps(meta))
-    with pytest.raises(ModelFileError, match='vocabularies in .*model.json are not the ones'): load(saved)
+    with pytest.raises(ModelFileError, match=EDITED): load(saved)
 
 def test_only_registry_learners_can_be_saved(learners, tmp_path):
     learn = learners['dot']
