@@ -39,7 +39,7 @@ def default_learner(by='ranking' # 'ranking': the recommender that ranks best (r
         if _trained_as(learn, spec): return learn
         why = 'again: the cached one was trained with other settings'
     from .experiments import train_model
-    _writable(path, f'cache folder (set MOVIERECS_CACHE)')
+    _writable(path, 'cache folder (set MOVIERECS_CACHE)')
     print(f"Training the default {by} model ({spec['model']}, {spec['epochs']} epochs) {why}; "
           f"it is cached in {path}.", file=sys.stderr, flush=True)
     learn = train_model(**spec, progress=False, cache=True)

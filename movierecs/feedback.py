@@ -1,5 +1,5 @@
 "Implicit feedback for the ranking models: each user's row of rated movies, served from tensors as a true permutation of the users every epoch."
-import numpy as np, torch
+import torch
 from fastai.data.core import DataLoaders
 
 from .fast import VAL_BS, TensorDataLoader

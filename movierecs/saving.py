@@ -1,7 +1,7 @@
 """Save a trained learner as a `state_dict` plus JSON, and load it back as a `Learner` — no pickle anywhere.
 A save is one atomic step: the weights go to a new file named by their hash, then model.json (which names it) replaces the
 old one in a single rename, so a crash at any point leaves the old model or the new one, and a reader never sees a mix."""
-import contextlib, hashlib, io, json, os, re, time
+import contextlib, hashlib, io, json, re, time
 from pathlib import Path
 
 import numpy as np, pandas as pd, torch

@@ -16,7 +16,7 @@ from .feedback import RELEVANT
 from .files import png_bytes
 from .foldin import MAX_RATINGS, _star_range, recommend_for
 
-__all__ = ['MAX_BODY', 'MAX_N', 'N_MATCHES', 'app', 'listen', 'url', 'server', 'serve']
+__all__ = ['MAX_BODY', 'MAX_N', 'N_MATCHES', 'app', 'listen', 'url', 'server', 'serve', 'background']
 
 MAX_BODY = 512 * 1024  # bytes of a request body: MAX_RATINGS (5,000) ratings of ~100 bytes each; every ML-100k title rated is 54 KB
 MAX_N = 100  # the most recommendations or similar movies one request may ask for
@@ -413,3 +413,22 @@ def serve(learn, # The recommending learner, as in `app`
     "Serve `app(learn, rater)` on `host`:`port` with uvicorn until interrupted."
     sock = sock or listen(host, port)
     server(learn, rater, log_level).run(sockets=[sock])
+
+def background(learn, # The recommending learner, as in `app`
+               rater=None, # The rating learner, as in `app`
+               host='127.0.0.1', # Address to listen on
+               port=0, # TCP port; 0 takes a free one
+               log_level='warning' # uvicorn's log level
+              ) -> tuple:
+    "Serve `app(learn, rater)` from a thread (for tests, benchmarks, notebooks): (its base URL, `stop()`), once it answers."
+    import threading, time
+    sock = listen(host, port)
+    srv = server(learn, rater, log_level)
+    t = threading.Thread(target=srv.run, kwargs=dict(sockets=[sock]), daemon=True)
+    t.start()
+    while not srv.started and t.is_alive(): time.sleep(0.02)
+    def stop():
+        srv.should_exit = True; t.join(10); sock.close()
+        if t.is_alive(): raise RuntimeError('the server thread did not stop within 10 s')
+    if not srv.started: stop(); raise RuntimeError('the server did not start: see its log above')
+    return url(host, sock.getsockname()[1]).rstrip('/'), stop

@@ -1,11 +1,11 @@
 "End to end in a real browser: `movierecs serve` on a free loopback port, driven by headless Chromium through Selenium."
-import shutil, threading, time
+import shutil
 from pathlib import Path
 import pytest
 import movierecs
 from movierecs.cli import default_ranker
 from movierecs.files import write_atomic
-from movierecs.serve import listen, server
+from movierecs.serve import background
 
 SCREENSHOT = Path(__file__).resolve().parents[1]/'results'/'serve.png'  # README shows it
 
@@ -28,18 +28,6 @@ def browser():
     driver = webdriver.Chrome(service=Service(shutil.which('chromedriver')), options=opts)
     yield driver
     driver.quit()
-
-def _serving(learn, rater):
-    "Start uvicorn in a thread on a free loopback port; (base url, stop())."
-    sock = listen('127.0.0.1', 0)
-    srv = server(learn, rater, log_level='warning')
-    t = threading.Thread(target=srv.run, kwargs=dict(sockets=[sock]), daemon=True)
-    t.start()
-    for _ in range(400):
-        if srv.started: break
-        time.sleep(0.05)
-    def stop(): srv.should_exit = True; t.join(10); sock.close()
-    return f'http://127.0.0.1:{sock.getsockname()[1]}', stop
 
 def _rate_three_and_check(driver, base, rates, screenshot=None):
     "Search each (query, title, stars) of `rates`, pick the title and rate it; check the top 10, the movie page and the map."
@@ -92,7 +80,7 @@ def _rate_three_and_check(driver, base, rates, screenshot=None):
 def test_rate_three_movies_synthetic(browser, synth, seed):
     learn = movierecs.train_model('mult_dae', epochs=3, seed=seed, ratings=synth, progress=False)
     rater = movierecs.train_model('dot_bias', epochs=2, seed=seed, ratings=synth, progress=False)
-    base, stop = _serving(learn, rater)
+    base, stop = background(learn, rater)
     try: _rate_three_and_check(browser, base, [('movie 3', 'Movie 3 (1990)', 5), ('MOVIE 7', 'Movie 7 (1990)', 4), ('vie 9 (', 'Movie 9 (1990)', 1)])
     finally: stop()
 
@@ -101,7 +89,7 @@ def test_rate_three_movies_synthetic(browser, synth, seed):
 def test_rate_three_movies_ml100k(browser, ratings, trained, seed):
     "The same on ML-100k (the ranking model trained briefly, the notebook's collab run for the stars): the screenshot README shows."
     learn = movierecs.train_model(**{**default_ranker(), 'epochs': 15}, ratings=ratings, progress=False, cache=True)
-    base, stop = _serving(learn, trained('collab'))
+    base, stop = background(learn, trained('collab'))
     try: _rate_three_and_check(browser, base, [('star wars', 'Star Wars (1977)', 5), ('fargo', 'Fargo (1996)', 4),
                                                ('titanic', 'Titanic (1997)', 2)], screenshot=SCREENSHOT)
     finally: stop()

@@ -114,7 +114,7 @@ def test_train_takes_the_faithful_path_on_request():
 def test_a_cached_default_trained_otherwise_is_retrained(model_dir, tmp_path, monkeypatch, capsys):
     "A model in the cache that was not trained with the default's settings is not served: it is retrained (here: stopped at training)."
     from types import SimpleNamespace
-    from movierecs.cli import DEFAULT_MODEL, _trained_as, default_ranker
+    from movierecs.cli import _trained_as, default_ranker
     spec = default_ranker()
     fit = {k: spec[k] for k in ('epochs', 'lr', 'wd', 'seed')}
     good = SimpleNamespace(model_spec=dict(model=spec['model'], **{k: v for k, v in spec.items() if k not in fit and k != 'model'}),

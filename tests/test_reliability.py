@@ -1,9 +1,9 @@
 "Reliability (issue 12): a crash or a concurrent reader never sees half a model; bad input is a clear error, never a silent answer."
-import json, os, re, signal, subprocess, sys, textwrap, threading, time
+import os, re, signal, subprocess, sys, textwrap, threading, time
 from pathlib import Path
-import numpy as np, pytest, torch
+import numpy as np, pytest
 import movierecs
-from movierecs import ModelFileError, load, save, train_model
+from movierecs import load, save, train_model
 
 @pytest.fixture(scope='module')
 def pair(synth, seed):
@@ -36,7 +36,7 @@ def test_a_crash_at_any_step_of_a_save_leaves_the_old_model_or_the_new(pair, tmp
         folder = tmp_path/f'm{k}'
         save(old, folder)
         with monkeypatch.context() as m:
-            count = _crashing_at(k, m)
+            _crashing_at(k, m)
             try: save(new, folder); finished = True
             except _Crash: finished = False
         seen.append(_which(load(folder)))  # never an error: one whole model or the other
@@ -226,7 +226,6 @@ def _one_line(r, problem, code=1):
     assert len(lines) == 1 and re.search(problem, lines[0]), r.stderr
 
 def test_cli_nan_loss_is_one_line(synth, tmp_path):
-    f = tmp_path/'r.csv'
     r = _cli('train', 'dot_raw', '--lr', '1e6', '--epochs', '1', '--out', str(tmp_path/'m'), '--json',
              env={movierecs.ENV_VAR: str(Path(os.environ.get(movierecs.ENV_VAR, '/nonexistent')))})
     if 'ML-100k' in r.stderr and 'not found' in r.stderr: pytest.skip('ML-100k unavailable')
@@ -235,7 +234,6 @@ def test_cli_nan_loss_is_one_line(synth, tmp_path):
 
 def test_cli_unwritable_out_fails_before_training(tmp_path):
     (tmp_path/'file').write_text('x')
-    start = time.perf_counter()
     r = _cli('train', 'dot', '--epochs', '1', '--out', str(tmp_path/'file'/'m'))
     _one_line(r, r'cannot save to .*file/m \(Not a directory\): choose another --out folder')
     assert 'Epoch' not in r.stderr + r.stdout  # no training ran

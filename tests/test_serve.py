@@ -1,11 +1,11 @@
 "The web page and its JSON API through Starlette's TestClient (every error path), a real uvicorn on a loopback port, and `movierecs serve`."
-import asyncio, json, socket, threading, time
+import asyncio, json, socket
 import pandas as pd, pytest
 import movierecs
 import movierecs.serve as ms
 from movierecs import recommend_for, similar_movies
 from movierecs.cli import main
-from movierecs.serve import MAX_BODY, app, listen, server
+from movierecs.serve import MAX_BODY, app, listen
 from starlette.testclient import TestClient
 
 EVIL = '<script>alert(1)</script>'  # a title that must show as text, never run
@@ -270,22 +270,13 @@ def test_nothing_is_written(learn, rater, tmp_path, monkeypatch):
 def test_a_real_server_on_a_loopback_port(learn, rater):
     "uvicorn on a free port (bound first, as `movierecs serve` does): the page, the API and the cap over HTTP."
     import httpx
-    sock = listen('127.0.0.1', 0)
-    srv = server(learn, rater, log_level='warning')
-    t = threading.Thread(target=srv.run, kwargs=dict(sockets=[sock]), daemon=True)
-    t.start()
+    base, stop = ms.background(learn, rater)
     try:
-        for _ in range(200):
-            if srv.started: break
-            time.sleep(0.05)
-        base = f'http://127.0.0.1:{sock.getsockname()[1]}'
         assert 'What to watch next' in httpx.get(base + '/').text
         assert len(httpx.post(base + '/api/recommend', json={'ratings': RATED}).json()['recommendations']) == 10
         r = httpx.post(base + '/api/recommend', content=b'x' * (2 * MAX_BODY))
         assert r.status_code == 413 and r.json()['error'].startswith('the request body is over')
-    finally:
-        srv.should_exit = True; t.join(10); sock.close()
-    assert not t.is_alive()
+    finally: stop()
 
 @pytest.fixture(scope='module')
 def saved(learn, rater, tmp_path_factory):
