@@ -39,6 +39,7 @@ def _title_index(learn, title):
 def _user_index(learn, user):
     "Position of `user` (an id such as 196, or '196') in the user vocabulary; an error giving the valid ids otherwise."
     users = _vocab(learn, 'user')
+    if isinstance(user, (bool, np.bool_)): raise KeyError(f"User {user!r} is not a user id: give an id such as 196.")
     for u in (user, *([int(user)] if isinstance(user, str) and user.strip().lstrip('-').isdigit() else [])):
         if u in users[1:]: return users.index(u)
     known = users[1:]

@@ -90,6 +90,7 @@ def _read_rates(args) -> dict:
     if args.ratings is not None:
         f = Path(args.ratings)
         if not args.ratings.strip(): raise ValueError("--ratings is empty: give a CSV file of title,rating lines.")
+        if f.exists() and not f.is_file(): raise ValueError(f"--ratings {f} is not a regular file (a folder, a device or a pipe?): give a CSV file.")
         cap = MAX_RATINGS * 400  # bytes: far more than MAX_RATINGS lines of title,rating
         try:
             if f.is_file() and f.stat().st_size > cap:
@@ -187,6 +188,11 @@ def _serve(args):
         srv.run(sockets=[sock])
     finally: sock.close()
 
+def _folder(s):
+    "A folder argument; an empty one is an error (Path('') would silently be the current folder)."
+    if not s.strip(): raise argparse.ArgumentTypeError('is empty: give a folder, e.g. models/dot')
+    return Path(s)
+
 def _positive(kind):
     def parse(s):
         try: v = kind(s)
@@ -205,7 +211,7 @@ def parser():
         return s
     def model_opts(s, n):
         s.add_argument('-n', type=_positive(int), default=n, help=f'how many (default: {n})')
-        s.add_argument('--model', type=Path, metavar='DIR', help='a model saved by `movierecs train` (default: ' + (
+        s.add_argument('--model', type=_folder, metavar='DIR', help='a model saved by `movierecs train` (default: ' + (
                        'see --by' if n == 10 else f"{DEFAULT_MODEL['model']} trained once with the notebook's settings and "
                        f"cached in {cache_dir()/'default'}") + ')')
         s.add_argument('--json', action='store_true', help='machine-readable output')
@@ -217,7 +223,7 @@ def parser():
     s.add_argument('--lr', type=_positive(float), default=5e-3, help='peak learning rate (default: 5e-3)')
     s.add_argument('--wd', type=float, default=0.1, help='weight decay (default: 0.1)')
     s.add_argument('--seed', type=int, default=42, help='seed of split, initialisation and shuffles (default: 42)')
-    s.add_argument('--out', type=Path, metavar='DIR', help=f'folder to save the model to (default: {cache_dir()}/MODEL)')
+    s.add_argument('--out', type=_folder, metavar='DIR', help=f'folder to save the model to (default: {cache_dir()}/MODEL)')
     s.add_argument('--faithful', action='store_true', help="train on fastai's own loaders and Learner (slower; same maths)")
     s.add_argument('--json', action='store_true', help='machine-readable output (no progress bar)')
     s = cmd('recommend', _recommend, "the movies a user has not rated that the model ranks first: a user of the data "
@@ -240,7 +246,7 @@ def parser():
             'and its JSON API (POST /api/recommend, GET /api/similar)')
     s.add_argument('--host', default='127.0.0.1', help='address to listen on (default: 127.0.0.1: this machine only)')
     s.add_argument('--port', type=int, default=8000, help='TCP port, 1-65535 (default: 8000)')
-    s.add_argument('--model', type=Path, metavar='DIR', help='a model saved by `movierecs train`: a ranking model recommends, a rating '
+    s.add_argument('--model', type=_folder, metavar='DIR', help='a model saved by `movierecs train`: a ranking model recommends, a rating '
                    'model recommends and gives the stars, biases and map (default: the default ranking model recommends, the '
                    "notebook's collab model gives the stars, biases and map; each trained once and cached)")
     s = cmd('reproduce', None, 'retrain every notebook experiment and write results/ (as `make reproduce`); '
@@ -254,12 +260,14 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ['reproduce']:  # everything after it, -h included, belongs to `python -m movierecs.reproduce`
         from .reproduce import main as reproduce_main
-        return reproduce_main(argv[1:])
-    args = parser().parse_args(argv)
+        run = lambda: reproduce_main(argv[1:])
+    else:
+        args = parser().parse_args(argv)
+        run = lambda: args.func(args)
     from .data import DataError
     from .saving import ModelFileError
     from .learners import NaNLossError
-    try: args.func(args); sys.stdout.flush()
+    try: run(); sys.stdout.flush()
     except KeyboardInterrupt:
         print('movierecs: interrupted', file=sys.stderr); sys.exit(130)
     except BrokenPipeError:  # the reader went away (`| head`): nothing more to say to it

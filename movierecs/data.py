@@ -85,6 +85,9 @@ def read_file(src:Path, # Folder or zip from `data_source`
                 members = [m for m in z.infolist() if m.filename == name or m.filename.endswith('/'+name)]
                 if not members:
                     raise DataError(f"{src} holds no {name}: is it the ML-100k archive (ml-100k.zip from GroupLens)?")
+                if len(members) > 1:
+                    raise DataError(f"{src} holds {len(members)} files named {name} ({', '.join(m.filename for m in members[:3])}): "
+                                    f"which one is ML-100k's is unclear. Use the archive from GroupLens.")
                 m, where = members[0], f'{src}:{members[0].filename}'
                 if m.file_size > MAX_FILE:
                     raise DataError(f"{where} would inflate to {m.file_size:,} bytes, more than any ML-100k file "
@@ -210,8 +213,8 @@ def _positive_int(v, name, what=''):
         raise ValueError(f"{name} must be a positive integer{what}, got {v!r}.")
 
 def _check_seed(seed):
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed must be an integer, got {seed!r}: every result is seeded (the same seed gives the same numbers).")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be an integer from 0 to 2**32-1, got {seed!r}: every result is seeded (the same seed gives the same numbers).")
 
 def _check_splits(splits, n):
     "`splits` as two integer arrays of distinct row positions in 0..n-1, neither empty; a DataError naming the problem otherwise."
@@ -220,7 +223,9 @@ def _check_splits(splits, n):
     for what, p in (('train', train), ('valid', valid)):
         if p.ndim != 1 or not (p.size == 0 or np.issubdtype(p.dtype, np.integer)):
             raise DataError(f"splits: the {what} positions must be a list of integer row positions, got dtype {p.dtype}.")
-        if p.size == 0: raise DataError(f"splits: the {what} set is empty: give it some rows (or use valid_pct).")
+        if p.size == 0:
+            if what == 'train': raise DataError("splits: the train set is empty: give it some rows (or use valid_pct).")
+            continue  # training on every row (no validation) is allowed: `fit_topn` does it
         if p.min() < 0 or p.max() >= n:
             raise DataError(f"splits: {what} position {int(p.min() if p.min() < 0 else p.max())} is outside the {n} rows of ratings.")
         if len(np.unique(p)) != len(p): raise DataError(f"splits: the {what} positions repeat a row.")
@@ -236,7 +241,13 @@ def _check_ratings(ratings, item_name='title'):
     if missing: raise DataError(f"ratings lacks column(s) {missing}; it has {list(ratings.columns)}. "
                                 f"Build it with load_ratings() or give it user, {item_name} and rating columns.")
     if ratings.empty: raise DataError("ratings is empty: there is nothing to train on. Check the filter that built it.")
-    if not pd.api.types.is_numeric_dtype(ratings.rating) or pd.api.types.is_bool_dtype(ratings.rating):
+    for col in ('user', item_name):
+        kinds = {type(v).__name__ for v in ratings[col].drop_duplicates()}
+        if len({'int' if k in ('int', 'int64', 'int32') else k for k in kinds}) > 1:
+            raise DataError(f"ratings' {col} column mixes {' and '.join(sorted(kinds))} values: give every {col} the same type, "
+                            f"e.g. ratings.assign({col}=ratings.{col}.astype(str)).")
+    if (not pd.api.types.is_numeric_dtype(ratings.rating) or pd.api.types.is_bool_dtype(ratings.rating)
+            or pd.api.types.is_complex_dtype(ratings.rating)):
         raise DataError(f"ratings' rating column holds {ratings.rating.dtype} values, not numbers: convert it, e.g. "
                         f"ratings.assign(rating=ratings.rating.astype(float)).")
     r = pd.to_numeric(ratings.rating, errors='coerce')

@@ -1,5 +1,5 @@
 "The notebook's training runs as data, and `run_experiment` to repeat any of them."
-import time
+import math, time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Optional
@@ -18,10 +18,14 @@ from .learners import check_model, get_learner, list_models
 
 __all__ = ['USER_BAR', 'SLACK', 'Experiment', 'EXPERIMENTS', 'get_experiment', 'LossTable', 'train_model', 'train_experiment', 'run_experiment']
 
+MAX_EPOCHS = 100_000
+
 def _check_schedule(epochs, lr, wd):
-    if not (isinstance(epochs, int) and epochs > 0): raise ValueError(f"epochs must be a positive integer, got {epochs!r}.")
-    if not lr > 0: raise ValueError(f"lr must be positive, got {lr!r}.")
-    if wd is not None and not wd >= 0: raise ValueError(f"wd must be zero or positive (or None for fastai's default), got {wd!r}.")
+    def number(v): return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) and math.isfinite(v)
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or not 0 < epochs <= MAX_EPOCHS:
+        raise ValueError(f"epochs must be a positive integer (at most {MAX_EPOCHS:,}), got {epochs!r}.")
+    if not (number(lr) and lr > 0): raise ValueError(f"lr must be positive (a finite number, e.g. 5e-3), got {lr!r}.")
+    if wd is not None and not (number(wd) and wd >= 0): raise ValueError(f"wd must be zero or positive (a finite number, e.g. 0.1; None for fastai's default), got {wd!r}.")
 
 USER_BAR = 0.85  # the user's bar for the weight-decayed dot-product models and fastai's collab_learner
 SLACK = 0.03     # every other run must beat its published value (the notebook's, else fastbook's) + SLACK

@@ -8,7 +8,7 @@ from pathlib import Path
 __all__ = ['write_atomic', 'recover', 'png_bytes']
 
 _JOURNAL = re.compile(r'\.movierecs-journal\.[A-Za-z0-9_]+\.json')  # committed journals (one per interrupted group)
-_TMP = re.compile(r'\..+\.tmp')  # temporary files: `.{name}.XXXXXXXX.tmp`
+_TMP = re.compile(r'\.movierecs-tmp\.(.+)\.[A-Za-z0-9_]{8}\.tmp')  # our temporary files: `.movierecs-tmp.{name}.XXXXXXXX.tmp`
 STALE = 3600  # seconds after which a temporary file no journal names is a crash's leftover
 
 def _umask():
@@ -28,7 +28,7 @@ def _no_interrupt():
         for s in got: signal.raise_signal(s)
 
 def _tmp_beside(path, content, prefix=None):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix or f'.{path.name}.', suffix='.tmp')
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix or f'.movierecs-tmp.{path.name}.', suffix='.tmp')
     try:
         with os.fdopen(fd, 'wb') as f:
             f.write(content.encode() if isinstance(content, str) else content)
@@ -43,6 +43,16 @@ def _move(tmp, dest):
     try: os.replace(tmp, dest)
     except FileNotFoundError: pass  # already moved (a `recover` in another process finished it)
 
+def _own_moves(folder, moves):
+    "The (temporary, destination) pairs of a journal that write_atomic could have written: both in `folder`, the temporary named for its destination; nothing else is ever moved."
+    ok = []
+    for m in moves if isinstance(moves, list) else []:
+        if not (isinstance(m, list) and len(m) == 2 and all(isinstance(x, str) for x in m)): continue
+        tmp, dest = Path(m[0]), Path(m[1])
+        got = _TMP.fullmatch(tmp.name)
+        if tmp.parent == folder.absolute() and dest.parent == folder.absolute() and got and got.group(1) == dest.name: ok.append((tmp, dest))
+    return ok
+
 def recover(folder # A folder `write_atomic` wrote to
            ) -> int:
     "Finish the groups of renames a crash interrupted in `folder` (their journals say which); remove stale temporary files. Returns the files moved."
@@ -51,9 +61,9 @@ def recover(folder # A folder `write_atomic` wrote to
     for j in sorted(folder.iterdir()):
         if not _JOURNAL.fullmatch(j.name): continue
         try: moves = json.loads(j.read_text(encoding='utf-8'))
-        except (OSError, ValueError): continue  # gone meanwhile, or not ours
-        for tmp, dest in moves:
-            if os.path.exists(tmp): _move(tmp, dest); done += 1
+        except (OSError, ValueError, RecursionError): continue  # gone meanwhile, or not ours
+        for tmp, dest in _own_moves(folder, moves):
+            if os.path.lexists(tmp): _move(tmp, dest); done += 1
         j.unlink(missing_ok=True)
     now = time.time()
     for f in folder.iterdir():
@@ -66,7 +76,12 @@ def write_atomic(files:dict # {path: text or bytes}, written together: all repla
                 ):
     "Write every file to a temporary name beside it, commit a journal of the renames, then rename them all into place."
     files = {Path(p).absolute(): c for p, c in files.items()}
+    if not files: return
+    for p in files:
+        if p.is_dir() or (p.exists() and not p.is_file()):
+            raise IsADirectoryError(f"cannot write {p}: it is a folder or a special file, not a file: move it away or choose another folder.")
     folders = sorted({p.parent for p in files})
+    if len(folders) > 1 and len(files) > 1: raise ValueError(f"a group of files is written to one folder, got {len(folders)}: {', '.join(map(str, folders))}.")
     for d in folders:
         d.mkdir(parents=True, exist_ok=True)
         recover(d)

@@ -50,13 +50,20 @@ def get_learner(name, # A name from `list_models()`
                ) -> Learner:
     "The `Learner` of the registered model `name` on `dls`."
     check_model(name)
+    if not hasattr(dls, 'train') or not hasattr(dls, 'classes'):
+        raise TypeError(f"dls must be the DataLoaders of movierecs.dataloaders(ratings), got {type(dls).__name__}.")
     _check_kwargs(name, kwargs)
     return _models[name](dls, **kwargs)
 
 def _check_kwargs(name, kw):
     "A clear error for a model argument no factory can use: n_factors, y_range, members."
     from .data import _positive_int
-    if 'n_factors' in kw: _positive_int(kw['n_factors'], 'n_factors')
+    for k in ('n_factors', 'n_act', 'n_hidden'):
+        if k in kw: _positive_int(kw[k], k)
+    if 'layers' in kw:
+        if isinstance(kw['layers'], (str, bytes)) or not hasattr(kw['layers'], '__iter__') or not list(kw['layers']):
+            raise ValueError(f"layers must be a list of layer widths, e.g. (100, 50), got {kw['layers']!r}.")
+        for w in kw['layers']: _positive_int(w, 'every width in layers')
     if kw.get('y_range') is not None:
         yr = kw['y_range']
         ok = isinstance(yr, (tuple, list)) and len(yr) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)

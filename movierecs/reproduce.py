@@ -1,5 +1,5 @@
 "`make reproduce`: rerun every notebook experiment and write the loss tables to `results/`."
-import argparse, json, os, platform, sys, time
+import json, os, platform, time
 from pathlib import Path
 
 import pandas as pd
@@ -121,7 +121,8 @@ def spread_markdown(df:pd.DataFrame, env:dict) -> str:
     return '\n'.join(md)
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog='movierecs reproduce', description=__doc__.strip('`'))
+    from .cli import _Parser, _writable
+    p = _Parser(prog='movierecs reproduce', description=__doc__.strip('`'))
     p.add_argument('names', nargs='*', help=f"experiments to run (default: all of {', '.join(EXPERIMENTS)})")
     p.add_argument('--out', default='results', help='folder for the results (default: results)')
     p.add_argument('--seed', type=int, default=42, help='seed of every run (default: 42)')
@@ -134,17 +135,16 @@ def main(argv=None):
     if a.faithful and a.notebooks: p.error('the notebooks train on the default path: give --notebooks without --faithful')
     bad = [n for n in a.names if n not in EXPERIMENTS]
     if bad: p.error(f"unknown experiment(s) {', '.join(bad)}; valid: {', '.join(EXPERIMENTS)}")
-    from .data import DataError
     if a.seeds < 1: p.error(f'--seeds must be at least 1, got {a.seeds}')
-    try:
-        reproduce(a.names or None, out=a.out, seed=a.seed, fast=not a.faithful)
-        if a.seeds > 1:
-            df = seed_spread(a.names or None, seeds=range(a.seed, a.seed + a.seeds), fast=not a.faithful)
-            env = dict(environment(a.seed), path='faithful' if a.faithful else 'fast')
-            write_atomic({Path(a.out)/'seeds.csv': df.to_csv(index=False, float_format='%.6f'),
-                          Path(a.out)/'seeds.md': spread_markdown(df, env)})
-            print(f"Wrote seeds.md and seeds.csv to {a.out}.")
-    except DataError as e: sys.exit(f'error: {e}')
+    if not a.out.strip(): p.error('--out is empty: give a folder, e.g. results')
+    _writable(a.out, '--out folder')  # before any training
+    reproduce(a.names or None, out=a.out, seed=a.seed, fast=not a.faithful)
+    if a.seeds > 1:
+        df = seed_spread(a.names or None, seeds=range(a.seed, a.seed + a.seeds), fast=not a.faithful)
+        env = dict(environment(a.seed), path='faithful' if a.faithful else 'fast')
+        write_atomic({Path(a.out)/'seeds.csv': df.to_csv(index=False, float_format='%.6f'),
+                      Path(a.out)/'seeds.md': spread_markdown(df, env)})
+        print(f"Wrote seeds.md and seeds.csv to {a.out}.")
     if a.notebooks:
         from . import nbrun
         nbrun.main([str(n) for n in a.notebooks])

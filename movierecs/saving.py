@@ -14,6 +14,7 @@ __all__ = ['ModelFileError', 'save', 'load']
 
 FORMAT, VERSION = 'movierecs-model', 2
 META, LOCK = 'model.json', '.model.lock'
+MAX_META, MAX_WEIGHTS = 2**28, 2**33  # bytes: far above any model of MovieLens (ML-100k's: 0.2 MB and 2 MB)
 _WEIGHTS_NAME = re.compile(r'model-[0-9a-f]{16}\.pt')  # the weights file model.json names: in the folder, named by its sha256
 _DESCRIBED = ('format', 'version', 'model_spec', 'train_spec', 'bs', 'classes')  # what load rebuilds the learner from
 
@@ -39,7 +40,12 @@ def save(learn, # A learner from `get_learner` / `train_model`
     spec = getattr(learn, 'model_spec', None)
     if spec is None: raise ValueError("This learner was not built by a movierecs factory (get_learner), so it cannot be "
                                       "rebuilt on load: use learn.export() for fastai's pickle format.")
+    if not str(path).strip(): raise ValueError("The folder to save to is empty: give one, e.g. 'models/collab'.")
     dls, path = learn.dls, Path(path)
+    if path.exists() and not path.is_dir(): raise ValueError(f"Cannot save to {path}: it is a file, not a folder. Choose a folder.")
+    bad = [k for k, v in learn.model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad: raise ValueError(f"The model's weights {', '.join(bad[:3])} hold NaN or inf values (training diverged): "
+                             f"retrain it with a lower learning rate before saving.")
     parts = [(dl.items, i == 1) for i, dl in enumerate([dls.train, dls.valid])]
     codes = np.concatenate([it[list(dls.classes)].to_numpy('int64') for it, _ in parts])
     keep = (codes > 0).all(1)  # a valid-set row whose user or title the model never saw carries nothing to keep
@@ -59,19 +65,23 @@ def save(learn, # A learner from `get_learner` / `train_model`
     meta = dict(described, weights=f'model-{sha[:16]}.pt', weights_sha256=sha, final_losses=losses,
                 versions=dict(torch=torch.__version__, fastai=fastai.__version__))
     path.mkdir(parents=True, exist_ok=True)
+    for f in (path/LOCK, path/META):
+        if f.exists() and not f.is_file(): raise ValueError(f"Cannot save to {path}: {f.name} there is not a regular file. Choose another folder.")
     with _locked(path):
+        try: before = _read_meta(path)['weights'] if (path/META).is_file() else None
+        except ModelFileError: before = None  # not a model of ours: nothing in the folder is ours to remove
         write_atomic({path/meta['weights']: weights})
         write_atomic({path/META: json.dumps(meta, indent=1, ensure_ascii=False) + '\n'})  # the one step that switches models
-        for f in path.iterdir():  # the weights no model.json names any more (an older save's, or the legacy model.pt)
-            if f.name != meta['weights'] and (_WEIGHTS_NAME.fullmatch(f.name) or f.name == 'model.pt'): f.unlink(missing_ok=True)
+        if before and before != meta['weights']: (path/before).unlink(missing_ok=True)  # the weights the old model.json named
     return path
 
 def _read_meta(path):
     f = path/META
     if not f.is_file(): raise ModelFileError(f"No saved model at {path}: {META} is missing. Save one with movierecs.save(learn, path) "
                                              f"or `movierecs train MODEL --out {path}`.")
+    _check_size(f, MAX_META)
     try: meta = json.loads(f.read_text(encoding='utf-8'))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise ModelFileError(f"{f} is not valid JSON ({e}): it was truncated or edited. Save the model again.") from None
     if not isinstance(meta, dict) or meta.get('format') != FORMAT:
         raise ModelFileError(f"{f} is not a movierecs model description (no \"format\": \"{FORMAT}\").")
@@ -84,12 +94,20 @@ def _read_meta(path):
         raise ModelFileError(f"{f} names weights {meta['weights']!r}, not a file of the form model-<hash>.pt in its folder: it was edited.")
     return meta
 
+def _check_size(f, cap):
+    "Refuse a model file that is not a regular file, or is larger than any model this movierecs writes, before reading it."
+    if not f.is_file(): raise ModelFileError(f"{f} is not a regular file (a folder, a device or a pipe?): save the model again.")
+    if f.stat().st_size > cap: raise ModelFileError(f"{f} is {f.stat().st_size:,} bytes, more than a saved model's {cap:,}: it is not one. Save the model again.")
+
 def _read(path, tries=20):
     "model.json and the bytes of the weights it names; retried when a save in another process replaces them meanwhile."
     for attempt in range(tries):
         meta = _read_meta(path)
-        try: return meta, (path/meta['weights']).read_bytes()
-        except FileNotFoundError:
+        try:
+            _check_size(path/meta['weights'], MAX_WEIGHTS)
+            return meta, (path/meta['weights']).read_bytes()
+        except (FileNotFoundError, ModelFileError):
+            if (path/meta['weights']).exists(): raise
             if _read_meta(path) == meta: raise ModelFileError(f"{path/meta['weights']} is missing: {META} names it. Save the model again.") from None
             time.sleep(0.01 * (attempt + 1))  # another process saved meanwhile: read its model
     raise ModelFileError(f"{path} keeps changing while it is read: another process is saving to it again and again.")

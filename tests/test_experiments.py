@@ -47,10 +47,10 @@ def test_same_seed_same_losses(name, synth, seed):
     assert not a.valid_loss.equals(c.valid_loss)
 
 @pytest.mark.parametrize('kw, problem', [
-    (dict(epochs=0), 'epochs must be a positive integer, got 0'),
+    (dict(epochs=0), r'epochs must be a positive integer \(at most 100,000\), got 0'),
     (dict(epochs=-2), 'epochs must be a positive integer'),
     (dict(epochs=1.5), 'epochs must be a positive integer'),
-    (dict(lr=0), 'lr must be positive, got 0'),
+    (dict(lr=0), r'lr must be positive \(a finite number, e.g. 5e-3\), got 0'),
     (dict(lr=-1e-3), 'lr must be positive'),
 ])
 def test_bad_schedule(kw, problem, synth):

@@ -1,9 +1,9 @@
 "Reliability (issue 12): a crash or a concurrent reader never sees half a model; bad input is a clear error, never a silent answer."
-import os, re, signal, subprocess, sys, textwrap, threading, time
+import json, os, re, signal, subprocess, sys, textwrap, threading, time
 from pathlib import Path
-import numpy as np, pytest
+import numpy as np, pytest, torch
 import movierecs
-from movierecs import load, save, train_model
+from movierecs import ModelFileError, load, save, train_model
 
 @pytest.fixture(scope='module')
 def pair(synth, seed):
@@ -95,8 +95,8 @@ def test_a_save_landing_between_reading_the_description_and_the_weights(pair, tm
     real, calls = movierecs.saving._read_meta, []
     def meanwhile(path):
         meta = real(path)
-        if not calls: save(new, folder)
         calls.append(1)
+        if len(calls) == 1: save(new, folder)  # (save reads model.json too: counted, not repeated)
         return meta
     monkeypatch.setattr(movierecs.saving, '_read_meta', meanwhile)
     assert _which(load(folder)) == 'collab' and len(calls) > 1
@@ -124,18 +124,40 @@ def test_a_crash_at_any_step_of_a_group_write_leaves_all_old_or_all_new(tmp_path
 
 def test_a_stale_temporary_file_is_cleaned_and_a_fresh_one_kept(tmp_path):
     from movierecs.files import STALE, recover
-    stale, fresh = tmp_path/'.losses.csv.abcdefgh.tmp', tmp_path/'.losses.md.abcdefgh.tmp'
-    stale.write_text('x'); fresh.write_text('y')
-    os.utime(stale, (time.time() - STALE - 10,) * 2)
+    stale, fresh = tmp_path/'.movierecs-tmp.losses.csv.abcdefgh.tmp', tmp_path/'.movierecs-tmp.losses.md.abcdefgh.tmp'
+    mine = tmp_path/'.my-notes.tmp'  # a user's own hidden file: never ours to delete
+    for f in (stale, fresh, mine): f.write_text('x')
+    for f in (stale, mine): os.utime(f, (time.time() - STALE - 10,) * 2)
     recover(tmp_path)
-    assert not stale.exists() and fresh.exists()  # a fresh one may be another process's file being written
+    assert not stale.exists() and fresh.exists() and mine.exists()  # a fresh one may be another process's file being written
+
+def test_a_planted_journal_moves_nothing_but_our_own_temporary_files(tmp_path):
+    "A journal naming files elsewhere, or files that are not write_atomic's temporaries, is ignored: recover never moves them."
+    from movierecs.files import recover
+    victim, outside = tmp_path/'victim.txt', tmp_path/'elsewhere'
+    victim.write_text('keep'); outside.mkdir()
+    folder = tmp_path/'results'; folder.mkdir()
+    (folder/'.movierecs-journal.x.json').write_text(json.dumps([[str(victim), str(outside/'stolen.txt')],
+                                                                [str(folder/'notes.txt'), str(folder/'losses.csv')]]))
+    (folder/'notes.txt').write_text('mine')
+    assert recover(folder) == 0 and victim.read_text() == 'keep' and (folder/'notes.txt').exists()
+    assert not (outside/'stolen.txt').exists() and not (folder/'losses.csv').exists()
+
+def test_a_group_with_a_folder_in_the_way_changes_nothing(tmp_path):
+    from movierecs.files import write_atomic
+    write_atomic({tmp_path/'losses.csv': 'old', tmp_path/'losses.md': 'old'})
+    (tmp_path/'env.json').mkdir()
+    with pytest.raises(IsADirectoryError, match='env.json: it is a folder or a special file'):
+        write_atomic({tmp_path/n: 'new' for n in ('losses.csv', 'losses.md', 'env.json')})
+    assert (tmp_path/'losses.csv').read_text() == (tmp_path/'losses.md').read_text() == 'old'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['env.json', 'losses.csv', 'losses.md']
 
 # --- the catalogue of bad input: one case each, the error type, and a message that names the problem and the fix ---
 
 @pytest.fixture(scope='module')
 def learn(synth, seed): return train_model('dot_bias', epochs=1, seed=seed, ratings=synth, progress=False)
 
-def _fit(synth, **kw): return train_model(kw.pop('model', 'dot'), epochs=1, ratings=kw.pop('ratings', synth), progress=False, **kw)
+def _fit(synth, **kw): return train_model(kw.pop('model', 'dot'), epochs=kw.pop('epochs', 1), ratings=kw.pop('ratings', synth), progress=False, **kw)
 
 BAD_ARGUMENTS = {  # name: (call(synth, learn), error, the problem and the fix, as a regex)
     'bs 0': (lambda s, l: movierecs.dataloaders(s, bs=0), ValueError, 'bs must be a positive integer, got 0'),
@@ -144,12 +166,12 @@ BAD_ARGUMENTS = {  # name: (call(synth, learn), error, the problem and the fix, 
     'n_factors negative': (lambda s, l: _fit(s, n_factors=-3), ValueError, 'n_factors must be a positive integer'),
     'y_range one number': (lambda s, l: _fit(s, y_range=(5,)), ValueError, r'y_range must be a pair \(low, high\).*e.g. \(0, 5.5\)'),
     'y_range reversed': (lambda s, l: _fit(s, y_range=(5, 0)), ValueError, 'low < high'),
-    'seed None': (lambda s, l: _fit(s, seed=None), ValueError, 'seed must be an integer, got None'),
+    'seed None': (lambda s, l: _fit(s, seed=None), ValueError, 'seed must be an integer from 0 to 2\\*\\*32-1, got None'),
     'ensemble of nothing': (lambda s, l: _fit(s, model='ensemble', members=()), ValueError, 'members must be a non-empty list.*e.g.'),
     'ensemble in an ensemble': (lambda s, l: _fit(s, model='ensemble', members=('ensemble',)), ValueError, "'ensemble' cannot be a member; use.*collab"),
     'splits overlap': (lambda s, l: movierecs.dataloaders(s, splits=(np.arange(100), np.arange(50, 150))), movierecs.DataError, 'in both train and valid.*must not overlap'),
     'splits outside': (lambda s, l: movierecs.dataloaders(s, splits=(np.arange(100), np.arange(100, 10**6))), movierecs.DataError, 'outside the 3051 rows'),
-    'empty validation set': (lambda s, l: movierecs.dataloaders(s, splits=(np.arange(len(s)), [])), movierecs.DataError, 'valid set is empty: give it some rows'),
+    'empty training set': (lambda s, l: movierecs.dataloaders(s, splits=([], np.arange(len(s)))), movierecs.DataError, 'train set is empty: give it some rows'),
     'string ratings': (lambda s, l: movierecs.dataloaders(s.assign(rating=s.rating.astype(str))), movierecs.DataError, 'not numbers: convert it'),
     'ratings outside y_range': (lambda s, l: _fit(s, ratings=s.assign(rating=s.rating * 10)), ValueError, r"outside the model's y_range \(0, 5.5\).*Pass y_range"),
     'recommend n 0': (lambda s, l: movierecs.recommend(l, 1, n=0), ValueError, 'n must be a positive integer, got 0'),
@@ -260,3 +282,77 @@ def test_cli_ctrl_c_is_exit_130_and_one_line(tmp_path, synth):
     if 'ML-100k' in err and 'not found' in err: pytest.skip('ML-100k unavailable')
     assert p.returncode == 130 and 'Traceback' not in err and err.strip().splitlines()[-1] == 'movierecs: interrupted', err[-500:]
     assert not (tmp_path/'m'/'model.json').exists()
+
+# --- the second hostile round: what a saved-model folder, a ratings file and the arguments may hold ---
+
+def test_save_removes_only_the_weights_its_own_model_json_named(learn, tmp_path):
+    folder = tmp_path/'own'; folder.mkdir()
+    for name in ('model.pt', 'model-0123456789abcdef.pt', 'notes.txt'): (folder/name).write_text('mine')
+    save(learn, folder)
+    first = json.loads((folder/'model.json').read_text())['weights']
+    assert all((folder/n).read_text() == 'mine' for n in ('model.pt', 'model-0123456789abcdef.pt', 'notes.txt'))
+    learn.model.state_dict()  # the same model saved again after a change of weights: the old weights file goes
+    with torch.no_grad(): next(learn.model.parameters()).add_(0.001)
+    try: save(learn, folder)
+    finally:
+        with torch.no_grad(): next(learn.model.parameters()).sub_(0.001)
+    assert not (folder/first).exists() and (folder/'model.pt').exists() and _which(load(folder)) == 'dot_bias'
+
+@pytest.mark.parametrize('what', ['weights a pipe', 'weights huge', 'model.json huge', 'lock a pipe', 'model.json nested'])
+def test_hostile_model_folders(learn, tmp_path, what):
+    folder = save(learn, tmp_path/'m')
+    weights = folder/json.loads((folder/'model.json').read_text())['weights']
+    if what == 'weights a pipe': weights.unlink(); os.mkfifo(weights)
+    if what == 'weights huge': os.truncate(weights, movierecs.saving.MAX_WEIGHTS + 1)  # sparse: nothing is written
+    if what == 'model.json huge': os.truncate(folder/'model.json', movierecs.saving.MAX_META + 1)
+    if what == 'model.json nested': (folder/'model.json').write_text('[' * 100000 + ']' * 100000)
+    if what == 'lock a pipe':
+        (folder/'.model.lock').unlink(); os.mkfifo(folder/'.model.lock')
+        with pytest.raises(ValueError, match='.model.lock there is not a regular file'): save(learn, folder)
+        return
+    problem = {'weights a pipe': 'is not a regular file', 'weights huge': 'more than a saved model', 'model.json huge': 'more than a saved model',
+               'model.json nested': 'is not valid JSON'}[what]
+    with pytest.raises(ModelFileError, match=problem): load(folder)
+
+def test_save_refuses_what_cannot_be_loaded(learn, synth, tmp_path):
+    (tmp_path/'file').write_text('x')
+    with pytest.raises(ValueError, match='it is a file, not a folder'): save(learn, tmp_path/'file')
+    with pytest.raises(ValueError, match='folder to save to is empty'): save(learn, '')
+    broken = train_model('dot', epochs=1, ratings=synth, progress=False)
+    with torch.no_grad(): broken.model.movie_factors.weight[3, 0] = float('nan')
+    with pytest.raises(ValueError, match='hold NaN or inf values.*lower learning rate'): save(broken, tmp_path/'nan')
+
+MORE_BAD_ARGUMENTS = {
+    'user ids of two types': (lambda s, l: movierecs.dataloaders(s.assign(user=s.user.astype(object).where(s.user != 5, 'five'))), movierecs.DataError, 'user column mixes int and str.*same type'),
+    'complex ratings': (lambda s, l: movierecs.dataloaders(s.assign(rating=s.rating + 1j)), movierecs.DataError, 'not numbers'),
+    'epochs absurd': (lambda s, l: _fit(s, epochs=10**23), ValueError, r'epochs must be a positive integer \(at most 100,000\)'),
+    'epochs True': (lambda s, l: _fit(s, epochs=True), ValueError, 'epochs must be a positive integer'),
+    'lr infinite': (lambda s, l: _fit(s, lr=float('inf')), ValueError, r'lr must be positive \(a finite number, e.g. 5e-3\)'),
+    'lr a string': (lambda s, l: _fit(s, lr='1e-3'), ValueError, 'lr must be positive'),
+    'wd infinite': (lambda s, l: _fit(s, wd=float('inf')), ValueError, 'wd must be zero or positive'),
+    'seed past 2**32': (lambda s, l: _fit(s, seed=2**70), ValueError, 'seed must be an integer from 0 to 2\\*\\*32-1'),
+    'n_act 0': (lambda s, l: _fit(s, model='collab_nn', n_act=0), ValueError, 'n_act must be a positive integer'),
+    'layers negative': (lambda s, l: _fit(s, model='collab_emb_nn', layers=(-5,)), ValueError, 'every width in layers must be a positive integer'),
+    'no DataLoaders': (lambda s, l: movierecs.get_learner('dot', None), TypeError, 'dls must be the DataLoaders of movierecs.dataloaders'),
+    'True as a user': (lambda s, l: movierecs.recommend(l, True), KeyError, 'not a user id: give an id such as 196'),
+}
+
+@pytest.mark.parametrize('case', MORE_BAD_ARGUMENTS)
+def test_more_bad_arguments(case, synth, learn):
+    call, err, problem = MORE_BAD_ARGUMENTS[case]
+    with pytest.raises(err, match=problem): call(synth, learn)
+
+def test_an_archive_with_two_u_data_is_refused(tmp_path):
+    from movierecs.data import read_file
+    z = _zip(tmp_path/'two.zip', {'evil/u.data': b'1\t1\t5\t1\n', 'ml-100k/u.data': b'1\t2\t3\t4\n'})
+    with pytest.raises(movierecs.DataError, match='holds 2 files named u.data.*Use the archive from GroupLens'): read_file(z, 'u.data', verify=False)
+
+def test_cli_special_ratings_file_and_empty_out(saved_model, tmp_path):
+    fifo = tmp_path/'f.csv'; os.mkfifo(fifo)
+    r = _cli('recommend', '--ratings', str(fifo), '--model', saved_model, timeout=60)
+    _one_line(r, 'is not a regular file .*give a CSV file')
+    r = _cli('train', 'dot', '--out', '', timeout=60)
+    assert r.returncode == 2 and 'argument --out: is empty' in r.stderr and 'Traceback' not in r.stderr
+    (tmp_path/'afile').write_text('x')
+    r = _cli('reproduce', 'dot', '--out', str(tmp_path/'afile'/'res'), timeout=60)
+    _one_line(r, r'cannot save to .*afile/res \(Not a directory\)')
