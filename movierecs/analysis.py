@@ -25,7 +25,10 @@ def _weights(learn, side, kind):
     raise TypeError(f"{type(m).__name__} has no {side} {kind} (looked for {', '.join(names)}): "
                     f"use a model with {'biases' if kind == 'bias' else 'factors'}, e.g. 'dot_bias' or 'collab'.")
 
-def _vocab(learn, side): return list(learn.dls.classes[list(learn.dls.classes)[0 if side == 'user' else 1]])
+def _vocab(learn, side):
+    if not hasattr(learn, 'dls') or not hasattr(learn, 'model'):
+        raise TypeError(f"learn must be a trained Learner (from train_model, load or default_learner), got {type(learn).__name__}.")
+    return list(learn.dls.classes[list(learn.dls.classes)[0 if side == 'user' else 1]])
 
 def _title_index(learn, title):
     "Position of `title` in the title vocabulary; an error suggesting the closest titles when it is not there."
@@ -63,6 +66,7 @@ def biases(learn, # A trained learner of a model with movie biases
           ) -> pd.Series:
     "The `n` movies with the lowest (or highest) learned bias, with their values."
     _positive_int(n, 'n')
+    if not isinstance(lowest, (bool, np.bool_)): raise TypeError(f"lowest must be True or False, got {lowest!r}.")
     return movie_bias(learn).sort_values(ascending=lowest, kind='stable').head(n)
 
 def _most_similar(w, labels, i, n, label):

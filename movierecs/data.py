@@ -237,6 +237,8 @@ def _check_ratings(ratings, item_name='title'):
     if not isinstance(ratings, pd.DataFrame):
         raise DataError(f"ratings must be a pandas DataFrame, got {type(ratings).__name__}: use load_ratings().")
     if item_name not in ('title', 'movie'): raise DataError(f"item_name must be 'title' or 'movie', got {item_name!r}.")
+    dup = sorted({c for c in ratings.columns if list(ratings.columns).count(c) > 1}, key=str)
+    if dup: raise DataError(f"ratings has more than one column named {', '.join(map(repr, dup))}: keep one of each.")
     missing = [c for c in ('user', item_name, 'rating') if c not in ratings.columns]
     if missing: raise DataError(f"ratings lacks column(s) {missing}; it has {list(ratings.columns)}. "
                                 f"Build it with load_ratings() or give it user, {item_name} and rating columns.")
@@ -266,7 +268,8 @@ def dataloaders(ratings=None, # Ratings frame like `load_ratings()`; loaded when
     "`CollabDataLoaders.from_df(ratings, item_name='title', dl_type=TabDataLoader)`, a true permutation every epoch, served from tensors unless `fast=False`."
     if ratings is None: ratings = load_ratings()
     _check_ratings(ratings, item_name)
-    if not 0 < valid_pct < 1: raise DataError(f"valid_pct must be between 0 and 1, got {valid_pct}.")
+    if isinstance(valid_pct, bool) or not isinstance(valid_pct, (int, float, np.integer, np.floating)) or not 0 < valid_pct < 1:
+        raise DataError(f"valid_pct must be a number between 0 and 1, e.g. 0.2, got {valid_pct!r}.")
     _positive_int(bs, 'bs')
     _check_seed(seed)
     if splits is not None: splits = _check_splits(splits, len(ratings))

@@ -1,7 +1,7 @@
 "Reliability (issue 12): a crash or a concurrent reader never sees half a model; bad input is a clear error, never a silent answer."
 import json, os, re, signal, subprocess, sys, textwrap, threading, time
 from pathlib import Path
-import numpy as np, pytest, torch
+import numpy as np, pandas as pd, pytest, torch
 import movierecs
 from movierecs import ModelFileError, load, save, train_model
 
@@ -335,6 +335,10 @@ MORE_BAD_ARGUMENTS = {
     'layers negative': (lambda s, l: _fit(s, model='collab_emb_nn', layers=(-5,)), ValueError, 'every width in layers must be a positive integer'),
     'no DataLoaders': (lambda s, l: movierecs.get_learner('dot', None), TypeError, 'dls must be the DataLoaders of movierecs.dataloaders'),
     'True as a user': (lambda s, l: movierecs.recommend(l, True), KeyError, 'not a user id: give an id such as 196'),
+    'valid_pct None': (lambda s, l: movierecs.dataloaders(s, valid_pct=None), movierecs.DataError, 'valid_pct must be a number between 0 and 1, e.g. 0.2'),
+    'two rating columns': (lambda s, l: movierecs.dataloaders(pd.concat([s, s.rating], axis=1)), movierecs.DataError, "more than one column named 'rating': keep one"),
+    'no learner': (lambda s, l: movierecs.recommend(None, 1), TypeError, 'learn must be a trained Learner'),
+    'lowest None': (lambda s, l: movierecs.biases(l, lowest=None), TypeError, 'lowest must be True or False'),
 }
 
 @pytest.mark.parametrize('case', MORE_BAD_ARGUMENTS)
