@@ -25,11 +25,11 @@ def _plain(v): return v.item() if hasattr(v, 'item') else v
 def _digest(obj): return hashlib.sha256(json.dumps(obj, ensure_ascii=False).encode()).hexdigest()  # key order counts
 
 @contextlib.contextmanager
-def _locked(path):
-    "Hold an exclusive lock on the folder's lock file: two saves to one folder take turns."
+def _locked(path, shared=False):
+    "Hold the folder's lock: exclusive for a save (two saves take turns), shared for a load (no save lands while it reads)."
     import fcntl
-    with open(path/LOCK, 'a') as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    with open(path/LOCK, 'rb' if shared else 'a') as f:
+        fcntl.flock(f, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         try: yield
         finally: fcntl.flock(f, fcntl.LOCK_UN)
 
@@ -96,20 +96,32 @@ def _read_meta(path):
 
 def _check_size(f, cap):
     "Refuse a model file that is not a regular file, or is larger than any model this movierecs writes, before reading it."
+    if not f.exists(): raise FileNotFoundError(f)
     if not f.is_file(): raise ModelFileError(f"{f} is not a regular file (a folder, a device or a pipe?): save the model again.")
     if f.stat().st_size > cap: raise ModelFileError(f"{f} is {f.stat().st_size:,} bytes, more than a saved model's {cap:,}: it is not one. Save the model again.")
 
-def _read(path, tries=20):
+def _read(path):
+    "model.json and the weights it names, under the folder's shared lock when it has one (a folder from before locks: retried)."
+    lock = path/LOCK
+    if lock.is_file():
+        try:
+            with _locked(path, shared=True): return _read_retried(path)
+        except PermissionError: pass  # a lock file this user cannot open: read without it
+    return _read_retried(path)
+
+def _read_retried(path, tries=20):
     "model.json and the bytes of the weights it names; retried when a save in another process replaces them meanwhile."
+    missing = 0
     for attempt in range(tries):
         meta = _read_meta(path)
+        w = path/meta['weights']
         try:
-            _check_size(path/meta['weights'], MAX_WEIGHTS)
-            return meta, (path/meta['weights']).read_bytes()
-        except (FileNotFoundError, ModelFileError):
-            if (path/meta['weights']).exists(): raise
-            if _read_meta(path) == meta: raise ModelFileError(f"{path/meta['weights']} is missing: {META} names it. Save the model again.") from None
-            time.sleep(0.01 * (attempt + 1))  # another process saved meanwhile: read its model
+            _check_size(w, MAX_WEIGHTS)
+            return meta, w.read_bytes()
+        except FileNotFoundError:  # another process saved meanwhile and removed them: read again, its model
+            missing = missing + 1 if _read_meta(path) == meta else 0
+            if missing == 3: raise ModelFileError(f"{w} is missing: {META} names it. Save the model again.") from None
+            time.sleep(0.01 * (attempt + 1))
     raise ModelFileError(f"{path} keeps changing while it is read: another process is saving to it again and again.")
 
 def load(path # Folder written by `save`
