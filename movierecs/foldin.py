@@ -30,11 +30,12 @@ def parse_ratings(learn, # A trained learner
     if not ratings: raise ValueError("ratings is empty: rate at least one movie, e.g. {'Star Wars (1977)': 5}.")
     if len(ratings) > MAX_RATINGS: raise ValueError(f"{len(ratings):,} ratings are more than {MAX_RATINGS:,}: give one person's ratings.")
     lo, hi = _star_range(learn)
+    index = {t: i for i, t in enumerate(_vocab(learn, 'movie')) if i}  # once, not a list scan per title (never `#na#` at 0)
     codes, stars = [], []
     for title, s in ratings.items():
         if isinstance(s, (bool, np.bool_, np.timedelta64)) or not isinstance(s, (int, float, np.integer, np.floating)) or not math.isfinite(s) or not lo <= s <= hi:
             raise ValueError(f"{title!r} is rated {s!r}: stars must be numbers from {lo:g} to {hi:g}.")
-        codes.append(_title_index(learn, title)); stars.append(float(s))
+        codes.append(index[title] if title in index else _title_index(learn, title)); stars.append(float(s))  # a miss: its error
     return torch.tensor(codes), torch.tensor(stars)
 
 # --- rating models: a new user's weights, the movies' frozen ---
