@@ -1,21 +1,38 @@
 "A packaged, faithful reproduction of fastai's collaborative filtering on MovieLens 100k."
 __version__ = '0.1.0'
 
-from .data import *
-from .fast import *
-from .models import *
-from .learners import *
-from .rankers import *
-from .experiments import *
-from .analysis import *
-from .evaluate import *
-from .evaluate import __all__ as _evaluate_all  # the module's name is taken by its function `evaluate`
-from .saving import *
-from .feedback import *
-from .baselines import *
-from .ranking import *
-from .foldin import *
-from .cli import default_learner
+import importlib, sys, types
 
-__all__ = (data.__all__ + fast.__all__ + models.__all__ + learners.__all__ + rankers.__all__ + experiments.__all__ + analysis.__all__
-           + _evaluate_all + saving.__all__ + feedback.__all__ + baselines.__all__ + ranking.__all__ + foldin.__all__ + ['default_learner'])
+# The public names come from these modules (each one's `__all__`) and `cli.default_learner`. They are imported on first
+# use, not by `import movierecs`: the `movierecs` command starts without torch and can take a Ctrl-C while torch loads.
+_MODULES = ('data', 'fast', 'models', 'learners', 'rankers', 'experiments', 'analysis', 'evaluate', 'saving',
+            'feedback', 'baselines', 'ranking', 'foldin')
+
+def _load():
+    "Import the modules of `_MODULES` and bring their public names into the package (once)."
+    if '__all__' in globals(): return
+    names = {}
+    for m in _MODULES:
+        mod = importlib.import_module(f'{__name__}.{m}')
+        names.update({n: getattr(mod, n) for n in mod.__all__})
+    names['default_learner'] = importlib.import_module(f'{__name__}.cli').default_learner
+    globals().update(names)  # `evaluate` is the function, as before, not the module of that name
+    globals()['__all__'] = list(names)
+
+def __getattr__(name):
+    if name.startswith('__') and name != '__all__': raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    _load()
+    try: return globals()[name]
+    except KeyError: raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+
+def __dir__():
+    _load()
+    return sorted(globals())
+
+class _Package(types.ModuleType):
+    "The package module: its attribute `evaluate` is the function even after the module `movierecs.evaluate` is imported."
+    def __setattr__(self, name, value):
+        if name == 'evaluate' and isinstance(value, types.ModuleType): return  # the module stays in sys.modules
+        super().__setattr__(name, value)
+
+sys.modules[__name__].__class__ = _Package

@@ -1,5 +1,5 @@
 "The `movierecs` command: train a model, then ask it for recommendations, similar movies and biases."
-import argparse, json, os, re, sys
+import argparse, contextlib, json, os, re, sys
 from pathlib import Path
 
 __all__ = ['cache_dir', 'DEFAULT_MODEL', 'default_ranker', 'default_learner', 'main']
@@ -39,11 +39,11 @@ def default_learner(by='ranking' # 'ranking': the recommender that ranks best (r
         if _trained_as(learn, spec): return learn
         why = 'again: the cached one was trained with other settings'
     from .experiments import train_model
-    _writable(path, 'cache folder (set MOVIERECS_CACHE)')
-    print(f"Training the default {by} model ({spec['model']}, {spec['epochs']} epochs) {why}; "
-          f"it is cached in {path}.", file=sys.stderr, flush=True)
-    learn = train_model(**spec, progress=False, cache=True)
-    save(learn, path)
+    with _writable(path, 'cache folder (set MOVIERECS_CACHE)'):
+        print(f"Training the default {by} model ({spec['model']}, {spec['epochs']} epochs) {why}; "
+              f"it is cached in {path}.", file=sys.stderr, flush=True)
+        learn = train_model(**spec, progress=False, cache=True)
+        save(learn, path)
     return learn
 
 def _format_version(path):
@@ -127,20 +127,33 @@ def _models(args):
     w = max(len(r['model']) for r in rows)
     for r in rows: print(f"{r['model']:<{w}}  {r['description']}  [experiments: {', '.join(r['experiments']) or '-'}]")
 
-def _writable(folder, what):
-    "Fail now, before any training, if a model cannot be saved to `folder`."
+@contextlib.contextmanager
+def _writable(folder, what, model=True):
+    "Check now, before any training, that results (a model if `model`) can be saved to `folder`; unmake the folders made for it if they stay empty."
     import tempfile
+    folder = Path(folder)
+    made = [p for p in (folder, *folder.parents) if not p.exists() and not p.is_symlink()]  # deepest first
+    def unmake():
+        for p in made:
+            try: p.rmdir()
+            except OSError: break  # something was written there: keep it
     try:
-        Path(folder).mkdir(parents=True, exist_ok=True)
+        if model:
+            from .saving import _check_folder
+            _check_folder(folder)
+        folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix='.write-test-'): pass
-    except OSError as e: raise ValueError(f"cannot save to {folder} ({e.strerror or e}): choose another {what}.") from None
+    except OSError as e: unmake(); raise ValueError(f"cannot save to {folder} ({e.strerror or e}): choose another {what}.") from None
+    except ValueError as e: unmake(); raise ValueError(f"{e} (the {what})") from None
+    try: yield
+    except BaseException: unmake(); raise
 
 def _train(args):
     from .experiments import train_model
     from .saving import save
-    _writable(args.out or cache_dir()/args.name, '--out folder')
-    learn = train_model(args.name, epochs=args.epochs, lr=args.lr, wd=args.wd, seed=args.seed, progress=not args.json, fast=not args.faithful)
-    out = save(learn, args.out or cache_dir()/args.name)
+    with _writable(args.out or cache_dir()/args.name, '--out folder'):
+        learn = train_model(args.name, epochs=args.epochs, lr=args.lr, wd=args.wd, seed=args.seed, progress=not args.json, fast=not args.faithful)
+        out = save(learn, args.out or cache_dir()/args.name)
     if args.json: print(json.dumps(dict(model=args.name, saved=str(out), losses=learn.loss_table.df.to_dict('records')), indent=1))
     else: print(f'Saved to {out}')
 
@@ -254,10 +267,26 @@ def parser():
     s.add_argument('rest', nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return p
 
+def _interrupted_now(signum, frame):
+    "Ctrl-C while torch and fastai load: a KeyboardInterrupt inside their C initialisation is fatal; nothing is written yet, so stop."
+    os.write(2, b'movierecs: interrupted\n'); os._exit(130)
+
+def _import_libraries(command):
+    "Import the package and what `command` needs, with Ctrl-C ending the program at once instead of raising inside an import."
+    import importlib, signal
+    try: before = signal.signal(signal.SIGINT, _interrupted_now)
+    except ValueError: before = None  # not the main thread: signals are not ours to handle
+    try:
+        importlib.import_module('movierecs')._load()
+        if command in ('serve', 'reproduce'): importlib.import_module(f'movierecs.{command}')
+    finally:
+        if before is not None: signal.signal(signal.SIGINT, before)
+
 def main(argv=None):
     import warnings
     warnings.filterwarnings('ignore', message='The given NumPy array is not writable')  # fastai's, harmless
     argv = sys.argv[1:] if argv is None else list(argv)
+    _import_libraries(argv[0] if argv else None)
     if argv[:1] == ['reproduce']:  # everything after it, -h included, belongs to `python -m movierecs.reproduce`
         from .reproduce import main as reproduce_main
         run = lambda: reproduce_main(argv[1:])

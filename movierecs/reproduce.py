@@ -137,14 +137,14 @@ def main(argv=None):
     if bad: p.error(f"unknown experiment(s) {', '.join(bad)}; valid: {', '.join(EXPERIMENTS)}")
     if a.seeds < 1: p.error(f'--seeds must be at least 1, got {a.seeds}')
     if not a.out.strip(): p.error('--out is empty: give a folder, e.g. results')
-    _writable(a.out, '--out folder')  # before any training
-    reproduce(a.names or None, out=a.out, seed=a.seed, fast=not a.faithful)
-    if a.seeds > 1:
-        df = seed_spread(a.names or None, seeds=range(a.seed, a.seed + a.seeds), fast=not a.faithful)
-        env = dict(environment(a.seed), path='faithful' if a.faithful else 'fast')
-        write_atomic({Path(a.out)/'seeds.csv': df.to_csv(index=False, float_format='%.6f'),
-                      Path(a.out)/'seeds.md': spread_markdown(df, env)})
-        print(f"Wrote seeds.md and seeds.csv to {a.out}.")
+    with _writable(a.out, '--out folder', model=False):  # before any training
+        reproduce(a.names or None, out=a.out, seed=a.seed, fast=not a.faithful)
+        if a.seeds > 1:
+            df = seed_spread(a.names or None, seeds=range(a.seed, a.seed + a.seeds), fast=not a.faithful)
+            env = dict(environment(a.seed), path='faithful' if a.faithful else 'fast')
+            write_atomic({Path(a.out)/'seeds.csv': df.to_csv(index=False, float_format='%.6f'),
+                          Path(a.out)/'seeds.md': spread_markdown(df, env)})
+            print(f"Wrote seeds.md and seeds.csv to {a.out}.")
     if a.notebooks:
         from . import nbrun
         nbrun.main([str(n) for n in a.notebooks])

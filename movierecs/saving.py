@@ -40,9 +40,8 @@ def save(learn, # A learner from `get_learner` / `train_model`
     spec = getattr(learn, 'model_spec', None)
     if spec is None: raise ValueError("This learner was not built by a movierecs factory (get_learner), so it cannot be "
                                       "rebuilt on load: use learn.export() for fastai's pickle format.")
-    if not str(path).strip(): raise ValueError("The folder to save to is empty: give one, e.g. 'models/collab'.")
+    _check_folder(path)
     dls, path = learn.dls, Path(path)
-    if path.exists() and not path.is_dir(): raise ValueError(f"Cannot save to {path}: it is a file, not a folder. Choose a folder.")
     bad = [k for k, v in learn.model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad: raise ValueError(f"The model's weights {', '.join(bad[:3])} hold NaN or inf values (training diverged): "
                              f"retrain it with a lower learning rate before saving.")
@@ -50,6 +49,11 @@ def save(learn, # A learner from `get_learner` / `train_model`
     codes = np.concatenate([it[list(dls.classes)].to_numpy('int64') for it, _ in parts])
     keep = (codes > 0).all(1)  # a valid-set row whose user or title the model never saw carries nothing to keep
     classes = {k: [_plain(v) for v in c[1:]] for k, c in dls.classes.items()}
+    for k, c in classes.items():
+        odd = next((v for v in c if not isinstance(v, (int, float, str)) or isinstance(v, bool)), None)
+        if odd is not None:
+            raise ValueError(f"The {k} ids include {odd!r} ({type(odd).__name__}): model.json keeps ids that are numbers or text. "
+                             f"Convert the column, e.g. ratings['{k}'] = ratings['{k}'].astype(str), and train again.")
     blob = {'state_dict': {k: v.detach().cpu() for k, v in learn.model.state_dict().items()},
             'rows': torch.from_numpy(codes[keep]),
             'ratings': torch.from_numpy(np.concatenate([it['rating'].to_numpy('float32') for it, _ in parts])[keep]),
@@ -65,8 +69,6 @@ def save(learn, # A learner from `get_learner` / `train_model`
     meta = dict(described, weights=f'model-{sha[:16]}.pt', weights_sha256=sha, final_losses=losses,
                 versions=dict(torch=torch.__version__, fastai=fastai.__version__))
     path.mkdir(parents=True, exist_ok=True)
-    for f in (path/LOCK, path/META):
-        if f.exists() and not f.is_file(): raise ValueError(f"Cannot save to {path}: {f.name} there is not a regular file. Choose another folder.")
     with _locked(path):
         try: before = _read_meta(path)['weights'] if (path/META).is_file() else None
         except ModelFileError: before = None  # not a model of ours: nothing in the folder is ours to remove
@@ -74,6 +76,14 @@ def save(learn, # A learner from `get_learner` / `train_model`
         write_atomic({path/META: json.dumps(meta, indent=1, ensure_ascii=False) + '\n'})  # the one step that switches models
         if before and before != meta['weights']: (path/before).unlink(missing_ok=True)  # the weights the old model.json named
     return path
+
+def _check_folder(path):
+    "Raise ValueError, before anything is written, if a model cannot be saved to the folder `path`."
+    if not str(path).strip(): raise ValueError("The folder to save to is empty: give one, e.g. 'models/collab'.")
+    path = Path(path)
+    if path.exists() and not path.is_dir(): raise ValueError(f"Cannot save to {path}: it is a file, not a folder. Choose a folder.")
+    for f in (path/LOCK, path/META):
+        if f.exists() and not f.is_file(): raise ValueError(f"Cannot save to {path}: {f.name} there is not a regular file. Choose another folder.")
 
 def _read_meta(path):
     f = path/META

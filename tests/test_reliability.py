@@ -361,3 +361,41 @@ def test_cli_special_ratings_file_and_empty_out(saved_model, tmp_path):
     (tmp_path/'afile').write_text('x')
     r = _cli('reproduce', 'dot', '--out', str(tmp_path/'afile'/'res'), timeout=60)
     _one_line(r, r'cannot save to .*afile/res \(Not a directory\)')
+
+# --- the third round: Ctrl-C while the libraries load, folders made for nothing, ids model.json cannot hold ---
+
+def test_import_movierecs_is_light_and_the_names_are_all_there():
+    "`import movierecs` loads no torch (the command takes Ctrl-C at once); the first name used brings in every module."
+    code = ("import sys, movierecs; assert 'torch' not in sys.modules; import movierecs.ranking; "
+            "assert callable(movierecs.evaluate), movierecs.evaluate; ns = {}; exec('from movierecs import *', ns); "
+            "assert {'evaluate', 'train_model', 'recommend_for', 'default_learner', 'save'} <= set(ns), sorted(ns); "
+            "assert set(movierecs.__all__) <= set(dir(movierecs))")
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                       env={**os.environ, 'PYTHONPATH': str(Path(movierecs.__file__).parents[1])})
+    assert r.returncode == 0, r.stderr[-800:]
+    with pytest.raises(AttributeError, match="no attribute 'nope'"): movierecs.nope
+
+@pytest.mark.parametrize('delay', [0.3, 1.0, 2.0])
+def test_cli_ctrl_c_while_the_libraries_load(delay):
+    "A Ctrl-C in the seconds torch and fastai take to import: exit 130 and one line, not a KeyboardInterrupt from inside an import."
+    p = subprocess.Popen([sys.executable, '-W', 'ignore', '-m', 'movierecs.cli', 'biases', '-n', '2'], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env={**os.environ, 'PYTHONPATH': str(Path(movierecs.__file__).parents[1])})
+    time.sleep(delay)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and 'Traceback' not in err and err.strip().splitlines()[-1:] == ['movierecs: interrupted'], err[-800:]
+
+def test_cli_refusals_leave_no_folder_behind(tmp_path):
+    "An argument refused after --out was checked, or a model.json there that is a folder: no training, no folder made for nothing."
+    r = _cli('train', 'dot', '--lr', 'nan', '--out', str(tmp_path/'a'/'b'))
+    _one_line(r, 'lr must be positive')
+    assert not (tmp_path/'a').exists()
+    (tmp_path/'m'/'model.json').mkdir(parents=True)
+    r = _cli('train', 'dot', '--epochs', '1', '--out', str(tmp_path/'m'))
+    _one_line(r, r'model.json there is not a regular file\. Choose another folder\. \(the --out folder\)')
+    assert 'Epoch' not in r.stderr + r.stdout and sorted(p.name for p in (tmp_path/'m').iterdir()) == ['model.json']
+
+def test_ids_model_json_cannot_hold_are_refused_before_writing(synth, tmp_path):
+    learn = _fit(synth.assign(user=pd.to_datetime(synth.user, unit='D')))
+    with pytest.raises(ValueError, match=r"user ids include Timestamp\('1970-01-0.*Convert the column.*astype\(str\)"): save(learn, tmp_path/'m')
+    assert not (tmp_path/'m').exists()
