@@ -149,3 +149,17 @@ def test_heap_is_trimmed_while_training(synth, seed, monkeypatch):
     learn = movierecs.train_model('dot', epochs=2, seed=seed, ratings=synth, progress=False)
     assert len(calls) == 2*(len(learn.dls.train)//10 + len(learn.dls.valid)//10) > 0
     assert fast._libc_trim()() in (None, 0, 1)  # glibc's malloc_trim returns 0 or 1; elsewhere a no-op
+
+@pytest.mark.parametrize('name', ['dot_bias', 'collab'])
+def test_fast_path_is_stock_fastai_bit_for_bit(name, synth, seed):
+    "The default path (`FastLearner`, `FastAdam`, `FlatMSE`) and a stock `Learner` with fastai's `Adam` and `MSELossFlat`, on the same batches: the same weights and losses."
+    import copy
+    from fastai.losses import MSELossFlat
+    fast = get_learner(name, dataloaders(synth, bs=32, seed=seed, fast=True), wd=0.1)
+    stock = Learner(dataloaders(synth, bs=32, seed=seed, fast=True), copy.deepcopy(fast.model), loss_func=MSELossFlat(), wd=0.1)
+    assert type(fast) is FastLearner and type(fast.loss_func) is FlatMSE and fast.opt_func is FastAdam
+    assert type(stock) is Learner and repr(stock.loss_func) == repr(MSELossFlat()) and stock.opt_func is Adam
+    for learn in (fast, stock):
+        with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(3, 5e-3)
+    assert all(torch.equal(p, q) for p, q in zip(fast.model.parameters(), stock.model.parameters()))
+    assert _plain(fast.recorder.values) == _plain(stock.recorder.values) and fast.recorder.losses == stock.recorder.losses
