@@ -1,5 +1,5 @@
 "MovieLens 100k: find it, verify it, load it like the notebook, and build `dls` that shuffle correctly."
-import hashlib, io, os, random, zipfile, zlib
+import hashlib, io, os, random, warnings, zipfile, zlib
 from collections import Counter
 from pathlib import Path
 
@@ -10,7 +10,7 @@ from fastai.tabular.core import Categorify, TabDataLoader, TabWeightedDL
 
 from .fast import fast_dataloaders
 
-__all__ = ['DataError', 'ML_100K_SHA256', 'SPLITS', 'ENV_VAR', 'data_source', 'read_file', 'load_ratings', 'load_split', 'stratified_split',
+__all__ = ['DataError', 'ML_100K_SHA256', 'SPLITS', 'ENV_VAR', 'data_source', 'read_file', 'load_udata', 'load_movies', 'load_ratings', 'load_split', 'stratified_split',
            'synthetic_ratings', 'dataloaders', 'check_dls', 'epoch_rows', 'shuffle_stats']
 
 ENV_VAR = 'MOVIERECS_DATA'
@@ -148,6 +148,18 @@ def _check_movies(ratings, movies, name):
         raise DataError(f"{name} rates {len(missing)} movie id(s) that u.item does not list (e.g. {missing[:5].tolist()}): "
                         f"the two files come from different data sets. Use {name} and u.item from the same ML-100k copy.")
 
+def load_udata(path=None, # ml-100k folder or zip; default: env `MOVIERECS_DATA`, else fastai's download
+               verify=True # Check the file's sha256
+              ) -> pd.DataFrame:
+    "`u.data` as the file holds it: user, movie, rating, timestamp, in the file's order (the notebook's first `ratings.head()`)."
+    return _parse_udata(read_file(data_source(path), 'u.data', verify))
+
+def load_movies(path=None, # ml-100k folder or zip; default: env `MOVIERECS_DATA`, else fastai's download
+                verify=True # Check the file's sha256
+               ) -> pd.DataFrame:
+    "The movie ids and titles of `u.item` (the notebook's `movies`)."
+    return _parse_uitem(read_file(data_source(path), 'u.item', verify))
+
 def load_ratings(path=None, # ml-100k folder or zip; default: env `MOVIERECS_DATA`, else fastai's download
                  verify=True # Check the files' sha256
                 ) -> pd.DataFrame:
@@ -278,13 +290,17 @@ def dataloaders(ratings=None, # Ratings frame like `load_ratings()`; loaded when
         raise DataError(f"{len(ratings)} ratings leave fewer than bs={bs} training rows, and fastai drops the last "
                         f"partial batch: lower bs or give more ratings.")
     dl_type = kwargs.pop('dl_type', TabDataLoader)  # not fastai's default TabWeightedDL, which samples with replacement
-    if splits is None:
-        dls = CollabDataLoaders.from_df(ratings, dl_type=dl_type, valid_pct=valid_pct, user_name='user',
-                                        item_name=item_name, rating_name='rating', seed=seed, bs=bs, **kwargs)
-    else:  # what `from_df` does after its `RandomSplitter`
-        to = TabularCollab(ratings, [Categorify], ['user', item_name], y_names=['rating'], y_block=TransformBlock(),
-                           splits=[list(splits[0]), list(splits[1])])
-        dls = to.dataloaders(path='.', bs=bs, dl_type=dl_type, **kwargs)
+    with warnings.catch_warnings():
+        # fastai makes its batches with torch.as_tensor(frame.values), which pandas >= 3 (copy-on-write) hands out read-only.
+        # fastai only reads them, and torch says so once per process: here, where it first happens, not in a user's notebook.
+        warnings.filterwarnings('ignore', message='The given NumPy array is not writable', category=UserWarning)
+        if splits is None:
+            dls = CollabDataLoaders.from_df(ratings, dl_type=dl_type, valid_pct=valid_pct, user_name='user',
+                                            item_name=item_name, rating_name='rating', seed=seed, bs=bs, **kwargs)
+        else:  # what `from_df` does after its `RandomSplitter`
+            to = TabularCollab(ratings, [Categorify], ['user', item_name], y_names=['rating'], y_block=TransformBlock(),
+                               splits=[list(splits[0]), list(splits[1])])
+            dls = to.dataloaders(path='.', bs=bs, dl_type=dl_type, **kwargs)
     if seed is not None: dls.train.rng = random.Random(seed)  # the shuffles too, not only the split
     check_dls(dls)
     if not fast: return dls

@@ -1,6 +1,7 @@
 "The notebook's training runs as data, and `run_experiment` to repeat any of them."
-import math, time
+import functools, math, time
 from contextlib import ExitStack
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -16,7 +17,7 @@ from fastprogress.core import format_time
 from .data import _check_seed, dataloaders, load_ratings
 from .learners import check_model, get_learner, list_models
 
-__all__ = ['USER_BAR', 'SLACK', 'Experiment', 'EXPERIMENTS', 'get_experiment', 'LossTable', 'train_model', 'train_experiment', 'run_experiment']
+__all__ = ['USER_BAR', 'SLACK', 'SPREAD_K', 'MIN_SEEDS', 'SEEDS_CSV', 'spread_bars', 'Experiment', 'EXPERIMENTS', 'get_experiment', 'LossTable', 'train_model', 'train_experiment', 'run_experiment']
 
 MAX_EPOCHS = 100_000
 
@@ -29,6 +30,22 @@ def _check_schedule(epochs, lr, wd):
 
 USER_BAR = 0.85  # the user's bar for the weight-decayed dot-product models and fastai's collab_learner
 SLACK = 0.03     # every other run must beat its published value (the notebook's, else fastbook's) + SLACK
+SPREAD_K = 3     # and every run must beat its seeds' mean + SPREAD_K sd (results/seeds.csv) ...
+MIN_SEEDS = 5    # ... measured over at least MIN_SEEDS seeds
+SEEDS_CSV = Path(__file__).resolve().parents[1]/'results'/'seeds.csv'  # written by `make reproduce SEEDS=5` in a checkout
+
+@functools.lru_cache(maxsize=None)
+def spread_bars(path=SEEDS_CSV) -> dict:
+    "{experiment: mean + `SPREAD_K` sd of its final valid MSE over the seeds of a seed-spread table (`make reproduce SEEDS=5`)}."
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: the regression bars come from the seed-spread table of a movierecs checkout; "
+                                f"write it with `make reproduce SEEDS={MIN_SEEDS}`.")
+    g = pd.read_csv(path).groupby('experiment', sort=False).valid_loss
+    few = {k: int(v) for k, v in g.count().items() if v < MIN_SEEDS}
+    if few: raise ValueError(f"{path}: {few} seeds per experiment, fewer than {MIN_SEEDS}: the sd would mean little. "
+                             f"Run `make reproduce SEEDS={MIN_SEEDS}`.")
+    return {k: float(m + SPREAD_K*sd) for (k, m), sd in zip(g.mean().items(), g.std(ddof=1))}
 
 @dataclass(frozen=True)
 class Experiment:
@@ -38,16 +55,23 @@ class Experiment:
     wd: Optional[float] = None      # Weight decay; None is fastai's default (0.01)
     notebook: Optional[float] = None  # Final valid MSE in the seed notebook
     book: Optional[float] = None      # Final valid MSE in fastbook chapter 8
-    bar: Optional[float] = None       # Regression bar for the final valid MSE; default: published value + SLACK
+    bar: Optional[float] = None       # The user's bar for the final valid MSE; default: published value + SLACK
     epochs: int = 5                 # Epochs of the one-cycle schedule
     lr: float = 5e-3                # Peak learning rate
     kwargs: dict = field(default_factory=dict)  # Passed to the model's factory, e.g. `n_factors`
 
     @property
-    def threshold(self):
-        "The final valid MSE the regression tests and notebooks require this run to beat."
+    def published_bar(self):
+        "The bar from outside: the user's `bar`, else the published value + `SLACK`."
         if self.bar is not None: return self.bar
         return (self.notebook if self.notebook is not None else self.book) + SLACK
+
+    @property
+    def threshold(self):
+        "The final valid MSE the regression tests and notebooks require this run to beat: the lower of `published_bar` and `spread_bars()`."
+        bars = spread_bars()
+        if self.name not in bars: raise KeyError(f"{self.name} has no row in {SEEDS_CSV}: run `make reproduce SEEDS={MIN_SEEDS}`.")
+        return min(self.published_bar, bars[self.name])
 
     def __post_init__(self):
         if self.model not in list_models(): raise ValueError(f"{self.name}: unknown model {self.model!r}; valid: {list_models()}")

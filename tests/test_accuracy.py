@@ -18,3 +18,56 @@ def test_final_valid_loss(name, trained):
 def test_weight_decay_fixes_overfitting(trained):
     "The notebook's lesson: wd=0.1 beats the default on `DotProductBias`."
     assert trained('dot_bias_wd').loss_table.df.valid_loss.iloc[-1] < trained('dot_bias').loss_table.df.valid_loss.iloc[-1]
+
+# --- mutants: three real bugs the bars must catch (each applied in-process, for one run, then undone) ---
+
+def _zero_user_bias(monkeypatch):
+    "`0*self.user_bias(...)` in `DotProductBias.forward`: the model silently loses its user biases."
+    from movierecs import models
+    def forward(self, x):
+        users, movies = self.user_factors(x[:,0]), self.movie_factors(x[:,1])
+        res = (users * movies).sum(dim=1, keepdim=True) + 0*self.user_bias(x[:,0]) + self.movie_bias(x[:,1])
+        return models._squash(res, self.y_range)
+    monkeypatch.setattr(models.DotProductBias, 'forward', forward)
+
+def _coupled_weight_decay(monkeypatch):
+    "Adam with L2 weight decay added to the gradient (Adam's old formula) instead of fastai's decoupled decay."
+    from movierecs.fast import FastAdam
+    step = FastAdam.step
+    def l2_step(self, closure=None):
+        for pg, h in zip(self.param_lists, self.hypers):
+            for p in pg:
+                if p.grad is not None and self.state[p].get('do_wd', True): p.grad.add_(p.data, alpha=h['wd'])
+        wds = [h['wd'] for h in self.hypers]
+        for h in self.hypers: h['wd'] = 0
+        try: step(self, closure)
+        finally:
+            for h, wd in zip(self.hypers, wds): h['wd'] = wd
+    monkeypatch.setattr(FastAdam, 'step', l2_step)
+
+def _resampling_loader(monkeypatch):
+    "A training loader that draws its rows with replacement, as fastai's `TabWeightedDL` does (about 63% distinct per epoch)."
+    import torch
+    from movierecs.fast import TensorDataLoader
+    ordered = TensorDataLoader.__iter__
+    def resampled(self):
+        if not self.shuffle: yield from ordered(self); return
+        idx = torch.randint(0, self.n, (self.n,), generator=self.gen)
+        x, y = self.x[idx], self.y[idx]
+        for i in range(len(self)): yield x[i*self.bs:(i+1)*self.bs], y[i*self.bs:(i+1)*self.bs]
+    monkeypatch.setattr(TensorDataLoader, '__iter__', resampled)
+
+MUTANTS = {  # name: (apply(monkeypatch), the experiment whose bar must catch it)
+    'user bias times zero': (_zero_user_bias, 'dot_bias_wd'),
+    'L2 instead of decoupled weight decay': (_coupled_weight_decay, 'collab'),
+    'rows drawn with replacement': (_resampling_loader, 'collab'),
+}
+
+@pytest.mark.parametrize('mutant', MUTANTS)
+def test_the_bars_catch_the_mutant(mutant, ratings, seed, monkeypatch):
+    from movierecs import train_experiment
+    apply, name = MUTANTS[mutant]
+    apply(monkeypatch)
+    final = train_experiment(name, seed=seed, ratings=ratings, progress=False).loss_table.df.valid_loss.iloc[-1]
+    print(f'{mutant}: {name} final valid MSE {final:.4f}, bar {EXPERIMENTS[name].threshold:.4f}')
+    assert final >= EXPERIMENTS[name].threshold, f'{mutant} passes the {name} bar: {final:.4f} < {EXPERIMENTS[name].threshold:.4f}'

@@ -14,10 +14,26 @@ def test_experiments_are_the_notebooks():
     assert {e.model for e in EXPERIMENTS.values()} == set(movierecs.list_models('rating'))  # every rating model has a run
     assert {r.model for r in movierecs.RANKERS.values()} == set(movierecs.list_models('ranking'))  # every ranking model too
 
-def test_thresholds_are_the_users():
-    assert {n: round(e.threshold, 4) for n, e in EXPERIMENTS.items()} == {
+def test_published_bars_are_the_users():
+    assert {n: round(e.published_bar, 4) for n, e in EXPERIMENTS.items()} == {
         'dot': 0.9077, 'dot_bias': 0.9271, 'dot_bias_wd': 0.85, 'dot_bias_params': 0.85, 'collab': 0.85,
         'collab_nn': 0.9091, 'dot_raw': 0.9142, 'collab_emb_nn': 0.8949, 'svdpp': 0.85, 'tuned': 0.85}
+
+def test_thresholds_come_from_the_measured_spread():
+    "Each bar: the lower of the published one and the seeds' mean + 3 sd in results/seeds.csv (at least 5 seeds), recomputed here."
+    import statistics
+    rows = pd.read_csv(movierecs.SEEDS_CSV)
+    for name, e in EXPERIMENTS.items():
+        v = rows[rows.experiment == name].valid_loss.tolist()
+        assert len(v) >= 5 and len(set(rows[rows.experiment == name].seed)) == len(v), (name, v)
+        assert e.threshold == pytest.approx(min(e.published_bar, statistics.mean(v) + 3*statistics.stdev(v)), abs=1e-9), name
+        if e.bar == movierecs.USER_BAR: assert e.threshold <= 0.85, name  # the user's bar still holds
+
+def test_spread_bars_need_the_table_and_enough_seeds(tmp_path):
+    from movierecs.experiments import spread_bars
+    with pytest.raises(FileNotFoundError, match='make reproduce SEEDS=5'): spread_bars(tmp_path/'none.csv')
+    pd.DataFrame(dict(experiment=['dot']*3, seed=[1, 2, 3], valid_loss=[0.8, 0.9, 1.0])).to_csv(tmp_path/'s.csv', index=False)
+    with pytest.raises(ValueError, match=r"\{'dot': 3\} seeds per experiment, fewer than 5"): spread_bars(tmp_path/'s.csv')
 
 def test_loss_table_like_fastai(synth, seed):
     t = run_experiment('dot_bias_wd', seed=seed, ratings=synth, epochs=3)
