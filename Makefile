@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export MOVIERECS_DATA ?= $(if $(wildcard ../shared/data/ml-100k/u.data),$(abspath ../shared/data/ml-100k))
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast reproduce benchmark topn foldin tune tune-topn tune-foldin notebooks bench clean
+.PHONY: help install test test-fast test-floor reproduce benchmark topn foldin tune tune-topn tune-foldin notebooks bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -23,35 +23,41 @@ test: install ## Run every test: fast ones, then the slow ML-100k regression run
 test-fast: install ## Run the fast tests only (seconds, synthetic data)
 	$(PY) -m pytest -m 'not slow'
 
+FLOOR := .venv-floor
+test-floor: ## The fast tests on the oldest versions setup.cfg allows (constraints-floor.txt), in .venv-floor (~5 min)
+	test -x $(FLOOR)/bin/python || $(PYTHON) -m venv $(FLOOR)
+	$(FLOOR)/bin/python -m pip install --quiet -c constraints-floor.txt -e '.[test,bench]'
+	$(FLOOR)/bin/python -m pytest -m 'not slow'
+
 SEEDS ?= 1
 reproduce: install ## Retrain every experiment; write results/losses.{csv,md}, env.json; re-execute the notebooks. SEEDS=3: + results/seeds.md
-	$(PY) -W 'ignore:The given NumPy array is not writable' -m movierecs.reproduce --out results --seeds $(SEEDS) --notebooks notebooks/*.ipynb
+	$(PY) -m movierecs.reproduce --out results --seeds $(SEEDS) --notebooks notebooks/*.ipynb
 
 benchmark: install ## Every experiment and Surprise's peers on the canonical splits: results/benchmark.{md,csv}
-	$(PY) -W 'ignore:The given NumPy array is not writable' -m movierecs.benchmark --out results
+	$(PY) -m movierecs.benchmark --out results
 
 topn: install ## Every top-N method (baselines, implicit, fastai models) on u1-u5, ua, ub and Microsoft Recommenders' protocol: results/topn.{md,csv}
-	$(PY) -W 'ignore:The given NumPy array is not writable' -m movierecs.topn --out results
+	$(PY) -m movierecs.topn --out results
 
 foldin: install ## Fold-in against training in: 10% of users held out, folded in from half their ratings, the other half scored: results/foldin.{md,csv}
-	$(PY) -W 'ignore:The given NumPy array is not writable' -m movierecs.coldstart --out results
+	$(PY) -m movierecs.coldstart --out results
 
 tune-foldin: install ## Choose how fold-in sets its penalty, on a carve-out of the users outside make foldin's held-out ones: results/foldin_tuning.{md,csv}
-	$(PY) -W 'ignore:The given NumPy array is not writable' benchmarks/tune_foldin.py
+	$(PY) benchmarks/tune_foldin.py
 
 notebooks: install ## Re-execute notebooks/*.ipynb and save their outputs in place
 	$(PY) -m movierecs.nbrun notebooks/*.ipynb
 
 tune: install ## Grid-search the `tuned` experiment on a carve-out of u1.base (never u1.test): results/tuning.{md,csv}
-	$(PY) -W 'ignore:The given NumPy array is not writable' benchmarks/tune.py
+	$(PY) benchmarks/tune.py
 
 tune-topn: install ## Choose the top-N table's settings on a carve-out of u1.base (never u1.test): results/topn_tuning.{md,csv}
-	$(PY) -W 'ignore:The given NumPy array is not writable' benchmarks/tune_topn.py
+	$(PY) benchmarks/tune_topn.py
 
 bench: install ## Time an epoch of every model (bare PyTorch loop vs faithful vs default path): results/bench.md; and the web page's requests: results/serve_latency.md
 	$(PY) benchmarks/speed.py
-	$(PY) -W 'ignore:The given NumPy array is not writable' benchmarks/serve_latency.py
+	$(PY) benchmarks/serve_latency.py
 
 clean: ## Remove .venv and caches
-	rm -rf $(VENV) .pytest_cache *.egg-info
+	rm -rf $(VENV) $(FLOOR) .pytest_cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

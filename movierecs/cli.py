@@ -283,8 +283,6 @@ def _import_libraries(command):
         if before is not None: signal.signal(signal.SIGINT, before)
 
 def main(argv=None):
-    import warnings
-    warnings.filterwarnings('ignore', message='The given NumPy array is not writable')  # fastai's, harmless
     argv = sys.argv[1:] if argv is None else list(argv)
     _import_libraries(argv[0] if argv else None)
     if argv[:1] == ['reproduce']:  # everything after it, -h included, belongs to `python -m movierecs.reproduce`

@@ -1,5 +1,5 @@
 "Run the notebooks in `notebooks/` with execnb, in this process: as regression tests, and to save them (`make notebooks`)."
-import argparse, re, sys, sysconfig, warnings
+import argparse, re, sys, sysconfig
 from pathlib import Path
 
 from execnb.shell import CaptureShell
@@ -7,7 +7,7 @@ from fastcore.nbio import nb2str, read_nb
 
 from .files import write_atomic
 
-__all__ = ['NotebookError', 'run_notebook', 'output_numbers', 'stale_cells', 'save_notebook']
+__all__ = ['NotebookError', 'run_notebook', 'run_in_kernel', 'shown_text', 'output_numbers', 'stale_cells', 'save_notebook']
 
 class NotebookError(Exception):
     "A notebook cell failed, or a notebook's outputs are not fit to save."
@@ -32,12 +32,10 @@ def run_notebook(path, # An .ipynb file
     path = Path(path)
     nb = read_nb(path)
     shell = CaptureShell(path=path.parent)
-    with warnings.catch_warnings():
-        warnings.filterwarnings('ignore', message='The given NumPy array is not writable')  # fastai's, harmless
-        try: shell.run_all(nb, exc_stop=True, cell_timeout=timeout)
-        except BaseException as e:
-            if not isinstance(e, Exception): raise  # KeyboardInterrupt, SystemExit
-            # the failing cell holds the error output: reported below
+    try: shell.run_all(nb, exc_stop=True, cell_timeout=timeout)
+    except BaseException as e:
+        if not isinstance(e, Exception): raise  # KeyboardInterrupt, SystemExit
+        # the failing cell holds the error output: reported below
     failed = [c for c in nb.cells if c.cell_type == 'code' and any(o.get('output_type') == 'error' for o in c.outputs)]
     if failed:
         c = failed[0]
@@ -53,6 +51,22 @@ def run_notebook(path, # An .ipynb file
         if leak: raise NotebookError(f"{path.name}, cell {c.idx_+1} prints a path of this machine ({leak}): make it relative.")
         if '\r' in text: raise NotebookError(f"{path.name}, cell {c.idx_+1} prints a progress bar: pass progress=False.")
     return nb
+
+def run_in_kernel(path, # An .ipynb file
+                  timeout=1800 # Seconds each cell may take
+                 ):
+    "Execute `path` as Jupyter does, in a fresh IPython kernel (nbclient + ipykernel), from the notebook's folder; the executed notebook."
+    import nbformat
+    from nbclient import NotebookClient
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=timeout, kernel_name='python3', resources={'metadata': {'path': str(path.parent)}}).execute()
+    return nb
+
+def shown_text(nb) -> list:
+    "Per code cell, what its outputs show, as (output type, stream name, text), fastai's epoch times blanked."
+    return [[(o.get('output_type'), o.get('name'), _TIME.sub('--:--', _text(o))) for o in c.get('outputs', [])]
+            for c in nb['cells'] if c['cell_type'] == 'code']
 
 _TIME = re.compile(r'\b\d\d:\d\d\b')  # fastai's epoch times: the one thing a re-run may change
 _NUMBER = re.compile(r'(?<![\w.#])-?\d+(?:\.\d+)?(?:e[-+]?\d+)?(?![\w])')

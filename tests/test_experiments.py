@@ -28,6 +28,9 @@ def test_thresholds_come_from_the_measured_spread():
         assert len(v) >= 5 and len(set(rows[rows.experiment == name].seed)) == len(v), (name, v)
         assert e.threshold == pytest.approx(min(e.published_bar, statistics.mean(v) + 3*statistics.stdev(v)), abs=1e-9), name
         if e.bar == movierecs.USER_BAR: assert e.threshold <= 0.85, name  # the user's bar still holds
+    md = (movierecs.SEEDS_CSV.parent/'seeds.md').read_text()
+    shown = {r.split('|')[1].strip(): r.split('|')[-2].strip() for r in md.splitlines() if r.startswith('| ') and r.split('|')[1].strip() in EXPERIMENTS}
+    assert shown == {n: f'{e.threshold:.4f}' for n, e in EXPERIMENTS.items()}  # seeds.md shows the bars the tests use
 
 def test_spread_bars_need_the_table_and_enough_seeds(tmp_path):
     from movierecs.experiments import spread_bars

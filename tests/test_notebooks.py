@@ -2,7 +2,7 @@
 from pathlib import Path
 import pytest
 from fastcore.nbio import mk_cell, new_nb, read_nb, write_nb
-from movierecs.nbrun import NotebookError, run_notebook, stale_cells, output_numbers, main
+from movierecs.nbrun import NotebookError, run_notebook, run_in_kernel, shown_text, stale_cells, output_numbers, main
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent/'notebooks').glob('*.ipynb'))
 
@@ -27,6 +27,18 @@ def test_notebook(path, ratings):
     except NotebookError as e: pytest.fail(str(e), pytrace=False)
     stale = stale_cells(read_nb(path), fresh)
     assert not stale, f'{path.name}: saved outputs are stale (cell, saved, fresh): {stale}. Run `make notebooks`.'
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_a_real_jupyter_kernel_shows_what_is_saved(ratings):
+    "02 (whose saved losses caught a zeroed user bias) run as Jupyter runs it: nothing on stderr, every output's text as saved."
+    import nbformat
+    path = next(p for p in NOTEBOOKS if p.stem == '02_bias_and_weight_decay')
+    fresh = shown_text(run_in_kernel(path))
+    assert not [o for cell in fresh for o in cell if o[1] == 'stderr'], [o for cell in fresh for o in cell if o[1] == 'stderr']
+    saved = shown_text(nbformat.read(path, as_version=4))
+    diff = [(i, a, b) for i, (a, b) in enumerate(zip(saved, fresh), 1) if a != b]
+    assert len(saved) == len(fresh) and not diff, diff[:2]
 
 def _nb(tmp_path, *sources, name='t.ipynb'):
     path = tmp_path/name
