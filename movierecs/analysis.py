@@ -1,5 +1,5 @@
 "What a trained model learned, and what people ask a recommender: biases, similar movies and users, recommendations, a map."
-import difflib
+import difflib, re
 import numpy as np, pandas as pd, torch
 from torch import nn
 
@@ -42,9 +42,11 @@ def _title_index(learn, title):
 def _user_index(learn, user):
     "Position of `user` (an id such as 196, or '196') in the user vocabulary; an error giving the valid ids otherwise."
     users = _vocab(learn, 'user')
-    if isinstance(user, (bool, np.bool_)): raise KeyError(f"User {user!r} is not a user id: give an id such as 196.")
-    for u in (user, *([int(user)] if isinstance(user, str) and user.strip().lstrip('-').isdigit() else [])):
-        if u in users[1:]: return users.index(u)
+    if isinstance(user, (bool, np.bool_)) or not isinstance(user, (int, np.integer, str)):
+        raise KeyError(f"User {user!r} is not a user id: give an id such as 196.")
+    for u in (user, *([int(user)] if isinstance(user, str) and re.fullmatch(r'\s*-?[0-9]+\s*', user) else [])):
+        hit = next((i for i, v in enumerate(users) if i and type(v) is not bool and (v == u if isinstance(u, str) == isinstance(v, str) else False)), None)
+        if hit is not None: return hit
     known = users[1:]
     span = f'{min(known)} to {max(known)}' if all(isinstance(u, (int, np.integer)) for u in known) else f'e.g. {known[:3]}'
     raise KeyError(f"User {user!r} is not in the training data: valid users are {span} ({len(known)} users).")
@@ -123,6 +125,8 @@ def pca_map(learn, # A trained learner with movie factors
     "fastbook's picture: PCA of the factors of the most-rated movies, titles placed on components 1 and 3."
     import matplotlib
     from matplotlib.figure import Figure  # not pyplot: no global backend or figure state is touched
+    _positive_int(n_movies, 'n_movies'); _positive_int(n_top, 'n_top')
+    if n_top < 3: raise ValueError(f"n_top must be at least 3 (the map shows components 1 and 3), got {n_top}.")
     titles, w = _vocab(learn, 'movie'), _weights(learn, 'movie', 'factors')
     counts = np.bincount(_rated(learn)[:, 1], minlength=len(titles))
     counts[0] = -1  # never the placeholder

@@ -35,6 +35,7 @@ class TopN:
         return self
 
     def _codes(self, users):
+        if not hasattr(self, 'users'): raise ValueError(f"{type(self).__name__} is not fitted: call fit(base) first.")
         u = pd.Index(self.users).get_indexer(np.atleast_1d(users))
         if (u < 0).any():
             bad = np.atleast_1d(users)[u < 0][:3].tolist()

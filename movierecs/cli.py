@@ -14,7 +14,9 @@ def default_ranker() -> dict:
 
 def cache_dir() -> Path:
     "Where trained models are cached: env `MOVIERECS_CACHE`, else `$XDG_CACHE_HOME/movierecs`, else `~/.cache/movierecs`."
-    if os.environ.get('MOVIERECS_CACHE'): return Path(os.environ['MOVIERECS_CACHE']).expanduser()
+    if os.environ.get('MOVIERECS_CACHE'):
+        try: return Path(os.environ['MOVIERECS_CACHE']).expanduser()
+        except RuntimeError as e: raise ValueError(f"MOVIERECS_CACHE={os.environ['MOVIERECS_CACHE']!r}: {e} Give a folder path.") from None
     return Path(os.environ.get('XDG_CACHE_HOME') or Path.home()/'.cache')/'movierecs'
 
 class _Parser(argparse.ArgumentParser):
@@ -96,10 +98,14 @@ def _read_rates(args) -> dict:
             if f.is_file() and f.stat().st_size > cap:
                 raise ValueError(f"--ratings {f} is {f.stat().st_size:,} bytes: more than {MAX_RATINGS:,} ratings fit in {cap:,}.")
             text = f.read_text(encoding='utf-8-sig')  # a byte-order mark, as Excel writes, is not part of the first title
-        except (OSError, UnicodeDecodeError) as e: raise ValueError(f"cannot read --ratings {f}: {e}") from None
+        except UnicodeDecodeError as e: raise ValueError(f"--ratings {f} is not UTF-8 text ({e.reason} at byte {e.start}): save it as UTF-8 CSV.") from None
+        except OSError as e: raise ValueError(f"cannot read --ratings {f} ({e.strerror or e}): give a readable CSV file of title,rating lines.") from None
         try: rows = [r for r in csv.reader(text.splitlines(), strict=True) if r and any(c.strip() for c in r)]
         except csv.Error as e: raise ValueError(f"--ratings {f} is not valid CSV ({e}): quote a title holding a comma, e.g. \"Rock, The (1996)\",5") from None
+        if rows and [c.strip().lower() for c in rows[0]] == ['rating', 'title']:
+            raise ValueError(f"--ratings {f}: the columns are rating,title; put the title first: title,rating.")
         if rows and [c.strip().lower() for c in rows[0]] == ['title', 'rating']: rows = rows[1:]
+        if not rows: raise ValueError(f"--ratings {f} holds no ratings: give one title,rating line per movie, e.g. \"Star Wars (1977)\",5")
         if len(rows) > MAX_RATINGS: raise ValueError(f"--ratings {f} has {len(rows):,} rows, more than {MAX_RATINGS:,}: give one person's ratings.")
         for i, r in enumerate(rows, 1):
             if len(r) != 2: raise ValueError(f"{args.ratings}, row {i}: expected 2 columns title,rating, got {len(r)}: {r!r}")
@@ -131,13 +137,13 @@ def _models(args):
 def _writable(folder, what, model=True):
     "Check now, before any training, that results (a model if `model`) can be saved to `folder`; unmake the folders made for it if they stay empty."
     import tempfile
-    folder = Path(folder)
-    made = [p for p in (folder, *folder.parents) if not p.exists() and not p.is_symlink()]  # deepest first
+    folder, made = Path(folder), []
     def unmake():
         for p in made:
             try: p.rmdir()
             except OSError: break  # something was written there: keep it
     try:
+        made = [p for p in (folder, *folder.parents) if not p.exists() and not p.is_symlink()]  # deepest first
         if model:
             from .saving import _check_folder
             _check_folder(folder)
@@ -206,15 +212,29 @@ def _folder(s):
     if not s.strip(): raise argparse.ArgumentTypeError('is empty: give a folder, e.g. models/dot')
     return Path(s)
 
-def _positive(kind):
+_INT, _FLOAT = re.compile(r'-?[0-9]+'), re.compile(r'-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?')  # ASCII, no `1_0`
+
+def _number(kind, low=None, high=None, above=None, what='a number'):
+    "An argparse type: an ASCII integer or decimal number within bounds (a bad one is a usage error, exit 2)."
     def parse(s):
-        try: v = kind(s)
-        except ValueError: raise argparse.ArgumentTypeError(f'{s!r} is not a number') from None
-        if v <= 0: raise argparse.ArgumentTypeError(f'must be positive, got {s}')
+        if not (_INT if kind is int else _FLOAT).fullmatch(s.strip()): raise argparse.ArgumentTypeError(f'{s!r} is not {what}')
+        v = kind(s)
+        if (above is not None and not v > above) or (low is not None and v < low) or (high is not None and v > high):
+            if above == 0 and low is None and high is None: raise argparse.ArgumentTypeError(f'must be positive, got {s}')
+            bounds = [f'above {above:g}' if above is not None else None, f'at least {low:g}' if low is not None else None,
+                      f'at most {high:,}' if high is not None else None]
+            raise argparse.ArgumentTypeError(f"must be {' and '.join(b for b in bounds if b)}, got {s}")
         return v
     return parse
 
+def _host(s):
+    if not s.strip(): raise argparse.ArgumentTypeError('is empty: give an address, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)')
+    return s
+
+def _positive(kind): return _number(kind, above=0)
+
 def parser():
+    from .experiments import MAX_EPOCHS
     from .learners import list_models
     p = _Parser(prog='movierecs', description=__doc__)
     sub = p.add_subparsers(dest='command', required=True, parser_class=_Parser, metavar='COMMAND')
@@ -232,10 +252,10 @@ def parser():
     s.add_argument('--json', action='store_true', help='machine-readable output')
     s = cmd('train', _train, 'train a model on ML-100k with fit_one_cycle, print its loss table and save it')
     s.add_argument('name', metavar='MODEL', choices=list_models(), help=f"one of: {', '.join(list_models())}")
-    s.add_argument('--epochs', type=_positive(int), default=5, help='epochs (default: 5)')
+    s.add_argument('--epochs', type=_number(int, low=1, high=MAX_EPOCHS), default=5, help='epochs (default: 5)')
     s.add_argument('--lr', type=_positive(float), default=5e-3, help='peak learning rate (default: 5e-3)')
-    s.add_argument('--wd', type=float, default=0.1, help='weight decay (default: 0.1)')
-    s.add_argument('--seed', type=int, default=42, help='seed of split, initialisation and shuffles (default: 42)')
+    s.add_argument('--wd', type=_number(float, low=0), default=0.1, help='weight decay (default: 0.1)')
+    s.add_argument('--seed', type=_number(int, low=0, high=2**32-1), default=42, help='seed of split, initialisation and shuffles (default: 42)')
     s.add_argument('--out', type=_folder, metavar='DIR', help=f'folder to save the model to (default: {cache_dir()}/MODEL)')
     s.add_argument('--faithful', action='store_true', help="train on fastai's own loaders and Learner (slower; same maths)")
     s.add_argument('--json', action='store_true', help='machine-readable output (no progress bar)')
@@ -257,8 +277,8 @@ def parser():
     model_opts(s, 5)
     s = cmd('serve', _serve, 'the web page: search and rate movies and see your top 10 update, a page per movie, the PCA map; '
             'and its JSON API (POST /api/recommend, GET /api/similar)')
-    s.add_argument('--host', default='127.0.0.1', help='address to listen on (default: 127.0.0.1: this machine only)')
-    s.add_argument('--port', type=int, default=8000, help='TCP port, 1-65535 (default: 8000)')
+    s.add_argument('--host', type=_host, default='127.0.0.1', help='address to listen on (default: 127.0.0.1: this machine only)')
+    s.add_argument('--port', type=_number(int, low=1, high=65535, what='a port number'), default=8000, help='TCP port, 1-65535 (default: 8000)')
     s.add_argument('--model', type=_folder, metavar='DIR', help='a model saved by `movierecs train`: a ranking model recommends, a rating '
                    'model recommends and gives the stars, biases and map (default: the default ranking model recommends, the '
                    "notebook's collab model gives the stars, biases and map; each trained once and cached)")
@@ -285,15 +305,15 @@ def _import_libraries(command):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     _import_libraries(argv[0] if argv else None)
-    if argv[:1] == ['reproduce']:  # everything after it, -h included, belongs to `python -m movierecs.reproduce`
-        from .reproduce import main as reproduce_main
-        run = lambda: reproduce_main(argv[1:])
-    else:
-        args = parser().parse_args(argv)
-        run = lambda: args.func(args)
     from .data import DataError
     from .saving import ModelFileError
     from .learners import NaNLossError
+    def run():
+        if argv[:1] == ['reproduce']:  # everything after it, -h included, belongs to `python -m movierecs.reproduce`
+            from .reproduce import main as reproduce_main
+            return reproduce_main(argv[1:])
+        args = parser().parse_args(argv)  # inside the handler: the help texts name cache_dir(), which can fail
+        args.func(args)
     try: run(); sys.stdout.flush()
     except KeyboardInterrupt:
         print('movierecs: interrupted', file=sys.stderr); sys.exit(130)

@@ -53,7 +53,8 @@ def data_source(path=None # An extracted `ml-100k` folder or `ml-100k.zip`; defa
         except Exception as e:
             raise DataError(f"ML-100k could not be downloaded ({type(e).__name__}: {' '.join(str(e).split())}): "
                             f"no network? Set {ENV_VAR} to an ml-100k folder or ml-100k.zip you have.") from None
-    path = Path(path).expanduser()
+    try: path = Path(path).expanduser()
+    except RuntimeError as e: raise DataError(f"{path} (from the {origin}): {e} Give the path of the ml-100k folder or ml-100k.zip.") from None
     if not path.exists():
         raise DataError(f"ML-100k not found at {path} (from the {origin}): no such folder or file. "
                         f"Point it at the extracted ml-100k folder (holding u.data and u.item) or at ml-100k.zip, "
@@ -195,6 +196,8 @@ def stratified_split(ratings:pd.DataFrame, # Ratings like `load_ratings()` (each
                     ) -> tuple:
     "Microsoft Recommenders' `python_stratified_split` as their benchmark ran it: each group's rows shuffled by `RandomState(seed)`, the first round(ratio·n) to training."
     if not 0 < ratio < 1: raise DataError(f"ratio must be between 0 and 1, got {ratio!r}.")
+    if by not in ('movie', 'user') or by not in ratings.columns:
+        raise DataError(f"by must be 'movie' or 'user', a column of ratings; got {by!r} (columns: {list(ratings.columns)}).")
     train = np.zeros(len(ratings), bool)
     for _, pos in ratings.groupby(by, sort=True).indices.items():
         perm = np.random.RandomState(seed).permutation(len(pos))  # pandas' sample(frac=1, random_state=seed)
@@ -209,6 +212,9 @@ def synthetic_ratings(n_users=100, # Number of users
                       seed=0 # Seed of the generator
                      ) -> pd.DataFrame:
     "A ratings frame shaped like `load_ratings`, drawn from a known low-rank model with biases."
+    for v, k in ((n_users, 'n_users'), (n_movies, 'n_movies'), (n_factors, 'n_factors')): _positive_int(v, k)
+    if not (isinstance(density, (int, float)) and 0 < density <= 1): raise ValueError(f"density must be in (0, 1], got {density!r}.")
+    if not (isinstance(noise, (int, float)) and noise >= 0 and np.isfinite(noise)): raise ValueError(f"noise must be >= 0, got {noise!r}.")
     rng = np.random.default_rng(seed)
     u, m = rng.normal(0, 0.7, (n_users, n_factors)), rng.normal(0, 0.7, (n_movies, n_factors))
     ub, mb = rng.normal(0, 0.4, n_users), rng.normal(0, 0.5, n_movies)
@@ -268,6 +274,8 @@ def _check_ratings(ratings, item_name='title'):
     if not np.isfinite(r.to_numpy(dtype=float)).all() or ratings[['user', item_name]].isna().any().any():
         raise DataError(f"ratings has missing or non-numeric values in user, {item_name} or rating: drop or fix those rows.")
 
+LOADER_ARGS = ('val_bs', 'dl_type', 'dl_kwargs', 'device', 'num_workers', 'pin_memory', 'path')  # what `dataloaders` passes on to fastai
+
 def dataloaders(ratings=None, # Ratings frame like `load_ratings()`; loaded when None
                 bs=64, # Batch size
                 valid_pct=0.2, # Fraction of rows held out for validation
@@ -278,6 +286,9 @@ def dataloaders(ratings=None, # Ratings frame like `load_ratings()`; loaded when
                 **kwargs # Passed to `CollabDataLoaders.from_df` (its dl_type is TabDataLoader unless given), e.g. `val_bs`
                ):
     "`CollabDataLoaders.from_df(ratings, item_name='title', dl_type=TabDataLoader)`, a true permutation every epoch, served from tensors unless `fast=False`."
+    odd = [k for k in kwargs if k not in LOADER_ARGS]
+    if odd: raise TypeError(f"dataloaders() takes no argument {', '.join(map(repr, odd))}: it takes ratings, bs, valid_pct, seed, "
+                            f"splits, fast, item_name and fastai's {', '.join(LOADER_ARGS)}.")
     if ratings is None: ratings = load_ratings()
     _check_ratings(ratings, item_name)
     if isinstance(valid_pct, bool) or not isinstance(valid_pct, (int, float, np.integer, np.floating)) or not 0 < valid_pct < 1:
@@ -300,7 +311,7 @@ def dataloaders(ratings=None, # Ratings frame like `load_ratings()`; loaded when
         else:  # what `from_df` does after its `RandomSplitter`
             to = TabularCollab(ratings, [Categorify], ['user', item_name], y_names=['rating'], y_block=TransformBlock(),
                                splits=[list(splits[0]), list(splits[1])])
-            dls = to.dataloaders(path='.', bs=bs, dl_type=dl_type, **kwargs)
+            dls = to.dataloaders(path=kwargs.pop('path', '.'), bs=bs, dl_type=dl_type, **kwargs)
     if seed is not None: dls.train.rng = random.Random(seed)  # the shuffles too, not only the split
     check_dls(dls)
     if not fast: return dls

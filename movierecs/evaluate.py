@@ -20,7 +20,10 @@ def split_ratings(base:pd.DataFrame, # Training rows, e.g. `load_split('u1')[0]`
 
 def split_frames(split) -> tuple:
     "The (base, test) frames of `split`: a name from `SPLITS`, or a (base, test) pair given as is."
-    return load_split(split) if isinstance(split, str) else split
+    if isinstance(split, str): return load_split(split)
+    if not (isinstance(split, (tuple, list)) and len(split) == 2 and all(isinstance(f, pd.DataFrame) for f in split)):
+        raise TypeError(f"split must be a name from SPLITS (e.g. 'u1') or a (base, test) pair of DataFrames, got {type(split).__name__}.")
+    return tuple(split)
 
 def unseen(base, test) -> pd.Series:
     "True for the test rows whose user or movie (title, the notebook's item) never appears in `base`."

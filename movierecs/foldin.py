@@ -25,7 +25,11 @@ def parse_ratings(learn, # A trained learner
                   ratings:dict # {title: stars} of one person
                  ) -> tuple:
     "The item codes and stars of `ratings`, each title and star checked; an error naming the problem otherwise."
-    if isinstance(ratings, pd.Series): ratings = ratings.to_dict()
+    _vocab(learn, 'movie')  # a TypeError first if `learn` is not a trained learner
+    if isinstance(ratings, pd.Series):
+        twice = ratings.index[ratings.index.duplicated()].unique().tolist()
+        if twice: raise ValueError(f"{twice[0]!r} is rated twice: rate each movie once.")
+        ratings = ratings.to_dict()
     if not isinstance(ratings, Mapping): raise TypeError(f"ratings must be a dict {{title: stars}}, got {type(ratings).__name__}.")
     if not ratings: raise ValueError("ratings is empty: rate at least one movie, e.g. {'Star Wars (1977)': 5}.")
     if len(ratings) > MAX_RATINGS: raise ValueError(f"{len(ratings):,} ratings are more than {MAX_RATINGS:,}: give one person's ratings.")

@@ -18,6 +18,7 @@ __all__ = ['NaNLossError', 'RaiseOnNaN', 'TASKS', 'register', 'list_models', 'mo
 _models, _tasks = {}, {}
 TASKS = ('rating', 'ranking')  # a rating model predicts stars (trained on MSE); a ranking model scores every movie for a user
 
+MAX_WIDTH = 100_000  # n_factors, n_act, n_hidden: ML-100k's 1,665 titles x 100,000 factors already take 0.7 GB
 _LEARNER_ARGS = set(inspect.signature(Learner.__init__).parameters)
 
 def register(f=None, *, task='rating'):
@@ -56,10 +57,15 @@ def get_learner(name, # A name from `list_models()`
     return _models[name](dls, **kwargs)
 
 def _check_kwargs(name, kw):
-    "A clear error for a model argument no factory can use: n_factors, y_range, members."
+    "A clear error for a model argument no factory can use: n_factors, y_range, members; or one `name`'s factory does not take."
     from .data import _positive_int
+    takes = [k for k in inspect.signature(_models[name]).parameters if k != 'dls']
+    bad = [k for k in kw if k not in takes]
+    if bad: raise TypeError(f"Model {name!r} takes no argument {', '.join(map(repr, bad))}: it takes {', '.join(takes)}.")
     for k in ('n_factors', 'n_act', 'n_hidden'):
-        if k in kw: _positive_int(kw[k], k)
+        if k in kw:
+            _positive_int(kw[k], k)
+            if kw[k] > MAX_WIDTH: raise ValueError(f"{k} must be at most {MAX_WIDTH:,} (a wider layer does not fit in memory), got {kw[k]:,}.")
     if 'layers' in kw:
         if isinstance(kw['layers'], (str, bytes)) or not hasattr(kw['layers'], '__iter__') or not list(kw['layers']):
             raise ValueError(f"layers must be a list of layer widths, e.g. (100, 50), got {kw['layers']!r}.")
@@ -180,3 +186,5 @@ def ensemble(dls, members=('collab', 'svdpp', 'collab_nn'), n_factors=50, y_rang
         return _models[name](dls, **{k: v for k, v in own.items() if k in takes}).model
     kwargs.setdefault('loss_func', EnsembleMSE())
     return _learner(dls, Ensemble(*[model(m) for m in members]), **kwargs)
+
+from . import rankers  # noqa: E402,F401 (registers the ranking models, whichever module is imported first)

@@ -1,6 +1,6 @@
 """Top-N evaluation: rank every movie a user has not rated in the base file (no sampled negatives), then score the top k
 against the test file's relevant movies with the metrics LensKit and Microsoft Recommenders use."""
-import time
+import inspect, time
 from dataclasses import dataclass, field
 
 import numpy as np, pandas as pd
@@ -120,7 +120,12 @@ def fit_topn(method, # A baseline ('popular', 'itemknn', 'ease'), a peer ('impli
     start = time.perf_counter()
     if isinstance(method, RankingRun): method, run = '', method
     else: run = None
-    if method in BASELINES: fitted = BASELINES[method](**params).fit(base, item_name)
+    if method in BASELINES:
+        takes = list(inspect.signature(BASELINES[method]).parameters)
+        bad = [k for k in params if k not in takes]
+        if bad: raise TypeError(f"{method!r} takes no parameter {', '.join(map(repr, bad))}; it takes "
+                                f"{', '.join(takes) or 'none'} (list lengths go in ks=, e.g. ks=(10,)).")
+        fitted = BASELINES[method](**params).fit(base, item_name)
     elif method.startswith('implicit.'):
         from .peers import ImplicitTopN
         fitted = ImplicitTopN(method.split('.', 1)[1], seed=seed, **params).fit(base, item_name)

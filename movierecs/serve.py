@@ -1,5 +1,5 @@
 "The web page and its JSON API: rate a few movies, see the top 10 update; a page per movie; fastbook's PCA map."
-import errno, json, math, secrets, socket, unicodedata
+import asyncio, errno, json, math, secrets, socket, unicodedata
 from http import HTTPStatus
 from urllib.parse import quote
 
@@ -39,18 +39,36 @@ def _error(path, status, msg, headers=None):
 _SECURITY = [(b'content-security-policy', b"default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"),
              (b'x-content-type-options', b'nosniff'), (b'referrer-policy', b'same-origin')]
 
+GRACE = 3  # seconds Ctrl-C waits for open requests before the server stops anyway (a stalled client cannot hold it)
+
 class _Guard:
     "ASGI middleware: caps request bodies at `cap` bytes (413, before any of it is read when Content-Length says so), gives only POST a body, adds security headers."
     def __init__(self, app, cap=MAX_BODY): self.app, self.cap = app, cap
 
     async def __call__(self, scope, receive, send):
         if scope['type'] != 'http': return await self.app(scope, receive, send)
+        started = False
+        async def send_(msg):
+            nonlocal started
+            started = started or msg['type'] == 'http.response.start'
+            await send(msg)
+        try: await self._guarded(scope, receive, send_)
+        except asyncio.CancelledError:  # the server stops (Ctrl-C) while this request is open: a 503, not a traceback
+            if not started:
+                try: await _error(scope.get('path', ''), 503, 'the server is stopping')(scope, receive, send)
+                except Exception: pass  # the client is gone too
+
+    async def _guarded(self, scope, receive, send):
         path = scope.get('path', '')
         async def send_(msg):
             if msg['type'] == 'http.response.start': msg = {**msg, 'headers': [*msg.get('headers', []), *_SECURITY]}
             await send(msg)
         async def refuse(status, msg): await _error(path, status, msg)(scope, receive, send_)
         too_big = f'the request body is over {self.cap:,} bytes (the limit, enough for {MAX_RATINGS:,} ratings)'
+        from urllib.parse import parse_qsl
+        keys = [k for k, _ in parse_qsl(scope.get('query_string', b'').decode('latin-1'), keep_blank_values=True)]
+        twice = next((k for k in keys if keys.count(k) > 1), None)
+        if twice is not None: return await refuse(400, f'the query parameter {twice!r} is given more than once: give it once')
         length = dict(scope['headers']).get(b'content-length')
         if length is not None:
             if not length.strip().isdigit(): return await refuse(400, f'Content-Length {length.decode("latin-1")!r} is not a number of bytes')
@@ -401,7 +419,7 @@ def server(learn, # The recommending learner, as in `app`
           ):
     "A uvicorn server of `app(learn, rater)`: `.run(sockets=[listen(host, port)])` serves until interrupted; `.should_exit = True` stops it."
     import uvicorn
-    return uvicorn.Server(uvicorn.Config(app(learn, rater), log_level=log_level, server_header=False))
+    return uvicorn.Server(uvicorn.Config(app(learn, rater), log_level=log_level, server_header=False, timeout_graceful_shutdown=GRACE))
 
 def serve(learn, # The recommending learner, as in `app`
           rater=None, # The rating learner, as in `app`

@@ -387,8 +387,8 @@ def test_cli_ctrl_c_while_the_libraries_load(delay):
 
 def test_cli_refusals_leave_no_folder_behind(tmp_path):
     "An argument refused after --out was checked, or a model.json there that is a folder: no training, no folder made for nothing."
-    r = _cli('train', 'dot', '--lr', 'nan', '--out', str(tmp_path/'a'/'b'))
-    _one_line(r, 'lr must be positive')
+    r = _cli('train', 'dot_raw', '--lr', '1e6', '--epochs', '1', '--out', str(tmp_path/'a'/'b'))  # refused while training: the loss is NaN
+    _one_line(r, 'The training loss became (nan|inf)')
     assert not (tmp_path/'a').exists()
     (tmp_path/'m'/'model.json').mkdir(parents=True)
     r = _cli('train', 'dot', '--epochs', '1', '--out', str(tmp_path/'m'))
@@ -399,3 +399,66 @@ def test_ids_model_json_cannot_hold_are_refused_before_writing(synth, tmp_path):
     learn = _fit(synth.assign(user=pd.to_datetime(synth.user, unit='D')))
     with pytest.raises(ValueError, match=r"user ids include Timestamp\('1970-01-0.*Convert the column.*astype\(str\)"): save(learn, tmp_path/'m')
     assert not (tmp_path/'m').exists()
+
+THIRD_ROUND = {  # the third hostile round (about 450 cases): each a clear error naming the problem and the fix
+    'a list as a user': (lambda s, l: movierecs.recommend(l, [1]), KeyError, r'\[1\] is not a user id: give an id such as 196'),
+    'an array as a user': (lambda s, l: movierecs.recommend(l, np.array([1, 2])), KeyError, 'is not a user id'),
+    'a complex user': (lambda s, l: movierecs.recommend(l, 1+0j), KeyError, 'is not a user id'),
+    'a superscript digit as a user': (lambda s, l: movierecs.recommend(l, '²'), KeyError, "'²' is not in the training data: valid users are"),
+    'Arabic-Indic digits as a user': (lambda s, l: movierecs.recommend(l, '١'), KeyError, 'is not in the training data'),
+    'no learner to fold into': (lambda s, l: movierecs.recommend_for(None, {'Movie 1 (1990)': 5}), TypeError, 'learn must be a trained Learner'),
+    'a title twice in a Series': (lambda s, l: movierecs.recommend_for(l, pd.Series([5, 3], index=['Movie 1 (1990)']*2)), ValueError, "'Movie 1 \\(1990\\)' is rated twice: rate each movie once"),
+    'n_factors of a trillion': (lambda s, l: movierecs.get_learner('dot', movierecs.dataloaders(s), n_factors=10**12), ValueError, 'n_factors must be at most 100,000'),
+    'an option the model lacks': (lambda s, l: movierecs.get_learner('dot_raw', movierecs.dataloaders(s), y_range=(0, 5)), TypeError, "Model 'dot_raw' takes no argument 'y_range': it takes n_factors"),
+    'a typo in a loader option': (lambda s, l: movierecs.dataloaders(s, vaild_pct=0.1), TypeError, "dataloaders\\(\\) takes no argument 'vaild_pct': it takes ratings, bs, valid_pct"),
+    'a map of no movies': (lambda s, l: movierecs.pca_map(l, n_movies=0), ValueError, 'n_movies must be a positive integer'),
+    'a PCA of no movies': (lambda s, l: movierecs.pca_map(l, n_top=0), ValueError, 'n_top must be a positive integer'),
+    'no users to draw': (lambda s, l: movierecs.synthetic_ratings(n_users=0), ValueError, 'n_users must be a positive integer'),
+    'EASE before fit': (lambda s, l: movierecs.EASE(lam=500).recommend(1, n=2), ValueError, r'EASE is not fitted: call fit\(base\) first'),
+    'a split that is None': (lambda s, l: movierecs.evaluate('collab', None), TypeError, "split must be a name from SPLITS \\(e.g. 'u1'\\) or a \\(base, test\\) pair"),
+    'stratified by a column that is not there': (lambda s, l: movierecs.stratified_split(s, by='nope'), movierecs.DataError, "by must be 'movie' or 'user'"),
+    'the home of no user': (lambda s, l: movierecs.data_source('~nosuchuser-movierecs/x'), movierecs.DataError, 'from the path argument.*Give the path of the ml-100k folder'),
+    'k for a baseline': (lambda s, l: movierecs.evaluate_topn('popular', (s, s), k=0), TypeError, "'popular' takes no parameter 'k'.*ks="),
+}
+
+@pytest.mark.parametrize('case', THIRD_ROUND)
+def test_third_round(case, synth, learn):
+    call, err, problem = THIRD_ROUND[case]
+    with pytest.raises(err, match=problem): call(synth, learn)
+
+@pytest.mark.parametrize('argv, problem', [
+    (['train', 'dot', '--lr', 'nan'], "argument --lr: 'nan' is not a number"),
+    (['train', 'dot', '--lr', 'inf'], "argument --lr: 'inf' is not a number"),
+    (['train', 'dot', '--epochs', '1000000000'], 'argument --epochs: must be at least 1 and at most 100,000'),
+    (['train', 'dot', '--seed', '-1'], 'argument --seed: must be at least 0 and at most 4,294,967,295'),
+    (['train', 'dot', '--wd', '-1'], 'argument --wd: must be at least 0'),
+    (['serve', '--port', '0'], 'argument --port: must be at least 1 and at most 65,535'),
+    (['serve', '--host', ' '], 'argument --host: is empty: give an address'),
+    (['similar', 'x', '-n', '1_0'], "argument -n: '1_0' is not a number"),
+    (['similar', 'x', '-n', '٣'], "argument -n: '٣' is not a number"),
+])
+def test_cli_bad_values_are_usage_errors(argv, problem, capsys, tmp_path):
+    "Every bad value of an option is a usage error (exit 2), whether its type or its range is wrong."
+    from movierecs.cli import main
+    with pytest.raises(SystemExit) as e: main(argv + (['--out', str(tmp_path/'m')] if argv[0] == 'train' else []))
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and problem in err and err.strip().count('\n') == 0, err
+    assert not (tmp_path/'m').exists()
+
+def test_cli_odd_files_and_folders_are_one_line(saved_model, tmp_path):
+    "A --ratings file that is not UTF-8, holds no rating or swaps its columns; a home folder that does not exist; a name too long."
+    for name, data, problem in [('latin1.csv', 'Am\xe9lie,5\n'.encode('latin-1'), r'is not UTF-8 text .*save it as UTF-8 CSV'),
+                                ('header.csv', b'title,rating\n', 'holds no ratings: give one title,rating line per movie'),
+                                ('swapped.csv', b'rating,title\n5,Movie 1 (1990)\n', 'the columns are rating,title; put the title first')]:
+        (tmp_path/name).write_bytes(data)
+        _one_line(_cli('recommend', '--ratings', str(tmp_path/name), '--model', saved_model, timeout=60), problem)
+    _one_line(_cli('models', env={'MOVIERECS_CACHE': '~nosuchuser-movierecs/c'}, timeout=60), "MOVIERECS_CACHE='~nosuchuser-movierecs/c'.*Give a folder path")
+    r = _cli('train', 'dot', '--epochs', '1', '--out', str(tmp_path/('a'*300)/'m'), timeout=60)
+    _one_line(r, r'cannot save to .* \(File name too long\): choose another --out folder')
+
+def test_a_repeated_query_parameter_is_refused():
+    from starlette.testclient import TestClient
+    from movierecs.serve import app
+    learn = train_model('dot_bias', epochs=1, ratings=movierecs.synthetic_ratings(seed=0), progress=False)
+    r = TestClient(app(learn)).get('/api/similar?title=Movie%201%20(1990)&title=Nope')
+    assert r.status_code == 400 and "the query parameter 'title' is given more than once" in r.json()['error']
