@@ -66,12 +66,27 @@ def test_unknown_title_suggests_close_ones(dls):
     with pytest.raises(KeyError, match=r"'Movie 7 \(1991\)' is not a movie the model was trained on. Did you mean 'Movie 7 \(1990\)'"):
         similar_movies(learn, 'Movie 7 (1991)')
 
+def _set_user_factors(learn, w):
+    "Write `w` into the model's user factors; for an autoencoder, whose user factors are its code of each user's row, into the rows."
+    with torch.no_grad():
+        if hasattr(learn.model, 'user_embedding'): learn.model.history.copy_(w); return
+        for name, p in learn.model.named_parameters():
+            if name in ('user_factors', 'user_factors.weight', 'u_weight.weight', 'embeds.0.weight'): p.copy_(w); return
+    raise AssertionError(f'no user factors found in {type(learn.model).__name__}')
+
 @pytest.mark.parametrize('name', FACTOR_MODELS)
 def test_similar_users(name, dls):
+    "Planted user factors: user 2 = 3 x user 1 (cosine 1), user 3 = user 1 + a little of user 4; they are user 1's nearest, in order."
     learn = get_learner(name, dls)
     users = list(dls.classes['user'])
+    torch.manual_seed(0)
+    w = torch.randn(len(users), movierecs.analysis._weights(learn, 'user', 'factors').shape[1] if name != 'mult_dae' else len(dls.classes['title']))
+    w[2] = w[1] * 3
+    w[3] = w[1] + 0.1*w[4]
+    _set_user_factors(learn, w)
     s = similar_users(learn, users[1], n=3)
     assert len(s) == 3 and users[1] not in s.index and s.is_monotonic_decreasing and s.index.name == 'user'
+    assert s.index[:2].tolist() == [users[2], users[3]] and s.iloc[0] == pytest.approx(1.0, abs=1e-5) and s.iloc[2] < 0.99, s
     assert similar_users(learn, str(users[1]), n=3).equals(s)  # '7' as typed on a command line
 
 def test_unknown_user_gives_the_valid_range(dls):

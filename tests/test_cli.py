@@ -2,7 +2,7 @@
 import json, subprocess, sys
 from pathlib import Path
 import pytest
-import movierecs
+import movierecs, movierecs.experiments
 from movierecs.cli import main
 
 @pytest.fixture(scope='module')
@@ -87,7 +87,8 @@ def test_console_script_is_installed():
 @pytest.mark.realdata
 def test_train_saves_a_model(tmp_path, capsys, ratings):
     out = json.loads(_run(capsys, 'train', 'dot_bias', '--epochs', '1', '--out', str(tmp_path/'m'), '--json'))
-    assert out['model'] == 'dot_bias' and len(out['losses']) == 1 and out['losses'][0]['valid_loss'] < 1.2
+    # measured: 1 epoch of dot_bias (wd 0.1) 0.868-0.901 over seeds 42, 0, 1; the training mean rating 1.25-1.27
+    assert out['model'] == 'dot_bias' and len(out['losses']) == 1 and out['losses'][0]['valid_loss'] < 0.95
     assert movierecs.load(tmp_path/'m').train_spec == dict(epochs=1, lr=5e-3, wd=0.1, seed=42)
 
 @pytest.mark.slow
@@ -98,18 +99,34 @@ def test_default_model_trained_once_and_cached(tmp_path, capsys, monkeypatch, ra
     first = json.loads(_run(capsys, 'recommend', '--user', '196', '--json'))
     assert (tmp_path/'default-ranking'/'model.json').is_file() and len(first) == 10 and set(first[0]) == {'title', 'score'}
     assert movierecs.load(tmp_path/'default-ranking').model_spec['model'] == movierecs.RANKERS[movierecs.DEFAULT_RANKER].model
-    assert json.loads(_run(capsys, 'recommend', '--user', '196', '--json')) == first  # loaded from the cache
     rated = json.loads(_run(capsys, 'recommend', '--user', '196', '--by', 'rating', '--json'))
     assert (tmp_path/'default'/'model.json').is_file() and set(rated[0]) == {'title', 'predicted_rating'}
+    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.rglob('*')}
+    def no_training(*a, **k): raise AssertionError('trained again instead of loading the cached model')
+    monkeypatch.setattr(movierecs.experiments, 'train_model', no_training)  # from here on, only the cache can answer
+    assert json.loads(_run(capsys, 'recommend', '--user', '196', '--json')) == first
+    assert json.loads(_run(capsys, 'recommend', '--user', '196', '--by', 'rating', '--json')) == rated
     sim = json.loads(_run(capsys, 'similar', 'Silence of the Lambs, The (1991)', '--json'))
-    assert len(sim) == 5 and all(r['title'] != 'Silence of the Lambs, The (1991)' for r in sim)
+    want = movierecs.similar_movies(movierecs.load(tmp_path/'default'), 'Silence of the Lambs, The (1991)', n=5)
+    assert [r['title'] for r in sim] == want.index.tolist() and [r['cosine'] for r in sim] == pytest.approx(want.tolist())
+    assert 'Silence of the Lambs, The (1991)' not in want.index
     high = json.loads(_run(capsys, 'biases', '--highest', '--json'))
     assert 'Titanic (1997)' in [r['title'] for r in high]  # the notebook's top-bias movie
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob('*')} == stamps  # nothing in the cache was rewritten
 
-def test_train_takes_the_faithful_path_on_request():
-    from movierecs.cli import parser
-    assert parser().parse_args(['train', 'collab', '--faithful']).faithful
-    assert not parser().parse_args(['train', 'collab']).faithful
+def test_train_takes_the_faithful_path_on_request(synth, tmp_path, monkeypatch, capsys):
+    "`train --faithful` trains fastai's own `Learner` on its `TabDataLoader`s; without it, the fast path (here on the synthetic ratings)."
+    from fastai.learner import Learner
+    from fastai.tabular.core import TabDataLoader
+    from movierecs.fast import FastLearner, TensorDataLoader
+    monkeypatch.setattr(movierecs.experiments, 'load_ratings', lambda: synth)
+    trained, train_model = [], movierecs.experiments.train_model
+    monkeypatch.setattr(movierecs.experiments, 'train_model', lambda *a, **k: trained.append(train_model(*a, **k)) or trained[-1])
+    for flag in (['--faithful'], []):
+        _run(capsys, 'train', 'collab', '--epochs', '1', '--out', str(tmp_path/str(len(trained))), '--json', *flag)
+    (faithful, fast), _ = trained, capsys.readouterr()
+    assert type(faithful) is Learner and type(faithful.dls.train) is TabDataLoader
+    assert type(fast) is FastLearner and type(fast.dls.train) is TensorDataLoader
 
 def test_a_cached_default_trained_otherwise_is_retrained(model_dir, tmp_path, monkeypatch, capsys):
     "A model in the cache that was not trained with the default's settings is not served: it is retrained (here: stopped at training)."

@@ -50,9 +50,11 @@ def test_scores_clip_to_the_rating_range():
 def test_unseen_rows_are_counted_and_given_the_base_mean(pair, seed):
     base, test = pair
     assert unseen(base, test).sum() == 5
-    r = evaluate('dot_bias_wd', (base, test), seed=seed, epochs=2)
+    r = evaluate('dot_bias_wd', (base, test), seed=seed)
     assert (r['n_test'], r['unseen_rows'], r['unseen_user_rows'], r['unseen_movie_rows']) == (len(test), 5, 2, 3)
-    assert 0 < r['rmse'] < 1.2 and 0 < r['mae'] < r['rmse'] and r['fit_seconds'] > 0
+    mean = scores(np.full(len(test), base.rating.mean()), test.rating)['rmse']  # 1.033 here
+    # measured, 5 epochs over 3 draws of the pair x seeds 42, 0, 1: RMSE 0.66-0.76, 0.27-0.33 below the mean rating's (2 epochs: 0.00-0.05)
+    assert 0 < r['rmse'] < mean - 0.15 and 0 < r['mae'] < r['rmse'] and r['fit_seconds'] > 0, (r['rmse'], mean)
     learn = movierecs.train_model('dot_bias', epochs=1, seed=seed, ratings=split_ratings(base, test)[0],
                                   splits=split_ratings(base, test)[1], progress=False)
     p = predict(learn, base, test)
@@ -74,10 +76,13 @@ def test_peers_say_how_to_install_surprise(pair, monkeypatch):
 def test_peers_on_the_same_rows(pair, seed):
     pytest.importorskip('surprise')
     from movierecs.peers import evaluate_peer
+    base, test = pair
+    mean = scores(np.full(len(test), base.rating.mean()), test.rating)['rmse']  # 1.033 here
     for name in ('BaselineOnly', 'SVD'):
         r = evaluate_peer(name, pair, seed=seed)
         assert r['method'] == f'surprise.{name}' and r['n_test'] == len(pair[1]) and r['unseen_rows'] == 5
-        assert 0 < r['rmse'] < 1.2
+        # measured over 3 draws of the pair x seeds 42, 0, 1: BaselineOnly 0.126-0.138 below the mean rating's RMSE, SVD 0.15-0.19
+        assert 0 < r['rmse'] < mean - 0.07, (name, r['rmse'], mean)
 
 @pytest.mark.slow
 @pytest.mark.realdata

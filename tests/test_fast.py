@@ -64,10 +64,17 @@ def test_fast_path_keeps_split_vocab_and_init(synth, seed):
     assert torch.allclose(a.get_preds()[0], b.get_preds()[0]) and a.validate()[0] == pytest.approx(b.validate()[0], abs=1e-6)
 
 def test_fast_path_trains_every_model(synth, seed):
+    "5 epochs through `train_model`: every rating model's valid MSE under its bar (a fraction of the mean rating's), mult_dae's NDCG@10 above popularity's."
+    from test_learners import MSE_RATIO_BARS, NDCG_MARGIN, mean_mse, ndcg_and_popular  # the bars and what they were measured on
     for name in movierecs.list_models():
-        learn = movierecs.train_model(name, epochs=2, wd=0.1, seed=seed, ratings=synth, progress=False, fast=True)
-        t = learn.loss_table.df
-        assert isinstance(learn, FastLearner) and t.valid_loss.iloc[-1] < t.valid_loss.iloc[0]
+        learn = movierecs.train_model(name, epochs=5, wd=0.1, seed=seed, ratings=synth, progress=False, fast=True)
+        assert isinstance(learn, FastLearner)
+        if movierecs.model_task(name) == 'ranking':
+            ndcg, popular = ndcg_and_popular(learn, synth)
+            assert ndcg > popular + NDCG_MARGIN, (name, ndcg, popular)
+        else:
+            valid = learn.loss_table.df.valid_loss.iloc[-1]
+            assert valid < MSE_RATIO_BARS[name] * mean_mse(learn), (name, valid, mean_mse(learn))
 
 @pytest.mark.slow
 @pytest.mark.realdata
@@ -82,16 +89,26 @@ def test_default_path_matches_the_faithful_losses(name, trained, ratings, seed):
     assert abs(fast - faithful) < 0.01, (fast, faithful)
 
 @pytest.mark.parametrize('fast', [False, True])
-def test_fastai_tools_keep_working(fast, synth, seed, tmp_path):
+def test_fastai_tools_keep_working(fast, synth, seed, tmp_path, monkeypatch):
     "lr_find, show_results and export on both paths; lr_find leaves the loss table alone."
+    import fastai.tabular.learner
     learn = movierecs.train_model('collab', epochs=1, seed=seed, ratings=synth, progress=False, fast=fast)
     table = learn.loss_table.df.copy()
     with learn.no_bar(): sug = learn.lr_find(show_plot=False)
-    assert sug.valley > 0 and learn.loss_table.df.equals(table)
+    # measured: valley 0.0036-0.0158 over 16 runs (seeds 42, 0, 1, 2; both paths; twice each); 0.0014 when Adam steps 1000x the lr
+    assert 2e-3 < sug.valley < 0.05 and learn.loss_table.df.equals(table)
+    shown = []
+    monkeypatch.setattr(fastai.tabular.learner, 'display_df', shown.append)  # what show_results displays
     learn.show_results(max_n=2)
+    df, = shown
+    assert list(df.columns) == ['user', 'title', 'rating', 'rating_pred'] and len(df) == 2 and df.rating.between(1, 5).all()
+    with torch.no_grad(): own = learn.model.eval()(torch.tensor(df[['user', 'title']].to_numpy('int64'))).reshape(-1)
+    assert np.allclose(df.rating_pred, own.numpy(), atol=1e-5)  # the model's prediction for each row shown
+    want = learn.get_preds()[0]
     learn.export(tmp_path/'export.pkl')
     from fastai.learner import load_learner
-    assert type(load_learner(tmp_path/'export.pkl')) is type(learn)
+    back = load_learner(tmp_path/'export.pkl')
+    assert type(back) is type(learn) and torch.equal(back.get_preds(dl=learn.dls.valid)[0], want)  # the same predictions
 
 def test_fast_schedule_is_fastais_bit_for_bit():
     "`_fast_sched` gives `combine_scheds`'s values at every position of several fits (fit_one_cycle's lr and mom)."

@@ -139,7 +139,9 @@ def test_tuning_reads_only_the_carve_out(planted):
 def test_implicit_peers(planted):
     pytest.importorskip('implicit')
     a, b = (evaluate_topn('implicit.als', planted, ks=(10,), factors=8, seed=1)[0] for _ in range(2))
-    assert a['ndcg'] == b['ndcg'] > evaluate_topn('popular', planted, ks=(10,))[0]['ndcg']
+    popular = evaluate_topn('popular', planted, ks=(10,))[0]['ndcg']
+    # measured over 5 draws of this data x seeds 1, 2, 3: ALS 0.208-0.245, popular 0.098-0.109, a random scorer 0.094-0.109
+    assert a['ndcg'] == b['ndcg'] > popular + 0.08, (a['ndcg'], popular)
     with pytest.raises(ValueError, match='Unknown implicit algorithm'): movierecs.peers.ImplicitTopN('lmf')
 
 def test_unknown_method_lists_the_valid_ones(planted):

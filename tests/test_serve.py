@@ -37,6 +37,27 @@ def _one_line_error(r, status):
     assert list(body) == ['error'] and body['error'] and '\n' not in body['error']
     return body['error']
 
+def _titles(html, cls):
+    "The data-title of every table row of class `cls`, in order."
+    import html as h, re
+    return [h.unescape(re.search(r'data-title="([^"]*)"', tag).group(1)) for tag in re.findall(rf'<tr[^>]*class="{cls}"[^>]*>', html)]
+
+def _image(png):
+    "The PNG decoded to an (h, w, channels) array."
+    import io
+    import numpy as np
+    from PIL import Image
+    return np.asarray(Image.open(io.BytesIO(png)).convert('RGB'))
+
+def _is_the_map_of(png, model):
+    "`png` decodes to the PCA map of `model`'s movie factors, and shows something (not one colour)."
+    import numpy as np
+    from movierecs.files import png_bytes
+    img = _image(png)
+    assert img.shape[0] > 100 and img.shape[1] > 100 and len(np.unique(img.reshape(-1, 3), axis=0)) > 10
+    assert (img < 250).any(-1).mean() > 0.01  # more than 1% of the pixels are not white
+    return np.array_equal(img, _image(png_bytes(movierecs.pca_map(model))))
+
 def test_recommend(client, learn):
     r = client.post('/api/recommend', json={'ratings': RATED})
     assert r.status_code == 200
@@ -47,11 +68,11 @@ def test_recommend(client, learn):
     assert [x['score'] for x in recs] == pytest.approx(want.score.tolist())
     assert len(client.post('/api/recommend', json={'ratings': RATED, 'n': 4}).json()['recommendations']) == 4
 
-def test_recommendations_fragment(client):
+def test_recommendations_fragment(client, learn):
     "The page's own endpoint: the same body, the top 10 as an HTML table; errors as one HTML line."
     r = client.post('/recommendations', json={'ratings': RATED})
     assert r.status_code == 200 and r.text.startswith('<table>') and r.text.count('class="rec"') == 10
-    assert 'because you liked' in r.text
+    assert 'because you liked' in r.text and _titles(r.text, 'rec') == recommend_for(learn, RATED, n=10).title.tolist()
     r = client.post('/recommendations', json={'ratings': {'Movie 9 (1990)': 1}})  # nothing liked: no reason, and the page says why
     assert 'Nothing you rated has 4 stars or more' in r.text and 'because you liked' not in r.text and r.text.count('class="rec"') == 10
     r = client.post('/recommendations', json={'ratings': {'Movie 3': 5}})
@@ -192,26 +213,28 @@ def test_search_fragment(client):
     assert 'data-title="Movie 3 (1990)"' in r.text and r.text.count('data-stars="5"') == r.text.count('<li')
     assert 'No title contains' in client.get('/search', params={'q': 'zzz'}).text and client.get('/search').text == ''
 
-def test_movie_page(client, rater):
+def test_movie_page(client, learn, rater):
     r = client.get('/movie', params={'title': 'Movie 3 (1990)'})
     assert r.status_code == 200 and '<h1>Movie 3 (1990)</h1>' in r.text and r.text.count('class="similar"') == 10
+    assert _titles(r.text, 'similar') == similar_movies(learn, 'Movie 3 (1990)', n=10).index.tolist()
     assert f"Learned bias (dot_bias): {movierecs.movie_bias(rater)['Movie 3 (1990)']:+.3f}" in r.text
     r = client.get('/movie', params={'title': 'Movie 3'})
     assert r.status_code == 404 and 'Did you mean' in r.text and 'Traceback' not in r.text
     r = client.get('/movie')
     assert r.status_code == 400 and 'give a title' in r.text
 
-def test_map(client):
+def test_map(client, learn, rater):
     r = client.get('/map')
     assert r.status_code == 200 and '<img src="/map.png"' in r.text
     r = client.get('/map.png')
     assert r.status_code == 200 and r.headers['content-type'] == 'image/png' and r.content[:8] == b'\x89PNG\r\n\x1a\n'
+    assert _is_the_map_of(r.content, rater) and not _is_the_map_of(r.content, learn)  # the rating model's map, as the page says
 
 def test_without_a_rater(learn):
     "A ranking model alone: no bias to show, the map of its own movie factors."
     with TestClient(app(learn)) as c:
         assert 'mult_dae learns no bias per movie' in c.get('/movie', params={'title': 'Movie 3 (1990)'}).text
-        assert c.get('/map.png').content[:4] == b'\x89PNG' and c.post('/api/recommend', json={'ratings': RATED}).status_code == 200
+        assert _is_the_map_of(c.get('/map.png').content, learn) and c.post('/api/recommend', json={'ratings': RATED}).status_code == 200
 
 def test_titles_are_escaped_everywhere(client):
     for r in (client.get('/', params={'q': 'script'}), client.get('/search', params={'q': 'script'}),
@@ -273,7 +296,8 @@ def test_a_real_server_on_a_loopback_port(learn, rater):
     base, stop = ms.background(learn, rater)
     try:
         assert 'What to watch next' in httpx.get(base + '/').text
-        assert len(httpx.post(base + '/api/recommend', json={'ratings': RATED}).json()['recommendations']) == 10
+        recs = httpx.post(base + '/api/recommend', json={'ratings': RATED}).json()['recommendations']
+        assert [r['title'] for r in recs] == recommend_for(learn, RATED, n=10).title.tolist()
         r = httpx.post(base + '/api/recommend', content=b'x' * (2 * MAX_BODY))
         assert r.status_code == 413 and r.json()['error'].startswith('the request body is over')
     finally: stop()
