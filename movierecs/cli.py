@@ -184,8 +184,6 @@ def _biases(args):
 def _serve(args):
     "Take the port first (a port in use fails at once), then load the models, print the address and serve until Ctrl-C."
     from .serve import listen, server, url
-    if not 1 <= args.port <= 65535: raise ValueError(f'--port must be from 1 to 65535, got {args.port}')
-    if not args.host.strip(): raise ValueError("--host is empty: give an address, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every interface).")
     try: sock = listen(args.host, args.port)
     except OSError as e: raise ValueError(str(e)) from None
     try:
