@@ -419,7 +419,7 @@ def server(learn, # The recommending learner, as in `app`
           ):
     "A uvicorn server of `app(learn, rater)`: `.run(sockets=[listen(host, port)])` serves until interrupted; `.should_exit = True` stops it."
     import uvicorn
-    return uvicorn.Server(uvicorn.Config(app(learn, rater), log_level=log_level, server_header=False, timeout_graceful_shutdown=GRACE))
+    return uvicorn.Server(uvicorn.Config(app(learn, rater), log_level=log_level, server_header=False, timeout_graceful_shutdown=GRACE, lifespan='off'))
 
 def serve(learn, # The recommending learner, as in `app`
           rater=None, # The rating learner, as in `app`

@@ -1,5 +1,5 @@
 "Reliability (issue 12): a crash or a concurrent reader never sees half a model; bad input is a clear error, never a silent answer."
-import json, os, re, signal, subprocess, sys, textwrap, threading, time
+import json, os, re, signal, socket, subprocess, sys, textwrap, threading, time
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 import movierecs
@@ -462,3 +462,27 @@ def test_a_repeated_query_parameter_is_refused():
     learn = train_model('dot_bias', epochs=1, ratings=movierecs.synthetic_ratings(seed=0), progress=False)
     r = TestClient(app(learn)).get('/api/similar?title=Movie%201%20(1990)&title=Nope')
     assert r.status_code == 400 and "the query parameter 'title' is given more than once" in r.json()['error']
+
+@pytest.mark.parametrize('presses', [1, 2])
+def test_serve_stops_on_ctrl_c_while_a_client_stalls(saved_model, presses):
+    "A client that sent half a request cannot hold the server: Ctrl-C (once, or twice) ends it within seconds, exit 130, no traceback."
+    import urllib.request
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]
+    p = subprocess.Popen([sys.executable, '-m', 'movierecs.cli', 'serve', '--port', str(port), '--model', saved_model],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': str(Path(movierecs.__file__).parents[1])})
+    try:
+        for _ in range(240):
+            try: urllib.request.urlopen(f'http://127.0.0.1:{port}/api/titles?q=a', timeout=1); break
+            except OSError: time.sleep(0.5)
+        stall = socket.create_connection(('127.0.0.1', port))
+        stall.sendall(b'POST /api/recommend HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"ratings"')
+        time.sleep(0.5)
+        for _ in range(presses): p.send_signal(signal.SIGINT); time.sleep(0.3)
+        start = time.monotonic()
+        out, err = p.communicate(timeout=60)
+        assert time.monotonic() - start < 15 and p.returncode == 130, (p.returncode, err[-800:])
+        assert 'Traceback' not in err and err.strip().splitlines()[-1] == 'movierecs: interrupted', err[-800:]
+        stall.close()
+    finally:
+        if p.poll() is None: p.kill()
