@@ -19,9 +19,15 @@ def _load():
     globals().update(names)  # `evaluate` is the function, as before, not the module of that name
     globals()['__all__'] = list(names)
 
+_loading = False
+
 def __getattr__(name):
-    if name.startswith('__') and name != '__all__': raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    _load()
+    global _loading
+    if (name.startswith('__') and name != '__all__') or _loading:  # while loading: a submodule not imported yet (`from . import x`)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    _loading = True
+    try: _load()
+    finally: _loading = False
     try: return globals()[name]
     except KeyError: raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
 

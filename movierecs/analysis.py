@@ -42,14 +42,15 @@ def _title_index(learn, title):
 def _user_index(learn, user):
     "Position of `user` (an id such as 196, or '196') in the user vocabulary; an error giving the valid ids otherwise."
     users = _vocab(learn, 'user')
+    shown = repr(user) if len(repr(user)) <= 60 else repr(user)[:56] + '...'
     if isinstance(user, (bool, np.bool_)) or not isinstance(user, (int, np.integer, str)):
-        raise KeyError(f"User {user!r} is not a user id: give an id such as 196.")
-    for u in (user, *([int(user)] if isinstance(user, str) and re.fullmatch(r'\s*-?[0-9]+\s*', user) else [])):
+        raise KeyError(f"User {shown} is not a user id: give an id such as 196.")
+    for u in (user, *([int(user)] if isinstance(user, str) and re.fullmatch(r'\s*-?[0-9]{1,18}\s*', user) else [])):
         hit = next((i for i, v in enumerate(users) if i and type(v) is not bool and (v == u if isinstance(u, str) == isinstance(v, str) else False)), None)
         if hit is not None: return hit
     known = users[1:]
     span = f'{min(known)} to {max(known)}' if all(isinstance(u, (int, np.integer)) for u in known) else f'e.g. {known[:3]}'
-    raise KeyError(f"User {user!r} is not in the training data: valid users are {span} ({len(known)} users).")
+    raise KeyError(f"User {shown} is not in the training data: valid users are {span} ({len(known)} users).")
 
 def _series(values, labels, name, label='title'):
     return pd.Series(np.asarray(values), index=pd.Index(labels, name=label), name=name)

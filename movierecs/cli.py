@@ -1,5 +1,5 @@
 "The `movierecs` command: train a model, then ask it for recommendations, similar movies and biases."
-import argparse, contextlib, json, os, re, sys
+import argparse, contextlib, json, math, os, re, sys
 from pathlib import Path
 
 __all__ = ['cache_dir', 'DEFAULT_MODEL', 'default_ranker', 'default_learner', 'main']
@@ -18,6 +18,11 @@ def cache_dir() -> Path:
         try: return Path(os.environ['MOVIERECS_CACHE']).expanduser()
         except RuntimeError as e: raise ValueError(f"MOVIERECS_CACHE={os.environ['MOVIERECS_CACHE']!r}: {e} Give a folder path.") from None
     return Path(os.environ.get('XDG_CACHE_HOME') or Path.home()/'.cache')/'movierecs'
+
+def _cache_hint() -> str:
+    "cache_dir() for a help text; the variable as given when it cannot be resolved (the error comes when the cache is used)."
+    try: return str(cache_dir())
+    except ValueError: return os.environ.get('MOVIERECS_CACHE', '')
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message): self.exit(2, f'{self.prog}: error: {message} (see {self.prog} --help)\n')
@@ -100,8 +105,12 @@ def _read_rates(args) -> dict:
             text = f.read_text(encoding='utf-8-sig')  # a byte-order mark, as Excel writes, is not part of the first title
         except UnicodeDecodeError as e: raise ValueError(f"--ratings {f} is not UTF-8 text ({e.reason} at byte {e.start}): save it as UTF-8 CSV.") from None
         except OSError as e: raise ValueError(f"cannot read --ratings {f} ({e.strerror or e}): give a readable CSV file of title,rating lines.") from None
+        if '\x00' in text: raise ValueError(f"--ratings {f} is not UTF-8 text (it holds NUL characters: UTF-16?): save it as UTF-8 CSV.")
         try: rows = [r for r in csv.reader(text.splitlines(), strict=True) if r and any(c.strip() for c in r)]
-        except csv.Error as e: raise ValueError(f"--ratings {f} is not valid CSV ({e}): quote a title holding a comma, e.g. \"Rock, The (1996)\",5") from None
+        except csv.Error as e:
+            if 'field larger than field limit' in str(e):
+                raise ValueError(f"--ratings {f} has a field over {csv.field_size_limit():,} characters: no title is that long; give title,rating lines.") from None
+            raise ValueError(f"--ratings {f} is not valid CSV ({e}): quote a title holding a comma, e.g. \"Rock, The (1996)\",5") from None
         if rows and [c.strip().lower() for c in rows[0]] == ['rating', 'title']:
             raise ValueError(f"--ratings {f}: the columns are rating,title; put the title first: title,rating.")
         if rows and [c.strip().lower() for c in rows[0]] == ['title', 'rating']: rows = rows[1:]
@@ -217,13 +226,17 @@ def _number(kind, low=None, high=None, above=None, what='a number'):
     def parse(s):
         if not (_INT if kind is int else _FLOAT).fullmatch(s.strip()): raise argparse.ArgumentTypeError(f'{s!r} is not {what}')
         v = kind(s)
+        if kind is float and not math.isfinite(v): raise argparse.ArgumentTypeError(f'{s!r} is not a finite number')
         if (above is not None and not v > above) or (low is not None and v < low) or (high is not None and v > high):
-            if above == 0 and low is None and high is None: raise argparse.ArgumentTypeError(f'must be positive, got {s}')
-            bounds = [f'above {above:g}' if above is not None else None, f'at least {low:g}' if low is not None else None,
-                      f'at most {high:,}' if high is not None else None]
+            bounds = [('positive' if above == 0 else f'above {above:g}') if above is not None else None, f'at least {low:g}' if low is not None else None,
+                      (f'at most {high:,}' if isinstance(high, int) else f'at most {high:g}') if high is not None else None]
             raise argparse.ArgumentTypeError(f"must be {' and '.join(b for b in bounds if b)}, got {s}")
         return v
     return parse
+
+def _user_id(s):
+    if not re.fullmatch(r'[0-9]{1,18}', s.strip()): raise argparse.ArgumentTypeError(f'{s[:40]!r} is not a user id: give digits, e.g. 196')
+    return s.strip()
 
 def _host(s):
     if not s.strip(): raise argparse.ArgumentTypeError('is empty: give an address, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)')
@@ -232,7 +245,7 @@ def _host(s):
 def _positive(kind): return _number(kind, above=0)
 
 def parser():
-    from .experiments import MAX_EPOCHS
+    from .experiments import MAX_EPOCHS, MAX_RATE
     from .learners import list_models
     p = _Parser(prog='movierecs', description=__doc__)
     sub = p.add_subparsers(dest='command', required=True, parser_class=_Parser, metavar='COMMAND')
@@ -244,22 +257,22 @@ def parser():
         s.add_argument('-n', type=_positive(int), default=n, help=f'how many (default: {n})')
         s.add_argument('--model', type=_folder, metavar='DIR', help='a model saved by `movierecs train` (default: ' + (
                        'see --by' if n == 10 else f"{DEFAULT_MODEL['model']} trained once with the notebook's settings and "
-                       f"cached in {cache_dir()/'default'}") + ')')
+                       f"cached in {_cache_hint()}/default") + ')')
         s.add_argument('--json', action='store_true', help='machine-readable output')
     s = cmd('models', _models, 'list the models in the registry')
     s.add_argument('--json', action='store_true', help='machine-readable output')
     s = cmd('train', _train, 'train a model on ML-100k with fit_one_cycle, print its loss table and save it')
     s.add_argument('name', metavar='MODEL', choices=list_models(), help=f"one of: {', '.join(list_models())}")
     s.add_argument('--epochs', type=_number(int, low=1, high=MAX_EPOCHS), default=5, help='epochs (default: 5)')
-    s.add_argument('--lr', type=_positive(float), default=5e-3, help='peak learning rate (default: 5e-3)')
-    s.add_argument('--wd', type=_number(float, low=0), default=0.1, help='weight decay (default: 0.1)')
+    s.add_argument('--lr', type=_number(float, above=0, high=MAX_RATE), default=5e-3, help='peak learning rate (default: 5e-3)')
+    s.add_argument('--wd', type=_number(float, low=0, high=MAX_RATE), default=0.1, help='weight decay (default: 0.1)')
     s.add_argument('--seed', type=_number(int, low=0, high=2**32-1), default=42, help='seed of split, initialisation and shuffles (default: 42)')
-    s.add_argument('--out', type=_folder, metavar='DIR', help=f'folder to save the model to (default: {cache_dir()}/MODEL)')
+    s.add_argument('--out', type=_folder, metavar='DIR', help=f'folder to save the model to (default: {_cache_hint()}/MODEL)')
     s.add_argument('--faithful', action='store_true', help="train on fastai's own loaders and Learner (slower; same maths)")
     s.add_argument('--json', action='store_true', help='machine-readable output (no progress bar)')
     s = cmd('recommend', _recommend, "the movies a user has not rated that the model ranks first: a user of the data "
             "(--user), or you, from your own ratings (--rate, --ratings)")
-    s.add_argument('--user', help='a user id, e.g. 196')
+    s.add_argument('--user', type=_user_id, help='a user id, e.g. 196')
     s.add_argument('--rate', action='append', metavar='TITLE=STARS', help="a movie you rated, e.g. 'Star Wars (1977)=5' (repeat it)")
     s.add_argument('--ratings', metavar='FILE', help='a CSV file of your ratings: title,rating per line')
     s.add_argument('--by', choices=('ranking', 'rating'), help='ranking (default): the ranking model that recommends best '

@@ -3,7 +3,7 @@ import hashlib, io, os, random, warnings, zipfile, zlib
 from collections import Counter
 from pathlib import Path
 
-import numpy as np, pandas as pd
+import numpy as np, pandas as pd, torch
 from fastai.collab import CollabDataLoaders, TabularCollab
 from fastai.data.block import TransformBlock
 from fastai.tabular.core import Categorify, TabDataLoader, TabWeightedDL
@@ -213,6 +213,9 @@ def synthetic_ratings(n_users=100, # Number of users
                      ) -> pd.DataFrame:
     "A ratings frame shaped like `load_ratings`, drawn from a known low-rank model with biases."
     for v, k in ((n_users, 'n_users'), (n_movies, 'n_movies'), (n_factors, 'n_factors')): _positive_int(v, k)
+    if n_users * n_movies > 10**8 or n_factors > 10**4:
+        raise ValueError(f"n_users x n_movies must be at most 100,000,000 and n_factors at most 10,000, got {n_users:,} x {n_movies:,}, {n_factors:,}.")
+    _check_seed(seed)
     if not (isinstance(density, (int, float)) and 0 < density <= 1): raise ValueError(f"density must be in (0, 1], got {density!r}.")
     if not (isinstance(noise, (int, float)) and noise >= 0 and np.isfinite(noise)): raise ValueError(f"noise must be >= 0, got {noise!r}.")
     rng = np.random.default_rng(seed)
@@ -295,6 +298,12 @@ def dataloaders(ratings=None, # Ratings frame like `load_ratings()`; loaded when
         raise DataError(f"valid_pct must be a number between 0 and 1, e.g. 0.2, got {valid_pct!r}.")
     _positive_int(bs, 'bs')
     _check_seed(seed)
+    if seed is not None: seed = int(seed)  # numpy integers too: fastai's and Python's generators take only int
+    if 'val_bs' in kwargs and kwargs['val_bs'] is not None: _positive_int(kwargs['val_bs'], 'val_bs')
+    if kwargs.get('device') is not None:
+        try: dev = torch.device(kwargs['device'])
+        except (RuntimeError, TypeError) as e: raise ValueError(f"device {kwargs['device']!r} is not a torch device ({e}): give e.g. 'cpu' or 'cuda'.") from None
+        if dev.type == 'cuda' and not torch.cuda.is_available(): raise ValueError(f"device {kwargs['device']!r}: this machine has no CUDA device; use 'cpu'.")
     if splits is not None: splits = _check_splits(splits, len(ratings))
     n_train = len(ratings)*(1-valid_pct) if splits is None else len(splits[0])
     if n_train < bs:

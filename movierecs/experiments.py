@@ -20,13 +20,14 @@ from .learners import check_model, get_learner, list_models
 __all__ = ['USER_BAR', 'SLACK', 'SPREAD_K', 'MIN_SEEDS', 'SEEDS_CSV', 'spread_bars', 'Experiment', 'EXPERIMENTS', 'get_experiment', 'LossTable', 'train_model', 'train_experiment', 'run_experiment']
 
 MAX_EPOCHS = 100_000
+MAX_RATE = 1e6  # lr and wd: far past any that trains (float32 overflows near 3.4e38)
 
 def _check_schedule(epochs, lr, wd):
     def number(v): return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) and math.isfinite(v)
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or not 0 < epochs <= MAX_EPOCHS:
         raise ValueError(f"epochs must be a positive integer (at most {MAX_EPOCHS:,}), got {epochs!r}.")
-    if not (number(lr) and lr > 0): raise ValueError(f"lr must be positive (a finite number, e.g. 5e-3), got {lr!r}.")
-    if wd is not None and not (number(wd) and wd >= 0): raise ValueError(f"wd must be zero or positive (a finite number, e.g. 0.1; None for fastai's default), got {wd!r}.")
+    if not (number(lr) and 0 < lr <= MAX_RATE): raise ValueError(f"lr must be positive (a finite number up to {MAX_RATE:g}, e.g. 5e-3), got {lr!r}.")
+    if wd is not None and not (number(wd) and 0 <= wd <= MAX_RATE): raise ValueError(f"wd must be zero or positive (a finite number, e.g. 0.1; None for fastai's default), got {wd!r}.")
 
 USER_BAR = 0.85  # the user's bar for the weight-decayed dot-product models and fastai's collab_learner
 SLACK = 0.03     # every other run must beat its published value (the notebook's, else fastbook's) + SLACK
@@ -139,12 +140,13 @@ def train_model(model, # A name from `list_models()`
     "Seed, build `dls` and the learner of `model`, then `fit_one_cycle(epochs, lr, wd=wd)`; `learn.loss_table.df` has the losses."
     _check_schedule(epochs, lr, wd)
     _check_seed(seed)
+    seed, epochs, lr, wd = int(seed), int(epochs), float(lr), None if wd is None else float(wd)  # numpy scalars as Python values (model.json)
     check_model(model)  # before loading any data
     if ratings is None: ratings = load_ratings()
     split_key = None if splits is None else tuple(hash(np.asarray(p).tobytes()) for p in splits)
     key = (model, epochs, lr, wd, seed, fast, _fingerprint(ratings), split_key, item_name, repr(sorted(kwargs.items())))
     if cache and key in _trained: return _trained[key]
-    set_seed(seed, reproducible=True)
+    set_seed(int(seed), reproducible=True)
     learn = get_learner(model, dataloaders(ratings, seed=seed, fast=fast, splits=splits, item_name=item_name), **kwargs)
     learn.train_spec = dict(epochs=epochs, lr=lr, wd=wd, seed=seed)
     learn.add_cb(LossTable())

@@ -1,5 +1,6 @@
 "Every notebook model as a fastai `Learner` factory, in one registry: `get_learner(name, dls)`."
-import functools, inspect, math
+import functools, importlib, inspect, math
+import numpy as np
 from fastai.callback.core import Callback
 from fastai.collab import collab_learner
 from fastai.learner import Learner
@@ -53,8 +54,7 @@ def get_learner(name, # A name from `list_models()`
     check_model(name)
     if not hasattr(dls, 'train') or not hasattr(dls, 'classes'):
         raise TypeError(f"dls must be the DataLoaders of movierecs.dataloaders(ratings), got {type(dls).__name__}.")
-    _check_kwargs(name, kwargs)
-    return _models[name](dls, **kwargs)
+    return _models[name](dls, **_check_kwargs(name, kwargs))
 
 def _check_kwargs(name, kw):
     "A clear error for a model argument no factory can use: n_factors, y_range, members; or one `name`'s factory does not take."
@@ -62,14 +62,29 @@ def _check_kwargs(name, kw):
     takes = [k for k in inspect.signature(_models[name]).parameters if k != 'dls']
     bad = [k for k in kw if k not in takes]
     if bad: raise TypeError(f"Model {name!r} takes no argument {', '.join(map(repr, bad))}: it takes {', '.join(takes)}.")
+    kw = {k: _plain_value(v) for k, v in kw.items()}  # numpy scalars and arrays as Python values: model.json can hold them
+    def width(v, k):
+        _positive_int(v, k)
+        if v > MAX_WIDTH: raise ValueError(f"{k} must be at most {MAX_WIDTH:,} (a wider layer does not fit in memory), got {v:,}.")
     for k in ('n_factors', 'n_act', 'n_hidden'):
-        if k in kw:
-            _positive_int(kw[k], k)
-            if kw[k] > MAX_WIDTH: raise ValueError(f"{k} must be at most {MAX_WIDTH:,} (a wider layer does not fit in memory), got {kw[k]:,}.")
+        if k in kw: width(kw[k], k)
     if 'layers' in kw:
-        if isinstance(kw['layers'], (str, bytes)) or not hasattr(kw['layers'], '__iter__') or not list(kw['layers']):
+        if not isinstance(kw['layers'], (list, tuple)) or not kw['layers']:
             raise ValueError(f"layers must be a list of layer widths, e.g. (100, 50), got {kw['layers']!r}.")
-        for w in kw['layers']: _positive_int(w, 'every width in layers')
+        for w in kw['layers']: width(w, 'every width in layers')
+    for k in ('wd', 'lr'):
+        v = kw.get(k)
+        if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v > 0 if k == 'lr' else v >= 0)):
+            raise ValueError(f"{k} must be a finite number{' above 0' if k == 'lr' else ' >= 0 (or None)'}, got {v!r}.")
+    for k in ('loss_func', 'opt_func', 'splitter'):
+        if k in kw and kw[k] is not None and not callable(kw[k]): raise TypeError(f"{k} must be callable, got {kw[k]!r}.")
+    for k, ok, what in (('cbs', lambda c: isinstance(c, Callback) or (isinstance(c, type) and issubclass(c, Callback)), 'fastai Callbacks'),
+                        ('metrics', callable, 'callables such as fastai.metrics.rmse')):
+        v = kw.get(k)
+        if v is not None and not all(ok(c) for c in (v if isinstance(v, (list, tuple)) else [v])):
+            raise TypeError(f"{k} must be one or a list of {what}, got {v!r}.")
+    if 'moms' in kw and not (isinstance(kw['moms'], (list, tuple)) and len(kw['moms']) == 3):
+        raise ValueError(f"moms must be three momentums, e.g. (0.95, 0.85, 0.95), got {kw['moms']!r}.")
     if kw.get('y_range') is not None:
         yr = kw['y_range']
         ok = isinstance(yr, (tuple, list)) and len(yr) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -83,6 +98,14 @@ def _check_kwargs(name, kw):
             if x not in _models or x == name or model_task(x) != 'rating':
                 raise ValueError(f"members: {x!r} cannot be a member; use rating models other than {name!r}: "
                                  f"{', '.join(n for n in list_models('rating') if n != name)}.")
+    return kw
+
+def _plain_value(v):
+    "A numpy scalar or array as the Python value or list it holds; anything else as is."
+    if isinstance(v, np.ndarray): return v.tolist()
+    if isinstance(v, np.generic): return v.item()
+    if isinstance(v, tuple) and any(isinstance(x, np.generic) for x in v): return tuple(_plain_value(x) for x in v)
+    return v
 
 def check_model(name):
     "Return `name` if it is registered, else raise an error listing the valid names."
@@ -99,7 +122,7 @@ class RaiseOnNaN(Callback):
         loss = self.learn.loss.item()
         if not math.isfinite(loss):
             raise NaNLossError(f"The training loss became {loss} at epoch {self.epoch}, batch {self.iter}. Lower the "
-                               f"learning rate, or check the ratings and the model's weights for NaN or inf values.")
+                               f"learning rate (or the weight decay), or check the ratings and the model's weights for NaN or inf values.")
 
 def _learner(dls, model=None, cbs=None, **kwargs):
     "The notebook's `Learner(dls, model, loss_func=MSELossFlat())`, or fastai's `collab_learner` when `model` is None; checked `dls`, `RaiseOnNaN`."
@@ -187,4 +210,4 @@ def ensemble(dls, members=('collab', 'svdpp', 'collab_nn'), n_factors=50, y_rang
     kwargs.setdefault('loss_func', EnsembleMSE())
     return _learner(dls, Ensemble(*[model(m) for m in members]), **kwargs)
 
-from . import rankers  # noqa: E402,F401 (registers the ranking models, whichever module is imported first)
+importlib.import_module(f'{__package__}.rankers')  # registers the ranking models, whichever module is imported first

@@ -69,7 +69,7 @@ def test_same_seed_same_losses(name, synth, seed):
     (dict(epochs=0), r'epochs must be a positive integer \(at most 100,000\), got 0'),
     (dict(epochs=-2), 'epochs must be a positive integer'),
     (dict(epochs=1.5), 'epochs must be a positive integer'),
-    (dict(lr=0), r'lr must be positive \(a finite number, e.g. 5e-3\), got 0'),
+    (dict(lr=0), r'lr must be positive \(a finite number up to 1e\+06, e.g. 5e-3\), got 0'),
     (dict(lr=-1e-3), 'lr must be positive'),
 ])
 def test_bad_schedule(kw, problem, synth):

@@ -328,7 +328,7 @@ MORE_BAD_ARGUMENTS = {
     'complex ratings': (lambda s, l: movierecs.dataloaders(s.assign(rating=s.rating + 1j)), movierecs.DataError, 'not numbers'),
     'epochs absurd': (lambda s, l: _fit(s, epochs=10**23), ValueError, r'epochs must be a positive integer \(at most 100,000\)'),
     'epochs True': (lambda s, l: _fit(s, epochs=True), ValueError, 'epochs must be a positive integer'),
-    'lr infinite': (lambda s, l: _fit(s, lr=float('inf')), ValueError, r'lr must be positive \(a finite number, e.g. 5e-3\)'),
+    'lr infinite': (lambda s, l: _fit(s, lr=float('inf')), ValueError, r'lr must be positive \(a finite number up to 1e\+06, e.g. 5e-3\)'),
     'lr a string': (lambda s, l: _fit(s, lr='1e-3'), ValueError, 'lr must be positive'),
     'wd infinite': (lambda s, l: _fit(s, wd=float('inf')), ValueError, 'wd must be zero or positive'),
     'seed past 2**32': (lambda s, l: _fit(s, seed=2**70), ValueError, 'seed must be an integer from 0 to 2\\*\\*32-1'),
@@ -452,7 +452,6 @@ def test_cli_odd_files_and_folders_are_one_line(saved_model, tmp_path):
                                 ('swapped.csv', b'rating,title\n5,Movie 1 (1990)\n', 'the columns are rating,title; put the title first')]:
         (tmp_path/name).write_bytes(data)
         _one_line(_cli('recommend', '--ratings', str(tmp_path/name), '--model', saved_model, timeout=60), problem)
-    _one_line(_cli('models', env={'MOVIERECS_CACHE': '~nosuchuser-movierecs/c'}, timeout=60), "MOVIERECS_CACHE='~nosuchuser-movierecs/c'.*Give a folder path")
     r = _cli('train', 'dot', '--epochs', '1', '--out', str(tmp_path/('a'*300)/'m'), timeout=60)
     _one_line(r, r'cannot save to .* \(File name too long\): choose another --out folder')
 
@@ -486,3 +485,60 @@ def test_serve_stops_on_ctrl_c_while_a_client_stalls(saved_model, presses):
         stall.close()
     finally:
         if p.poll() is None: p.kill()
+
+FOURTH_ROUND = {  # the fourth hostile round (about 630 cases): neighbours of the third round's defects
+    'lr past float32': (lambda s, l: _fit(s, lr=1e39), ValueError, r'lr must be positive \(a finite number up to 1e\+06'),
+    'wd past any use': (lambda s, l: _fit(s, wd=1e308), ValueError, 'wd must be zero or positive'),
+    'a user of 5,000 digits': (lambda s, l: movierecs.recommend(l, '9'*5000), KeyError, r"User '9{50,56}\.\.\. is not in the training data"),
+    'cbs that are not callbacks': (lambda s, l: movierecs.get_learner('dot', movierecs.dataloaders(s), cbs=5), TypeError, 'cbs must be one or a list of fastai Callbacks'),
+    'a layer of a trillion': (lambda s, l: movierecs.get_learner('collab_emb_nn', movierecs.dataloaders(s), layers=[10**12]), ValueError, 'every width in layers must be at most 100,000'),
+    'layers from a generator': (lambda s, l: movierecs.get_learner('collab_emb_nn', movierecs.dataloaders(s), layers=(w for w in [10, 7])), ValueError, r'layers must be a list of layer widths'),
+    'a device that is not one': (lambda s, l: movierecs.dataloaders(s, device='nope'), ValueError, "device 'nope' is not a torch device"),
+    'val_bs 0': (lambda s, l: movierecs.dataloaders(s, val_bs=0), ValueError, 'val_bs must be a positive integer'),
+    'a trillion synthetic users': (lambda s, l: movierecs.synthetic_ratings(n_users=10**12), ValueError, 'n_users x n_movies must be at most 100,000,000'),
+    'a negative synthetic seed': (lambda s, l: movierecs.synthetic_ratings(seed=-1), ValueError, r'seed must be an integer from 0 to 2\*\*32-1'),
+    'wd a string': (lambda s, l: movierecs.get_learner('dot', movierecs.dataloaders(s), wd='x'), ValueError, 'wd must be a finite number >= 0'),
+    'wd negative': (lambda s, l: movierecs.get_learner('dot', movierecs.dataloaders(s), wd=-1.0), ValueError, 'wd must be a finite number >= 0'),
+    'metrics a string': (lambda s, l: movierecs.get_learner('dot', movierecs.dataloaders(s), metrics='x'), TypeError, 'metrics must be one or a list of callables'),
+    'loss_func a string': (lambda s, l: movierecs.get_learner('dot', movierecs.dataloaders(s), loss_func='x'), TypeError, 'loss_func must be callable'),
+    'moms a number': (lambda s, l: movierecs.get_learner('dot', movierecs.dataloaders(s), moms=5), ValueError, 'moms must be three momentums'),
+}
+
+@pytest.mark.parametrize('case', FOURTH_ROUND)
+def test_fourth_round(case, synth, learn):
+    call, err, problem = FOURTH_ROUND[case]
+    with pytest.raises(err, match=problem): call(synth, learn)
+
+def test_numpy_values_train_and_save(synth, tmp_path):
+    "numpy integers as seed and as model options: training takes them and model.json keeps them as plain numbers."
+    learn = _fit(synth, model='dot', seed=np.int64(7), n_factors=np.int64(5))
+    save(learn, tmp_path/'m')
+    back = load(tmp_path/'m')
+    assert back.model_spec['n_factors'] == 5 and back.train_spec['seed'] == 7 and type(back.train_spec['seed']) is int
+
+@pytest.mark.parametrize('argv, problem', [
+    (['train', 'dot', '--lr', '1e39'], 'argument --lr: must be positive and at most 1e+06'),
+    (['train', 'dot', '--lr', '1e999'], "argument --lr: '1e999' is not a finite number"),
+    (['train', 'dot', '--wd', '1e999'], "argument --wd: '1e999' is not a finite number"),
+    (['recommend', '--user', '196.0'], "argument --user: '196.0' is not a user id: give digits"),
+    (['recommend', '--user', '١٩٦'], 'argument --user:'),
+])
+def test_cli_fourth_round_usage_errors(argv, problem, capsys, tmp_path):
+    from movierecs.cli import main
+    with pytest.raises(SystemExit) as e: main(argv + (['--out', str(tmp_path/'m')] if argv[0] == 'train' else []))
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and problem in err and err.strip().count('\n') == 0, err
+
+def test_cli_help_and_models_with_a_broken_cache_variable(saved_model, tmp_path):
+    "A MOVIERECS_CACHE naming the home of no user: --help and commands that do not use the cache still work."
+    env = {'MOVIERECS_CACHE': '~nosuchuser-movierecs/c'}
+    assert _cli('--help', env=env, timeout=60).returncode == 0
+    assert _cli('models', env=env, timeout=60).returncode == 0
+    assert _cli('similar', 'Movie 1 (1990)', '--model', saved_model, env=env, timeout=60).returncode == 0
+    _one_line(_cli('biases', env=env, timeout=60), "MOVIERECS_CACHE='~nosuchuser-movierecs/c'.*Give a folder path")
+
+def test_cli_ratings_in_utf16_without_a_bom_and_a_giant_field(saved_model, tmp_path):
+    (tmp_path/'u16.csv').write_bytes('Movie 1 (1990),5\n'.encode('utf-16-le'))
+    _one_line(_cli('recommend', '--ratings', str(tmp_path/'u16.csv'), '--model', saved_model, timeout=60), r'not UTF-8 text \(it holds NUL characters: UTF-16\?\)')
+    (tmp_path/'big.csv').write_text('"' + 'x'*300_000 + '",5\n')
+    _one_line(_cli('recommend', '--ratings', str(tmp_path/'big.csv'), '--model', saved_model, timeout=60), 'has a field over 131,072 characters')
