@@ -20,7 +20,7 @@ def main():
     sys.path.insert(0, str(Path(__file__).parent.parent))
     import pandas as pd
     import movierecs as m
-    from movierecs.evaluate import evaluate
+    from movierecs.scoring import evaluate
     from movierecs.files import write_atomic
     pair = carve(m.load_split('u1')[0])
     rows = []

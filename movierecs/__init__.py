@@ -1,11 +1,11 @@
 "A packaged, faithful reproduction of fastai's collaborative filtering on MovieLens 100k."
 __version__ = '0.1.0'
 
-import importlib, sys, types
+import importlib
 
 # The public names come from these modules (each one's `__all__`) and `cli.default_learner`. They are imported on first
 # use, not by `import movierecs`: the `movierecs` command starts without torch and can take a Ctrl-C while torch loads.
-_MODULES = ('data', 'fast', 'models', 'learners', 'rankers', 'experiments', 'analysis', 'evaluate', 'saving',
+_MODULES = ('data', 'fast', 'models', 'learners', 'rankers', 'experiments', 'analysis', 'scoring', 'saving',
             'feedback', 'baselines', 'ranking', 'foldin')
 
 def _load():
@@ -16,7 +16,7 @@ def _load():
         mod = importlib.import_module(f'{__name__}.{m}')
         names.update({n: getattr(mod, n) for n in mod.__all__})
     names['default_learner'] = importlib.import_module(f'{__name__}.cli').default_learner
-    globals().update(names)  # `evaluate` is the function, as before, not the module of that name
+    globals().update(names)
     globals()['__all__'] = list(names)
 
 _loading = False
@@ -34,11 +34,3 @@ def __getattr__(name):
 def __dir__():
     _load()
     return sorted(globals())
-
-class _Package(types.ModuleType):
-    "The package module: its attribute `evaluate` is the function even after the module `movierecs.evaluate` is imported."
-    def __setattr__(self, name, value):
-        if name == 'evaluate' and isinstance(value, types.ModuleType): return  # the module stays in sys.modules
-        super().__setattr__(name, value)
-
-sys.modules[__name__].__class__ = _Package

@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 
 from .data import SPLITS, dataloaders, load_ratings, load_split
-from .evaluate import evaluate
+from .scoring import evaluate
 from .experiments import EXPERIMENTS, get_experiment
 from .files import write_atomic
 

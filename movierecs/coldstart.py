@@ -6,7 +6,7 @@ import numpy as np, pandas as pd, scipy.sparse as sp, torch
 
 from .analysis import _vocab
 from .data import load_ratings
-from .evaluate import scores
+from .scoring import scores
 from .experiments import EXPERIMENTS, train_model
 from .feedback import RELEVANT
 from .files import write_atomic

@@ -4,7 +4,7 @@ import time
 import numpy as np
 
 from .baselines import TopN
-from .evaluate import RATING_RANGE, record, split_frames
+from .scoring import RATING_RANGE, record, split_frames
 
 __all__ = ['PEERS', 'peer_predict', 'evaluate_peer', 'IMPLICIT', 'ImplicitTopN']
 

@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from .analysis import _rated
 from .baselines import BASELINES, TopN, interactions
 from .data import DataError, _positive_int
-from .evaluate import split_frames
+from .scoring import split_frames
 from .feedback import RELEVANT
 
 __all__ = ['RELEVANT', 'KS', 'METRICS', 'RankingRun', 'RANKERS', 'DEFAULT_RANKER', 'top_k', 'ranking_metrics', 'carve_out', 'LearnerTopN', 'fit_topn',
@@ -131,7 +131,7 @@ def fit_topn(method, # A baseline ('popular', 'itemknn', 'ease'), a peer ('impli
         fitted = ImplicitTopN(method.split('.', 1)[1], seed=seed, **params).fit(base, item_name)
     else:
         from .experiments import EXPERIMENTS, train_model
-        from .evaluate import split_ratings
+        from .scoring import split_ratings
         if run is None and method not in EXPERIMENTS and method not in RANKERS:
             from .peers import IMPLICIT
             raise ValueError(f"Unknown top-N method {method!r}. Valid: {', '.join(BASELINES)}, "

@@ -36,7 +36,7 @@ def _locked(path, shared=False):
 def save(learn, # A learner from `get_learner` / `train_model`
          path # Folder to write model.pt and model.json to (created)
         ) -> Path:
-    "Write `learn`'s weights, how to rebuild it, its vocabularies and its ratings (the rated pairs) to `path`."
+    "Write `learn`'s weights, how to rebuild it, its vocabularies and its ratings (the rated pairs) to `path` (not its `cbs`, `metrics` or `wd`)."
     spec = getattr(learn, 'model_spec', None)
     if spec is None: raise ValueError("This learner was not built by a movierecs factory (get_learner), so it cannot be "
                                       "rebuilt on load: use learn.export() for fastai's pickle format.")

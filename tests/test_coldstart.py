@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, pytest
 import movierecs
 from movierecs.coldstart import FOLDIN_RUNS, foldin_markdown, foldin_run, foldin_split
-from movierecs.evaluate import scores
+from movierecs.scoring import scores
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,7 +4,7 @@ import shutil, sys
 import numpy as np, pandas as pd, pytest
 import movierecs
 from movierecs import DataError, SPLITS, load_split
-from movierecs.evaluate import evaluate, predict, scores, split_ratings, unseen
+from movierecs.scoring import evaluate, predict, scores, split_ratings, unseen
 from movierecs.benchmark import benchmark, benchmark_markdown
 from movierecs.reproduce import environment
 
