@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-export MOVIERECS_DATA ?= $(if $(wildcard ../shared/data/ml-100k/u.data),$(abspath ../shared/data/ml-100k))
+ifneq ($(wildcard ../shared/data/ml-100k/u.data),)  # ML-100k beside the clone (as CI has it); else MOVIERECS_DATA or fastai's download
+export MOVIERECS_DATA ?= $(abspath ../shared/data/ml-100k)
+endif
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-fast test-floor reproduce benchmark topn foldin tune tune-topn tune-foldin notebooks bench clean
