@@ -46,7 +46,7 @@ def _user_index(learn, user):
     if isinstance(user, (bool, np.bool_)) or not isinstance(user, (int, np.integer, str)):
         raise KeyError(f"User {shown} is not a user id: give an id such as 196.")
     for u in (user, *([int(user)] if isinstance(user, str) and re.fullmatch(r'\s*-?[0-9]{1,18}\s*', user) else [])):
-        hit = next((i for i, v in enumerate(users) if i and type(v) is not bool and (v == u if isinstance(u, str) == isinstance(v, str) else False)), None)
+        hit = next((i for i, v in enumerate(users) if i and type(v) is not bool and isinstance(v, str) == isinstance(u, str) and v == u), None)
         if hit is not None: return hit
     known = users[1:]
     span = f'{min(known)} to {max(known)}' if all(isinstance(u, (int, np.integer)) for u in known) else f'e.g. {known[:3]}'

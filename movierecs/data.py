@@ -298,8 +298,8 @@ def dataloaders(ratings=None, # Ratings frame like `load_ratings()`; loaded when
         raise DataError(f"valid_pct must be a number between 0 and 1, e.g. 0.2, got {valid_pct!r}.")
     _positive_int(bs, 'bs')
     _check_seed(seed)
-    if seed is not None: seed = int(seed)  # numpy integers too: fastai's and Python's generators take only int
-    if 'val_bs' in kwargs and kwargs['val_bs'] is not None: _positive_int(kwargs['val_bs'], 'val_bs')
+    seed = int(seed)  # numpy integers too: fastai's and Python's generators take only int
+    if kwargs.get('val_bs') is not None: _positive_int(kwargs['val_bs'], 'val_bs')
     if kwargs.get('device') is not None:
         try: dev = torch.device(kwargs['device'])
         except (RuntimeError, TypeError) as e: raise ValueError(f"device {kwargs['device']!r} is not a torch device ({e}): give e.g. 'cpu' or 'cuda'.") from None

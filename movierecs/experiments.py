@@ -146,7 +146,7 @@ def train_model(model, # A name from `list_models()`
     split_key = None if splits is None else tuple(hash(np.asarray(p).tobytes()) for p in splits)
     key = (model, epochs, lr, wd, seed, fast, _fingerprint(ratings), split_key, item_name, repr(sorted(kwargs.items())))
     if cache and key in _trained: return _trained[key]
-    set_seed(int(seed), reproducible=True)
+    set_seed(seed, reproducible=True)
     learn = get_learner(model, dataloaders(ratings, seed=seed, fast=fast, splits=splits, item_name=item_name), **kwargs)
     learn.train_spec = dict(epochs=epochs, lr=lr, wd=wd, seed=seed)
     learn.add_cb(LossTable())

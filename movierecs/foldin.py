@@ -25,7 +25,7 @@ def parse_ratings(learn, # A trained learner
                   ratings:dict # {title: stars} of one person
                  ) -> tuple:
     "The item codes and stars of `ratings`, each title and star checked; an error naming the problem otherwise."
-    _vocab(learn, 'movie')  # a TypeError first if `learn` is not a trained learner
+    titles = _vocab(learn, 'movie')  # a TypeError first if `learn` is not a trained learner
     if isinstance(ratings, pd.Series):
         twice = ratings.index[ratings.index.duplicated()].unique().tolist()
         if twice: raise ValueError(f"{twice[0]!r} is rated twice: rate each movie once.")
@@ -34,7 +34,7 @@ def parse_ratings(learn, # A trained learner
     if not ratings: raise ValueError("ratings is empty: rate at least one movie, e.g. {'Star Wars (1977)': 5}.")
     if len(ratings) > MAX_RATINGS: raise ValueError(f"{len(ratings):,} ratings are more than {MAX_RATINGS:,}: give one person's ratings.")
     lo, hi = _star_range(learn)
-    index = {t: i for i, t in enumerate(_vocab(learn, 'movie')) if i}  # once, not a list scan per title (never `#na#` at 0)
+    index = {t: i for i, t in enumerate(titles) if i}  # once, not a list scan per title (never `#na#` at 0)
     codes, stars = [], []
     for title, s in ratings.items():
         if isinstance(s, (bool, np.bool_, np.timedelta64)) or not isinstance(s, (int, float, np.integer, np.floating)) or not math.isfinite(s) or not lo <= s <= hi:

@@ -114,9 +114,9 @@ def spread_markdown(df:pd.DataFrame, env:dict) -> str:
     for name, g in df.groupby('experiment', sort=False):
         v = g.set_index('seed').valid_loss
         mean, sd = v.mean(), v.std(ddof=1) if len(v) > 1 else float('nan')
-        nb = get_experiment(name).notebook
-        flag = '' if nb is None or pd.isna(sd) else ('yes' if abs(nb - mean) <= 3*sd else f'**no** ({(nb-mean)/sd:+.1f} sd)')
         e = get_experiment(name)
+        nb = e.notebook
+        flag = '' if nb is None or pd.isna(sd) else ('yes' if abs(nb - mean) <= 3*sd else f'**no** ({(nb-mean)/sd:+.1f} sd)')
         bar = e.published_bar if pd.isna(sd) else min(e.published_bar, mean + SPREAD_K*sd)
         md.append(f"| {name} | {' | '.join(f'{v[s]:.4f}' for s in seeds)} | {mean:.4f} ± {_fmt(sd)} | {_fmt(nb)} | {flag} | {bar:.4f} |")
     md += ['', 'The notebook split its data at random without a seed; a "no" says its value is unlikely under our '

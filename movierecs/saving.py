@@ -8,7 +8,7 @@ import numpy as np, pandas as pd, torch
 
 from .data import dataloaders
 from .files import write_atomic
-from .learners import get_learner, list_models
+from .learners import _plain_value, get_learner, list_models
 
 __all__ = ['ModelFileError', 'save', 'load']
 
@@ -21,7 +21,6 @@ _DESCRIBED = ('format', 'version', 'model_spec', 'train_spec', 'bs', 'classes') 
 class ModelFileError(ValueError):
     "A saved model that is missing, corrupt, tampered with, or does not fit its description."
 
-def _plain(v): return v.item() if hasattr(v, 'item') else v
 def _digest(obj): return hashlib.sha256(json.dumps(obj, ensure_ascii=False).encode()).hexdigest()  # key order counts
 
 @contextlib.contextmanager
@@ -48,7 +47,7 @@ def save(learn, # A learner from `get_learner` / `train_model`
     parts = [(dl.items, i == 1) for i, dl in enumerate([dls.train, dls.valid])]
     codes = np.concatenate([it[list(dls.classes)].to_numpy('int64') for it, _ in parts])
     keep = (codes > 0).all(1)  # a valid-set row whose user or title the model never saw carries nothing to keep
-    classes = {k: [_plain(v) for v in c[1:]] for k, c in dls.classes.items()}
+    classes = {k: [_plain_value(v) for v in c[1:]] for k, c in dls.classes.items()}
     for k, c in classes.items():
         odd = next((v for v in c if not isinstance(v, (int, float, str)) or isinstance(v, bool)), None)
         if odd is not None:
@@ -160,7 +159,7 @@ def load(path # Folder written by `save`
     for col, vals in (('user', users), (item_name, items)):
         if len(vals): ratings[col] = ratings[col].astype(type(vals[0]))
     dls = dataloaders(ratings, bs=meta['bs'], splits=(np.flatnonzero(~valid), np.flatnonzero(valid)), item_name=item_name)
-    if [[_plain(v) for v in c[1:]] for c in dls.classes.values()] != list(meta['classes'].values()):
+    if [[_plain_value(v) for v in c[1:]] for c in dls.classes.values()] != list(meta['classes'].values()):
         raise ModelFileError(f"The ratings in {wf} do not rebuild the vocabularies in {META}: the files do not belong together.")
     learn = get_learner(name, dls, **spec)
     try: learn.model.load_state_dict(blob['state_dict'])

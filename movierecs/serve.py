@@ -1,7 +1,7 @@
 "The web page and its JSON API: rate a few movies, see the top 10 update; a page per movie; fastbook's PCA map."
 import asyncio, errno, json, math, secrets, socket, unicodedata
 from http import HTTPStatus
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 from fasthtml.common import (A, Body, Button, Div, FastHTML, Form, H1, H2, Head, Header, Html, Img, Input, Label, Li, Link, Main,
                              Meta, Nav, Noscript, P, Script, Section, Span, Table, Tbody, Td, Th, Thead, Title, Tr, Ul, to_xml)
@@ -50,22 +50,20 @@ class _Guard:
         started = False
         async def send_(msg):
             nonlocal started
-            started = started or msg['type'] == 'http.response.start'
+            if msg['type'] == 'http.response.start':
+                started, msg = True, {**msg, 'headers': [*msg.get('headers', []), *_SECURITY]}
             await send(msg)
         try: await self._guarded(scope, receive, send_)
         except asyncio.CancelledError:  # the server stops (Ctrl-C) while this request is open: a 503, not a traceback
             if not started:
-                try: await _error(scope.get('path', ''), 503, 'the server is stopping')(scope, receive, send)
+                try: await _error(scope.get('path', ''), 503, 'the server is stopping')(scope, receive, send_)
                 except Exception: pass  # the client is gone too
 
     async def _guarded(self, scope, receive, send):
+        "The request's checks; `send` adds the security headers."
         path = scope.get('path', '')
-        async def send_(msg):
-            if msg['type'] == 'http.response.start': msg = {**msg, 'headers': [*msg.get('headers', []), *_SECURITY]}
-            await send(msg)
-        async def refuse(status, msg): await _error(path, status, msg)(scope, receive, send_)
+        async def refuse(status, msg): await _error(path, status, msg)(scope, receive, send)
         too_big = f'the request body is over {self.cap:,} bytes (the limit, enough for {MAX_RATINGS:,} ratings)'
-        from urllib.parse import parse_qsl
         keys = [k for k, _ in parse_qsl(scope.get('query_string', b'').decode('latin-1'), keep_blank_values=True)]
         twice = next((k for k in keys if keys.count(k) > 1), None)
         if twice is not None: return await refuse(400, f'the query parameter {twice!r} is given more than once: give it once')
@@ -91,7 +89,7 @@ class _Guard:
             if replayed: return await receive()
             replayed = True
             return {'type': 'http.request', 'body': body, 'more_body': False}
-        await self.app(scope, replay, send_)
+        await self.app(scope, replay, send)
 
 def _phrase(status):
     try: return HTTPStatus(status).phrase
