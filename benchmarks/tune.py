@@ -8,13 +8,7 @@ def _grid(**axes): return [dict(zip(axes, v)) for v in itertools.product(*axes.v
 GRID = [*_grid(model=['collab'], n_factors=[50, 100], wd=[0.1, 0.2, 0.3], epochs=[5, 10]),
         *_grid(model=['svdpp'], n_factors=[50], wd=[0.2, 0.3, 0.5], epochs=[5]),  # 0.1 overfits: 0.946, 10 epochs 0.984
         *_grid(model=['ensemble'], n_factors=[50], wd=[0.2, 0.3], epochs=[5])]  # collab + svdpp + collab_nn
-CARVE = 0.1  # the fraction of u1.base held out for validation
 SEED = 42
-
-def carve(base, frac=CARVE, seed=SEED):
-    "(train, valid) rows of `base`: a seeded random `frac` held out."
-    valid = base.sample(frac=frac, random_state=seed)
-    return base.drop(valid.index).reset_index(drop=True), valid.reset_index(drop=True)
 
 def main():
     sys.path.insert(0, str(Path(__file__).parent.parent))
@@ -22,6 +16,7 @@ def main():
     import movierecs as m
     from movierecs.scoring import evaluate
     from movierecs.files import write_atomic
+    from movierecs.blend import CARVE, carve  # 10% of u1.base held out
     pair = carve(m.load_split('u1')[0])
     rows = []
     for g in GRID:

@@ -16,6 +16,8 @@ _WEIGHTS = {('movie', 'factors'): ('movie_factors', 'item_factors', 'i_weight', 
 def _weights(learn, side, kind):
     "The (n, k) tensor of the `side` ('movie' or 'user') `kind` ('factors' or 'bias') of the learner's model (or of a model)."
     m, names = getattr(learn, 'model', learn), _WEIGHTS[side, kind]  # a learner, or a model
+    if kind == 'factors' and hasattr(m, 'factors'):  # an autoencoder: its movies' hidden codes and its users' output weights
+        with torch.no_grad(): return m.factors(side).detach().cpu().float()
     if (side, kind) == ('user', 'factors') and hasattr(m, 'user_embedding'):  # an autoencoder: its code of each user's row
         with torch.no_grad(): return m.user_embedding(torch.arange(len(m.history), device=m.history.device)).cpu().float()
     for name in names:
@@ -35,6 +37,9 @@ def _title_index(learn, title):
     titles = _vocab(learn, 'movie')
     try: return titles.index(title, 1)  # never fastai's `#na#` placeholder at 0
     except ValueError: pass
+    if _item_label(learn) == 'movie':  # a model trained on movie ids (the canonical splits)
+        raise KeyError(f"{title!r} is not a movie id the model was trained on: it keys movies by id (from {titles[1]} to {titles[-1]}), "
+                       f"e.g. {titles[1]}.")
     close = difflib.get_close_matches(str(title), titles[1:], n=3, cutoff=0.5)
     hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ' Titles carry their year, e.g. "Toy Story (1995)".'
     raise KeyError(f"{title!r} is not a movie the model was trained on.{hint}")

@@ -16,8 +16,8 @@ from .ranking import RANKERS, ranking_metrics, top_k
 
 __all__ = ['FOLDIN_RUNS', 'foldin_split', 'foldin_run', 'foldin_benchmark', 'foldin_markdown']
 
-# every rating experiment of the notebook and beyond, and the default ranking run: name -> train_model arguments
-FOLDIN_RUNS = {**{n: dict(model=e.model, epochs=e.epochs, lr=e.lr, wd=e.wd, **e.kwargs) for n, e in EXPERIMENTS.items()},
+# every rating experiment of the notebook group (the autoencoders' output layer has a unit per training user: no fold-in), and the default ranking run
+FOLDIN_RUNS = {**{n: dict(model=e.model, epochs=e.epochs, lr=e.lr, wd=e.wd, **e.kwargs) for n, e in EXPERIMENTS.items() if e.group == 'notebook'},
                **{n: dict(model=r.model, epochs=r.epochs, lr=r.lr, wd=r.wd, **r.kwargs) for n, r in RANKERS.items()}}
 
 def foldin_split(ratings:pd.DataFrame, # Ratings like `load_ratings()`

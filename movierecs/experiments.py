@@ -15,9 +15,9 @@ from fastai.torch_core import set_seed
 from fastprogress.core import format_time
 
 from .data import _check_seed, dataloaders, load_ratings
-from .learners import check_model, get_learner, list_models
+from .learners import check_model, get_learner, list_models, trains_by_lbfgs
 
-__all__ = ['USER_BAR', 'SLACK', 'SPREAD_K', 'MIN_SEEDS', 'SEEDS_CSV', 'spread_bars', 'Experiment', 'EXPERIMENTS', 'get_experiment', 'LossTable', 'train_model', 'train_experiment', 'run_experiment']
+__all__ = ['USER_BAR', 'SLACK', 'SPREAD_K', 'MIN_SEEDS', 'SEEDS_CSV', 'spread_bars', 'SCHEDULES', 'GROUPS', 'Experiment', 'EXPERIMENTS', 'group_names', 'get_experiment', 'LossTable', 'train_model', 'train_experiment', 'run_experiment']
 
 MAX_EPOCHS = 100_000
 MAX_RATE = 1e6  # lr and wd: far past any that trains (float32 overflows near 3.4e38)
@@ -48,9 +48,12 @@ def spread_bars(path=SEEDS_CSV) -> dict:
                              f"Run `make reproduce SEEDS={MIN_SEEDS}`.")
     return {k: float(m + SPREAD_K*sd) for (k, m), sd in zip(g.mean().items(), g.std(ddof=1))}
 
+SCHEDULES = ('one_cycle', 'fit')  # `learn.fit_one_cycle(epochs, lr, wd=wd)`, or `learn.fit(epochs, lr, wd=wd)` (a constant lr: L-BFGS)
+GROUPS = ('notebook', 'accuracy')  # `make reproduce` runs the first (the notebook's story and its kin); `make accuracy` the second
+
 @dataclass(frozen=True)
 class Experiment:
-    "One `learn.fit_one_cycle(epochs, lr, wd=wd)` run of a registered model, with the losses published for it."
+    "One `learn.fit_one_cycle(epochs, lr, wd=wd)` (or `learn.fit`) run of a registered model, with the losses published for it."
     name: str                       # The run's name in the notebook story
     model: str                      # Name in the learner registry (`list_models()`)
     wd: Optional[float] = None      # Weight decay; None is fastai's default (0.01)
@@ -60,6 +63,8 @@ class Experiment:
     epochs: int = 5                 # Epochs of the one-cycle schedule
     lr: float = 5e-3                # Peak learning rate
     kwargs: dict = field(default_factory=dict)  # Passed to the model's factory, e.g. `n_factors`
+    schedule: str = 'one_cycle'     # One of `SCHEDULES`
+    group: str = 'notebook'         # One of `GROUPS`
 
     @property
     def published_bar(self):
@@ -77,6 +82,8 @@ class Experiment:
     def __post_init__(self):
         if self.model not in list_models(): raise ValueError(f"{self.name}: unknown model {self.model!r}; valid: {list_models()}")
         _check_schedule(self.epochs, self.lr, self.wd)
+        if self.schedule not in SCHEDULES: raise ValueError(f"{self.name}: schedule must be one of {SCHEDULES}, got {self.schedule!r}.")
+        if self.group not in GROUPS: raise ValueError(f"{self.name}: group must be one of {GROUPS}, got {self.group!r}.")
         if self.bar is None and self.notebook is None and self.book is None:
             raise ValueError(f"{self.name}: give a published loss (notebook or book) or a bar to hold the run to.")
 
@@ -92,7 +99,15 @@ EXPERIMENTS = {e.name: e for e in [
     Experiment('svdpp',           'svdpp',           0.3,  bar=USER_BAR),  # SVD++ in a fastai model; wd from results/tuning.md
     # the best of `make tune` (results/tuning.md, on a carve-out of u1.base): collab + svdpp + collab_nn side by side
     Experiment('tuned',           'ensemble',        0.2,  bar=USER_BAR, kwargs=dict(n_factors=50)),
+    # autoencoders trained by full-batch L-BFGS, one "epoch" = 5 iterations from a fresh history (results/accuracy_tuning.md)
+    Experiment('autorec',  'autorec',  None, bar=USER_BAR, epochs=40, lr=1., schedule='fit', group='accuracy'),
+    Experiment('glocal_k', 'glocal_k', None, bar=USER_BAR, epochs=68, lr=1., schedule='fit', group='accuracy'),  # 30 pre-training + 38 fine-tuning
 ]}
+
+def group_names(group='notebook'):
+    "The names of the experiments of `group` (one of `GROUPS`)."
+    if group not in GROUPS: raise ValueError(f"Unknown group {group!r}. Valid groups: {', '.join(GROUPS)}.")
+    return [n for n, e in EXPERIMENTS.items() if e.group == group]
 
 def get_experiment(name):
     "The `Experiment` called `name`; a clear error listing the valid names otherwise."
@@ -126,7 +141,7 @@ def _fingerprint(ratings): return int(pd.util.hash_pandas_object(ratings, index=
 
 def train_model(model, # A name from `list_models()`
                 epochs=5, # Epochs of the one-cycle schedule
-                lr=5e-3, # Peak learning rate
+                lr=None, # Peak learning rate; default 5e-3 (an L-BFGS model's step: 1)
                 wd=None, # Weight decay; None is fastai's default (0.01)
                 seed=42, # Seeds the train/valid split, the initialisation and the shuffling
                 ratings=None, # Ratings frame; `load_ratings()` when None
@@ -135,24 +150,32 @@ def train_model(model, # A name from `list_models()`
                 fast=True, # Train from in-memory tensors with `FastLearner` (`movierecs.fast`); False: fastai's loaders and `Learner`
                 splits=None, # (train, valid) row positions in `ratings`, instead of the seeded random 80/20 split
                 item_name='title', # The item column: the notebook's 'title', or 'movie' (the id) as on the canonical splits
+                schedule=None, # 'one_cycle': `fit_one_cycle(epochs, lr, wd=wd)`; 'fit': `fit(epochs, lr, wd=wd)`; default: the model's
                 **kwargs # Passed to `get_learner` (e.g. `n_factors`, `cbs`)
                ) -> Learner:
     "Seed, build `dls` and the learner of `model`, then `fit_one_cycle(epochs, lr, wd=wd)`; `learn.loss_table.df` has the losses."
+    lbfgs = trains_by_lbfgs(model)  # also checks the name
+    if lr is None: lr = 1. if lbfgs else 5e-3
+    if schedule is None: schedule = 'fit' if lbfgs else 'one_cycle'
+    if lbfgs and (schedule != 'fit' or wd):
+        raise ValueError(f"{model} trains by full-batch L-BFGS with a constant step: schedule='fit' and no wd (its own l2 "
+                         f"argument regularises it), got schedule={schedule!r}, wd={wd!r}.")
     _check_schedule(epochs, lr, wd)
     _check_seed(seed)
     seed, epochs, lr, wd = int(seed), int(epochs), float(lr), None if wd is None else float(wd)  # numpy scalars as Python values (model.json)
     check_model(model)  # before loading any data
+    if schedule not in SCHEDULES: raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}.")
     if ratings is None: ratings = load_ratings()
     split_key = None if splits is None else tuple(hash(np.asarray(p).tobytes()) for p in splits)
-    key = (model, epochs, lr, wd, seed, fast, _fingerprint(ratings), split_key, item_name, repr(sorted(kwargs.items())))
+    key = (model, epochs, lr, wd, seed, fast, _fingerprint(ratings), split_key, item_name, schedule, repr(sorted(kwargs.items())))
     if cache and key in _trained: return _trained[key]
     set_seed(seed, reproducible=True)
     learn = get_learner(model, dataloaders(ratings, seed=seed, fast=fast, splits=splits, item_name=item_name), **kwargs)
-    learn.train_spec = dict(epochs=epochs, lr=lr, wd=wd, seed=seed)
+    learn.train_spec = dict(epochs=epochs, lr=lr, wd=wd, seed=seed, **({} if schedule == 'one_cycle' else dict(schedule=schedule)))
     learn.add_cb(LossTable())
     with ExitStack() as quiet:
         if not progress: quiet.enter_context(learn.no_bar()); quiet.enter_context(learn.no_logging())
-        learn.fit_one_cycle(epochs, lr, wd=wd)
+        (learn.fit_one_cycle if schedule == 'one_cycle' else learn.fit)(epochs, lr, wd=wd)
     if cache: _trained[key] = learn
     return learn
 
@@ -166,7 +189,7 @@ def train_experiment(name, # A name from `EXPERIMENTS`
     "Train experiment `name` as the notebook did: its model, `fit_one_cycle(epochs, lr, wd=wd)`."
     e = get_experiment(name)
     return train_model(e.model, epochs=e.epochs if epochs is None else epochs, lr=e.lr if lr is None else lr,
-                       wd=e.wd, seed=seed, ratings=ratings, **{**e.kwargs, **kwargs})
+                       wd=e.wd, seed=seed, ratings=ratings, schedule=e.schedule, **{**e.kwargs, **kwargs})
 
 def run_experiment(name, seed=42, ratings=None, **kwargs) -> pd.DataFrame:
     "The per-epoch loss table (epoch, train_loss, valid_loss, time) of experiment `name`, as fastai prints it."

@@ -48,11 +48,15 @@ def _members(model):
     "(name prefix, module) of each model that predicts a rating on its own: an `Ensemble`'s members, else the model."
     return [(f'members.{i}.', m) for i, m in enumerate(model.members)] if isinstance(model, Ensemble) else [('', model)]
 
-def _user_names(m): return [n for n, _ in m.named_parameters() if n.removesuffix('.weight') in _USER]
+def _user_names(m):
+    "The names of the parameters that hold each user's own weights (a row per user)."
+    if hasattr(m, 'user_params'): return list(m.user_params)
+    return [n for n, _ in m.named_parameters() if n.removesuffix('.weight') in _USER]
 
 def _dot_form(m):
     "(user factors, user bias or None, movie factors, movie biases, y_range) of a dot-product model; None for any other model."
     get = lambda n: m.get_parameter(n).detach()
+    if hasattr(m, 'dot_form'): return m.dot_form()
     if type(m) is DotProduct: return 'user_factors.weight', None, get('movie_factors.weight'), None, m.y_range
     if type(m) is DotProductBias: return 'user_factors.weight', 'user_bias.weight', get('movie_factors.weight'), get('movie_bias.weight')[:, 0], m.y_range
     if type(m) is DotProductBiasParams: return 'user_factors', 'user_bias', get('movie_factors'), get('movie_bias')[:, 0], m.y_range
@@ -131,6 +135,7 @@ def _descend(m, codes, stars, lam, max_iter=200):
 def _fold_member(m, codes, stars, lam):
     form = _dot_form(m)
     weights = _ridge_dot(form, codes, stars, lam) if form is not None else _descend(m, codes, stars, lam)
+    weights = {k: v.reshape(len(codes), *m.get_parameter(k).shape[1:]) for k, v in weights.items()}  # a bias vector stays a vector
     return {**weights, **_buffers(m, codes)}
 
 def _training_rows(learn):
@@ -158,6 +163,11 @@ def foldin_lambdas(learn # A trained rating learner
 
 def _fold_weights(learn, codes, stars):
     "The weights of new users (lists of their codes and stars) for `functional_call` on the whole model."
+    for _, m in _members(learn.model):
+        if not _user_names(m):
+            raise TypeError(f"{type(m).__name__} has no weights of its own per user to fit for someone new (GLocal-K's global kernel "
+                            "also mixes neighbouring users' columns): fold-in cannot place a new person in it. Use a model that can, "
+                            "e.g. 'collab', 'svdpp' or 'autorec', or retrain with their ratings.")
     lams = foldin_lambdas(learn)
     return {prefix + k: v for prefix, m in _members(learn.model.eval()) for k, v in _fold_member(m, codes, stars, lams[prefix]).items()}
 

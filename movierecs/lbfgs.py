@@ -3,7 +3,7 @@ import torch
 from fastai.callback.core import Callback, CancelBackwardException, CancelStepException
 from fastai.optimizer import OptimWrapper
 
-__all__ = ['lbfgs', 'LBFGSStep']
+__all__ = ['lbfgs', 'LBFGSWrapper', 'LBFGSStep']
 
 def lbfgs(params, # The parameters fastai's `Learner` hands its `opt_func` (groups from its splitter)
           lr=1., # L-BFGS's step length (fastai's `fit(lr=...)` sets it)
@@ -13,14 +13,26 @@ def lbfgs(params, # The parameters fastai's `Learner` hands its `opt_func` (grou
           **kwargs # Other `torch.optim.LBFGS` arguments
          ) -> OptimWrapper:
     "An `opt_func`: `torch.optim.LBFGS` in fastai's `OptimWrapper`; train with the `LBFGSStep` callback, which gives it its closure."
-    return OptimWrapper(params, torch.optim.LBFGS, lr=lr, max_iter=max_iter, history_size=history_size,
+    return LBFGSWrapper(params, torch.optim.LBFGS, lr=lr, max_iter=max_iter, history_size=history_size,
                         line_search_fn=line_search_fn, **kwargs)
+
+class LBFGSWrapper(OptimWrapper):
+    "fastai's `OptimWrapper` of `torch.optim.LBFGS`, with a clear error for a hyper-parameter L-BFGS does not have (e.g. from `fit_one_cycle`)."
+    def _set_hyper(self, k, v):
+        if k not in self.bwd_map:
+            raise TypeError(f"L-BFGS has no {k!r} to set: train with learn.fit(epochs, lr=1.), not fit_one_cycle, and without wd "
+                            "(the model's own penalty regularises it).")
+        super()._set_hyper(k, v)
 
 class LBFGSStep(Callback):
     "Replace fastai's backward and step by `opt.step(closure)`: L-BFGS re-evaluates the loss on the batch as often as it needs."
-    def before_fit(self):
+    def __init__(self, restart=False # Forget L-BFGS's history at every epoch, as a new `scipy.optimize.minimize` call does
+                ): self.restart = restart
+
+    def before_train(self):  # not before_fit: `get_preds` fires that too, on a learner with no optimizer yet
         if not isinstance(getattr(self.opt, 'opt', None), torch.optim.LBFGS):
             raise TypeError(f"LBFGSStep needs the optimizer of opt_func=lbfgs, got {type(getattr(self.opt, 'opt', self.opt)).__name__}.")
+        if self.restart: self.opt.opt.state.clear()  # each epoch's training starts L-BFGS afresh
 
     def before_backward(self): raise CancelBackwardException  # the closure computes the gradients, at every point L-BFGS tries
 

@@ -13,18 +13,19 @@ from .data import check_dls
 from .fast import make_fast
 from .models import DotProduct, DotProductBias, DotProductBiasParams, CollabNN, DotProductBiasImplicit, Ensemble
 
-__all__ = ['NaNLossError', 'RaiseOnNaN', 'TASKS', 'register', 'list_models', 'model_task', 'get_learner', 'check_model',
+__all__ = ['NaNLossError', 'RaiseOnNaN', 'TASKS', 'register', 'list_models', 'model_task', 'trains_by_lbfgs', 'get_learner', 'check_model',
            'dot', 'dot_raw', 'dot_bias', 'dot_bias_params', 'collab', 'collab_nn', 'collab_emb_nn', 'svdpp', 'ensemble', 'EnsembleMSE']
 
-_models, _tasks = {}, {}
+_models, _tasks, _lbfgs = {}, {}, set()
 TASKS = ('rating', 'ranking')  # a rating model predicts stars (trained on MSE); a ranking model scores every movie for a user
 
 MAX_WIDTH = 100_000  # n_factors, n_act, n_hidden: ML-100k's 1,665 titles x 100,000 factors already take 0.7 GB
 _LEARNER_ARGS = set(inspect.signature(Learner.__init__).parameters)
 
-def register(f=None, *, task='rating'):
+def register(f=None, *, task='rating', lbfgs=False # True: its learners train by full-batch L-BFGS, `learn.fit(epochs, lr=1.)`
+            ):
     "Add the learner factory `f` to the registry under its function name; its learners record it in `learn.model_spec`."
-    if f is None: return lambda f: register(f, task=task)
+    if f is None: return lambda f: register(f, task=task, lbfgs=lbfgs)
     if task not in TASKS: raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
     own = [p for p in inspect.signature(f).parameters.values()
            if p.name != 'dls' and p.name not in _LEARNER_ARGS and p.kind is not p.VAR_KEYWORD]
@@ -34,6 +35,7 @@ def register(f=None, *, task='rating'):
         learn.model_spec = dict(model=f.__name__, **{p.name: kwargs.get(p.name, p.default) for p in own})
         return learn
     _models[f.__name__], _tasks[f.__name__] = factory, task
+    if lbfgs: _lbfgs.add(f.__name__)
     return factory
 
 def list_models(task=None # 'rating' or 'ranking' for the models of one task; None for all
@@ -45,6 +47,10 @@ def list_models(task=None # 'rating' or 'ranking' for the models of one task; No
 def model_task(name):
     "'rating' or 'ranking': what the registered model `name` is trained for."
     return _tasks[check_model(name)]
+
+def trains_by_lbfgs(name):
+    "True when the registered model `name` trains by full-batch L-BFGS (`learn.fit(epochs, lr=1.)`), not by `fit_one_cycle`."
+    return check_model(name) in _lbfgs
 
 def get_learner(name, # A name from `list_models()`
                 dls, # `DataLoaders` from `movierecs.dataloaders`
@@ -210,4 +216,4 @@ def ensemble(dls, members=('collab', 'svdpp', 'collab_nn'), n_factors=50, y_rang
     kwargs.setdefault('loss_func', EnsembleMSE())
     return _learner(dls, Ensemble(*[model(m) for m in members]), **kwargs)
 
-importlib.import_module(f'{__package__}.rankers')  # registers the ranking models, whichever module is imported first
+for _m in ('autoencoders', 'rankers'): importlib.import_module(f'{__package__}.{_m}')  # their models join the registry, whichever module is imported first

@@ -4,7 +4,7 @@ import time
 import numpy as np
 
 from .baselines import TopN
-from .scoring import RATING_RANGE, record, split_frames
+from .scoring import RATING_RANGE, item_column, record, split_frames
 
 __all__ = ['PEERS', 'peer_predict', 'evaluate_peer', 'IMPLICIT', 'ImplicitTopN']
 
@@ -17,29 +17,32 @@ def _surprise():
     return surprise
 
 def peer_predict(name, # One of `PEERS`
-                 base, # Training rows (user, title, rating): the notebook's item is the title
+                 base, # Training rows (user, item, rating)
                  test, # Rows to predict
-                 seed=42 # Seeds the algorithm's initialisation
+                 seed=42, # Seeds the algorithm's initialisation
+                 item_name='title' # The item column: the notebook's 'title', or 'movie' (the id) on the canonical splits
                 ) -> tuple:
     "Fit Surprise's `name` on `base`; its rating for every test row and the fit seconds."
     if name not in PEERS: raise ValueError(f"Unknown peer {name!r}. Valid peers: {', '.join(PEERS)}.")
     surprise = _surprise()
-    data = surprise.Dataset.load_from_df(base[['user', 'title', 'rating']], surprise.Reader(rating_scale=RATING_RANGE))
+    data = surprise.Dataset.load_from_df(base[['user', item_name, 'rating']], surprise.Reader(rating_scale=RATING_RANGE))
     algo = getattr(surprise, name)(**({} if name == 'BaselineOnly' else dict(random_state=seed)))
     start = time.perf_counter()
     algo.fit(data.build_full_trainset())
     fit_seconds = time.perf_counter() - start
     # an unknown user or item gets Surprise's own fallback (the global mean, plus any bias it knows)
-    return np.array([algo.predict(u, i).est for u, i in zip(test.user, test.title)]), fit_seconds
+    return np.array([algo.predict(u, i).est for u, i in zip(test.user, test[item_name])]), fit_seconds
 
 def evaluate_peer(name, # One of `PEERS`
                   split='u1', # One of `SPLITS`, or a (base, test) pair of frames
-                  seed=42 # Seeds the algorithm
+                  seed=42, # Seeds the algorithm
+                  item_name=None # 'movie' (the id) or 'title'; default: `item_column(split)`
                  ) -> dict:
     "`evaluate`'s record for Surprise's `name`: RMSE and MAE on the split's test file."
     base, test = split_frames(split)
-    pred, fit_seconds = peer_predict(name, base, test, seed)
-    return record(f'surprise.{name}', split, seed, pred, base, test, fit_seconds)
+    item_name = item_column(split) if item_name is None else item_name
+    pred, fit_seconds = peer_predict(name, base, test, seed, item_name)
+    return record(f'surprise.{name}', split, seed, pred, base, test, fit_seconds, item_name)
 
 IMPLICIT = ('als', 'bpr')  # implicit's AlternatingLeastSquares and BayesianPersonalizedRanking, on the binary rated-or-not matrix
 

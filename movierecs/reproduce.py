@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 
 from .data import load_ratings
-from .experiments import EXPERIMENTS, SLACK, SPREAD_K, USER_BAR, get_experiment, train_experiment
+from .experiments import EXPERIMENTS, SLACK, SPREAD_K, USER_BAR, get_experiment, group_names, train_experiment
 from .analysis import loss_curves, pca_map
 from .files import png_bytes, write_atomic
 
@@ -58,14 +58,14 @@ def environment(seed) -> dict:
                 device='cuda: '+torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu',
                 cpu=cpu, cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads())
 
-def reproduce(names=None, # Experiment names; all of `EXPERIMENTS` when None
+def reproduce(names=None, # Experiment names; the notebook group's (`group_names()`) when None
               out='results', # Folder for losses.csv, losses.md and env.json
               seed=42, # Seed of every run
               ratings=None, # Ratings frame; `load_ratings()` when None
               fast=True # The default training path; False: fastai's loaders and `Learner` (the faithful path)
              ) -> pd.DataFrame:
     "Run the experiments, then write `losses.csv`, `losses.md` and `env.json` to `out` together, atomically."
-    names = list(EXPERIMENTS) if names is None else list(names)
+    names = group_names() if names is None else list(names)
     for n in names: get_experiment(n)  # fail on a bad name before any training
     if ratings is None: ratings = load_ratings()
     tables, pngs, start, out = [], {}, time.perf_counter(), Path(out)
@@ -85,13 +85,13 @@ def reproduce(names=None, # Experiment names; all of `EXPERIMENTS` when None
     print(f"\nWrote losses.csv, losses.md, env.json and {len(pngs)} figures to {out} in {env['wall_seconds']:.0f} s.")
     return losses
 
-def seed_spread(names=None, # Experiment names; all of `EXPERIMENTS` when None
+def seed_spread(names=None, # Experiment names; the notebook group's (`group_names()`) when None
                 seeds=(42, 43, 44), # One run per seed: the split, the initialisation and the shuffles follow it
                 ratings=None, # Ratings frame; `load_ratings()` when None
                 fast=True # The default training path; False: the faithful path
                ) -> pd.DataFrame:
     "The final valid MSE of every experiment at every seed."
-    names = list(EXPERIMENTS) if names is None else list(names)
+    names = group_names() if names is None else list(names)
     ratings = load_ratings() if ratings is None else ratings
     rows = []
     for s in seeds:
@@ -128,7 +128,7 @@ def spread_markdown(df:pd.DataFrame, env:dict) -> str:
 def main(argv=None):
     from .cli import _Parser, _writable
     p = _Parser(prog='movierecs reproduce', description=__doc__.strip('`'))
-    p.add_argument('names', nargs='*', help=f"experiments to run (default: all of {', '.join(EXPERIMENTS)})")
+    p.add_argument('names', nargs='*', help=f"experiments to run (default: {', '.join(group_names())})")
     p.add_argument('--out', default='results', help='folder for the results (default: results)')
     p.add_argument('--seed', type=int, default=42, help='seed of every run (default: 42)')
     p.add_argument('--seeds', type=int, default=1, metavar='N',

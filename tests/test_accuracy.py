@@ -1,10 +1,10 @@
 "Every notebook experiment retrained on ML-100k, each once; its final valid MSE held to a threshold given as data."
 import pytest
-from movierecs import EXPERIMENTS, FastLearner, TensorDataLoader
+from movierecs import EXPERIMENTS, FastLearner, TensorDataLoader, group_names
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 
-@pytest.mark.parametrize('name', list(EXPERIMENTS))
+@pytest.mark.parametrize('name', group_names())  # the notebook group (the autoencoders: tests/test_autoencoders.py)
 def test_final_valid_loss(name, trained):
     learn = trained(name)
     assert type(learn) is FastLearner and type(learn.dls.train) is TensorDataLoader  # the default path: a true permutation
@@ -71,3 +71,19 @@ def test_the_bars_catch_the_mutant(mutant, ratings, seed, monkeypatch):
     final = train_experiment(name, seed=seed, ratings=ratings, progress=False).loss_table.df.valid_loss.iloc[-1]
     print(f'{mutant}: {name} final valid MSE {final:.4f}, bar {EXPERIMENTS[name].threshold:.4f}')
     assert final >= EXPERIMENTS[name].threshold, f'{mutant} passes the {name} bar: {final:.4f} < {EXPERIMENTS[name].threshold:.4f}'
+
+# --- the autoencoders (`make accuracy`): retrained on u1.base at seed 42, they score u1.test as results/accuracy.csv records ---
+
+@pytest.mark.parametrize('name', group_names('accuracy'))
+def test_autoencoders_score_u1_as_recorded(name):
+    import pandas as pd
+    from movierecs import load_split
+    from movierecs.accuracy import BEST
+    from movierecs.blend import member_predictions
+    from movierecs.scoring import scores
+    from movierecs.experiments import SEEDS_CSV
+    rec = pd.read_csv(SEEDS_CSV.parent/'accuracy.csv').query("split == 'u1' and seed == 42").set_index('method').rmse
+    base, test = load_split('u1')
+    rmse = scores(member_predictions(name, base, test, (42,), BEST.average(name)), test.rating)['rmse']
+    # the same seed on the same machine: the same number (measured: equal to 1e-6 on re-runs); a real change moves it by > 1e-3
+    assert rmse == pytest.approx(rec[name], abs=2e-4), (name, rmse, rec[name])

@@ -85,7 +85,9 @@ def raters(synth, seed):
     "`raters(name)`: the registry's rating model `name` trained on the synthetic ratings, once per module."
     cache = {}
     def get(name):
-        if name not in cache: cache[name] = movierecs.train_model(name, epochs=5, wd=0.1, seed=seed, ratings=synth, progress=False)
+        lbfgs = movierecs.trains_by_lbfgs(name)  # autorec: 20 epochs of L-BFGS, l2 for 3,000 ratings (its default suits 80,000)
+        if name not in cache: cache[name] = movierecs.train_model(name, epochs=20 if lbfgs else 5, wd=None if lbfgs else 0.1, seed=seed,
+                                                                  ratings=synth, progress=False, **({'l2': 1.} if lbfgs else {}))
         return cache[name]
     return get
 
@@ -106,7 +108,7 @@ def _valid_rmse(learn):
 # fold-in RMSE minus trained-in RMSE on these ratings, measured: -0.21 (svdpp) to +0.003 (collab_nn); 5 epochs underfit users
 FOLDIN_MARGIN = 0.02
 
-@pytest.mark.parametrize('name', movierecs.list_models('rating'))
+@pytest.mark.parametrize('name', [n for n in movierecs.list_models('rating') if n != 'glocal_k'])  # glocal_k refuses: test_autoencoders
 def test_every_rating_model_folds_in(raters, name):
     "Users folded in from their training ratings predict their validation ratings as well as trained in, and better than the mean user."
     learn = raters(name)
