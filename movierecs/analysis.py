@@ -35,6 +35,8 @@ def _vocab(learn, side):
 def _title_index(learn, title):
     "Position of `title` in the title vocabulary; an error suggesting the closest titles when it is not there."
     titles = _vocab(learn, 'movie')
+    if _item_label(learn) == 'movie' and isinstance(title, str) and title.strip().isascii() and title.strip().isdigit() and len(title.strip()) < 19:
+        title = int(title)  # a movie id typed on the command line
     try: return titles.index(title, 1)  # never fastai's `#na#` placeholder at 0
     except ValueError: pass
     if _item_label(learn) == 'movie':  # a model trained on movie ids (the canonical splits)
@@ -62,7 +64,7 @@ def _series(values, labels, name, label='title'):
 
 def movie_factors(learn) -> pd.DataFrame:
     "The learned factors of every movie, one row per title (fastai's `#na#` placeholder left out)."
-    return pd.DataFrame(_weights(learn, 'movie', 'factors').numpy(), index=pd.Index(_vocab(learn, 'movie'), name='title')).iloc[1:]
+    return pd.DataFrame(_weights(learn, 'movie', 'factors').numpy(), index=pd.Index(_vocab(learn, 'movie'), name=_item_label(learn))).iloc[1:]
 
 def movie_bias(learn) -> pd.Series:
     "The learned bias of every movie, by title (fastai's `#na#` placeholder left out)."
@@ -88,7 +90,7 @@ def similar_movies(learn, # A trained learner
                   ) -> pd.Series:
     "The `n` movies whose factors have the highest cosine similarity to `title`'s, the title itself left out."
     _positive_int(n, 'n')
-    return _most_similar(_weights(learn, 'movie', 'factors'), _vocab(learn, 'movie'), _title_index(learn, title), n, 'title')
+    return _most_similar(_weights(learn, 'movie', 'factors'), _vocab(learn, 'movie'), _title_index(learn, title), n, _item_label(learn))
 
 def similar_users(learn, # A trained learner
                   user, # A user id, e.g. 196

@@ -11,11 +11,12 @@ from fastai.callback.core import Callback
 from fastai.data.core import DataLoaders
 from fastai.learner import Learner
 from fastai.torch_core import Module
+from fastcore.basics import listify
 from fastcore.meta import delegates
 
 from .data import _positive_int, check_dls
 from .fast import TensorDataLoader, _tensors
-from .lbfgs import LBFGSStep, lbfgs
+from .optim import LBFGSStep, lbfgs
 from .learners import _learner, register
 
 __all__ = ['rating_matrix', 'full_batch', 'AutoencoderLoss', 'AutoRec', 'KernelLayer', 'GLocalK', 'FineTuneAfter',
@@ -59,6 +60,7 @@ class AutoRec(Module):
                  n_hidden=500, # Width of the hidden layer
                  l2=100. # L2 penalty on both weight matrices, added to half the sum of squared errors as l2/2 * ||W||^2
                 ):
+        _positive_int(n_hidden, 'n_hidden'); _penalty(l2, 'l2')
         n_users = ratings.shape[1]
         self.register_buffer('ratings', ratings, persistent=False)
         self.encoder, self.decoder = nn.Linear(n_users, n_hidden), nn.Linear(n_hidden, n_users)
@@ -105,9 +107,15 @@ class GLocalK(Module):
                  l2=20., # L2 penalty on the weights (l2/2 * ||W||^2 per layer)
                  sparsity=0.006 # Penalty on the local kernels (sparsity/2 * ||K||^2 per layer)
                 ):
+        for v, k in ((n_hidden, 'n_hidden'), (n_layers, 'n_layers'), (n_dim, 'n_dim'), (gk_size, 'gk_size')): _positive_int(v, k)
+        if gk_size % 2 == 0: raise ValueError(f"gk_size must be odd (the kernel is centred on each entry), e.g. 3; got {gk_size}.")
+        _penalty(l2, 'l2'); _penalty(sparsity, 'sparsity')
+        if isinstance(dot_scale, bool) or not isinstance(dot_scale, (int, float)) or not math.isfinite(dot_scale) or dot_scale == 0:
+            raise ValueError(f"dot_scale must be a finite nonzero number, e.g. 1, got {dot_scale!r}.")
         n_movies, n_users = ratings.shape
         self.register_buffer('ratings', ratings, persistent=False)
         self.register_buffer('fine_tune', torch.tensor(False))  # saved with the weights: the stage the model is in
+        self.register_buffer('epochs_trained', torch.tensor(0))  # saved too: a model saved while pre-training resumes where it was
         sizes = [n_users] + [n_hidden]*n_layers
         self.layers = nn.ModuleList([KernelLayer(i, o, n_dim) for i, o in zip(sizes, sizes[1:])] +
                                     [KernelLayer(n_hidden, n_users, n_dim, activation=nn.Identity())])
@@ -141,12 +149,18 @@ class GLocalK(Module):
         return x
 
 class FineTuneAfter(Callback):
-    "Switch a `GLocalK` model to fine-tuning once it has been trained for `epochs` epochs (its pre-training)."
-    def __init__(self, epochs): self.epochs, self.done = epochs, 0
-    def before_epoch(self):
-        if self.done >= self.epochs and not self.model.fine_tune: self.model.fine_tune.fill_(True)
-    def after_epoch(self):
-        if not getattr(self.learn, 'lr_finder', False): self.done += 1
+    "Switch a `GLocalK` model to fine-tuning once it has been trained for `epochs` epochs (its pre-training), counted on the model."
+    def __init__(self, epochs):
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0: raise ValueError(f"pretrain must be a whole number of epochs >= 0, got {epochs!r}.")
+        self.epochs = epochs
+    def before_train(self):
+        if int(self.model.epochs_trained) >= self.epochs and not self.model.fine_tune: self.model.fine_tune.fill_(True)
+    def after_train(self):
+        if not getattr(self.learn, 'lr_finder', False): self.model.epochs_trained += 1
+
+def _penalty(v, name):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {v!r}.")
 
 def _autoencoder_learner(dls, model, max_iter, cbs=None, **kwargs):
     "A `Learner` of `model(rating_matrix)` on `full_batch(dls)`: its objective, L-BFGS restarted every epoch (as SciPy's, each call)."
@@ -155,7 +169,7 @@ def _autoencoder_learner(dls, model, max_iter, cbs=None, **kwargs):
     m = model(rating_matrix(full.train, tuple(len(c) for c in dls.classes.values())))
     kwargs.setdefault('loss_func', AutoencoderLoss(m))
     kwargs.setdefault('opt_func', partial(lbfgs, max_iter=max_iter, max_eval=15_000, history_size=10, line_search_fn='strong_wolfe'))
-    return _learner(full, m, cbs=[LBFGSStep(restart=True)] + list(cbs or []), **kwargs)
+    return _learner(full, m, cbs=[LBFGSStep(restart=True)] + list(listify(cbs)), **kwargs)
 
 @register(lbfgs=True)
 @delegates(Learner.__init__)
@@ -172,6 +186,6 @@ def glocal_k(dls, n_hidden=500, n_layers=2, n_dim=5, gk_size=3, dot_scale=1., l2
              max_iter=5, # L-BFGS iterations per epoch
              **kwargs):
     "GLocal-K with the paper's ML-100k settings: 30 pre-training epochs, then fine-tuning, of 5 full-batch L-BFGS iterations each."
-    cbs = [FineTuneAfter(pretrain)] + list(kwargs.pop('cbs', None) or [])
+    cbs = [FineTuneAfter(pretrain)] + list(listify(kwargs.pop('cbs', None)))
     return _autoencoder_learner(dls, lambda r: GLocalK(r, n_hidden, n_layers, n_dim, gk_size, dot_scale, l2, sparsity),
                                 max_iter, cbs=cbs, **kwargs)

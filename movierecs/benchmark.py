@@ -1,5 +1,5 @@
 "`make benchmark`: every experiment and Surprise's peers on ML-100k's canonical splits and on the notebook's split."
-import argparse, statistics, time
+import statistics, time
 from pathlib import Path
 
 import pandas as pd
@@ -8,7 +8,7 @@ from .data import SPLITS, dataloaders, load_ratings, load_split
 from .scoring import evaluate
 from .experiments import EXPERIMENTS, get_experiment, group_names
 from .files import write_atomic
-from .accuracy import GLOCAL_K_EPOCH, PUBLISHED_U1, u1_claim
+from .accuracy import GLOCAL_K_EPOCH, PUBLISHED_U1, _sd, u1_claim
 
 __all__ = ['PUBLISHED_U1', 'notebook_split', 'benchmark', 'benchmark_markdown']
 
@@ -55,7 +55,7 @@ def benchmark_markdown(df:pd.DataFrame, env:dict, accuracy:pd.DataFrame=None) ->
           f"torch {env['packages']['torch']}, {env.get('surprise') or 'scikit-surprise not installed'}, {env['cpu_count']} CPUs. "
           'Every model trains on the base file (the notebook split: its training rows) and is scored on the test file; '
           'predictions are clipped to 1..5. The movierecs runs are the experiments of `movierecs.EXPERIMENTS` '
-          '(`fit_one_cycle(epochs, lr, wd=wd)`; the test rows are the validation set, shown per epoch but never used to '
+          '(`fit_one_cycle(epochs, lr, wd=wd)`, or full-batch L-BFGS for autorec and glocal_k; the test rows are the validation set, shown per epoch but never used to '
           "choose anything). The peers are Surprise's algorithms with their default settings. On the canonical splits an "
           "item is a movie id, as in the published results; on the notebook's split it is a title, as in the notebook "
           '(titles merge 18 pairs of distinct movies).', '']
@@ -94,34 +94,53 @@ def benchmark_markdown(df:pd.DataFrame, env:dict, accuracy:pd.DataFrame=None) ->
                   f'It does not beat it: {u1[best] - ref:.4f} short.'), '']
     if accuracy is not None:
         c = u1_claim(accuracy)
-        md += [f"Over seeds ([results/accuracy.md](accuracy.md), `make accuracy`): **{c['method']} {c['mean']:.4f} ± {c['sd']:.4f}** "
+        md += [f"Over seeds ([results/accuracy.md](accuracy.md), `make accuracy`): **{c['method']} {c['mean']:.4f}{_sd(c['sd'])}** "
                f"u1 test RMSE, mean ± sd over {c['n']} seeds"
                + (f", {c['folds_mean']:.4f} mean over u1–u5" if c['folds_mean'] is not None else '') + f"; {name} reports {ref}. "
                + (f"It beats it by {ref - c['mean']:.4f} on the mean." if c['mean'] < ref else f"It does not beat it: {c['mean'] - ref:.4f} short on the mean.")
                + f' {GLOCAL_K_EPOCH}', '']
     return '\n'.join(md)
 
+def _surprise_version():
+    try: import surprise
+    except ImportError: return None
+    return f'scikit-surprise {surprise.__version__}'
+
 def main(argv=None):
-    p = argparse.ArgumentParser(prog='python -m movierecs.benchmark', description=__doc__.strip('`'))
+    from .cli import _Parser, _number, _writable
+    p = _Parser(prog='python -m movierecs.benchmark', description=__doc__.strip('`'))
     p.add_argument('experiments', nargs='*', help=f"experiments (default: {', '.join(group_names())}; valid: {', '.join(EXPERIMENTS)})")
     p.add_argument('--splits', nargs='+', default=list(SPLITS) + [NOTEBOOK], choices=list(SPLITS) + [NOTEBOOK])
     p.add_argument('--no-peers', action='store_true', help="leave out Surprise's algorithms")
-    p.add_argument('--seed', type=int, default=42)
+    p.add_argument('--seed', type=_number(int, low=0, high=2**32-1), default=42, help='seed of every model and the notebook split (default: 42)')
     p.add_argument('--out', default='results', help='folder for benchmark.md and benchmark.csv (default: results)')
+    p.add_argument('--markdown-only', action='store_true',
+                   help="no training: rewrite benchmark.md from the folder's benchmark.csv (and accuracy.csv, after make accuracy)")
     a = p.parse_args(argv)
     bad = [n for n in a.experiments if n not in EXPERIMENTS]
     if bad: p.error(f"unknown experiment(s) {', '.join(bad)}; valid: {', '.join(EXPERIMENTS)}")
+    for what, v in (('experiment', a.experiments), ('split', a.splits)):
+        if len(set(v)) != len(v): p.error(f"a {what} is named twice: {' '.join(v)}")
+    if not a.out.strip(): p.error('--out is empty: give a folder, e.g. results')
     from .reproduce import environment
-    start = time.perf_counter()
-    df = benchmark(a.experiments or None, splits=tuple(a.splits), peers=[] if a.no_peers else None, seed=a.seed)
-    env = environment(a.seed)
-    try: import surprise; env['surprise'] = f'scikit-surprise {surprise.__version__}'
-    except ImportError: env['surprise'] = None
-    env['wall_seconds'] = round(time.perf_counter() - start, 1)
-    out = Path(a.out)
-    acc = pd.read_csv(out/'accuracy.csv') if (out/'accuracy.csv').is_file() else None
-    write_atomic({out/'benchmark.csv': df.to_csv(index=False, float_format='%.6f'),
-                  out/'benchmark.md': benchmark_markdown(df, env, acc)})
+    if a.markdown_only:
+        out = Path(a.out)
+        if not (out/'benchmark.csv').is_file(): p.error(f"{out/'benchmark.csv'} is missing: run make benchmark first")
+        df, env = pd.read_csv(out/'benchmark.csv'), environment(a.seed)
+        env['surprise'] = _surprise_version()
+        acc = pd.read_csv(out/'accuracy.csv') if (out/'accuracy.csv').is_file() else None
+        write_atomic({out/'benchmark.md': benchmark_markdown(df, env, acc)})
+        return print(f"Wrote {out/'benchmark.md'} from {out/'benchmark.csv'}.")
+    with _writable(a.out, '--out folder', model=False):  # before any training
+        start = time.perf_counter()
+        df = benchmark(a.experiments or None, splits=tuple(a.splits), peers=[] if a.no_peers else None, seed=a.seed)
+        env = environment(a.seed)
+        env['surprise'] = _surprise_version()
+        env['wall_seconds'] = round(time.perf_counter() - start, 1)
+        out = Path(a.out)
+        acc = pd.read_csv(out/'accuracy.csv') if (out/'accuracy.csv').is_file() else None
+        write_atomic({out/'benchmark.csv': df.to_csv(index=False, float_format='%.6f'),
+                      out/'benchmark.md': benchmark_markdown(df, env, acc)})
     print(f"Wrote {out/'benchmark.md'} and {out/'benchmark.csv'} in {env['wall_seconds']:.0f} s.")
 
 if __name__ == '__main__': main()

@@ -163,11 +163,19 @@ def _writable(folder, what, model=True):
     try: yield
     except BaseException: unmake(); raise
 
+def _schedule(args):
+    "epochs, lr and wd of `movierecs train`: those given, else the model's (an L-BFGS model's: its experiment's epochs, step 1, no wd)."
+    from .experiments import EXPERIMENTS
+    from .learners import trains_by_lbfgs
+    if not trains_by_lbfgs(args.name): return dict(epochs=args.epochs or 5, lr=args.lr or 5e-3, wd=0.1 if args.wd is None else args.wd)
+    if args.wd: raise ValueError(f"{args.name} trains by full-batch L-BFGS and its own L2 penalty: leave out --wd.")
+    return dict(epochs=args.epochs or EXPERIMENTS[args.name].epochs, lr=args.lr or 1., wd=None)
+
 def _train(args):
     from .experiments import train_model
     from .saving import save
     with _writable(args.out or cache_dir()/args.name, '--out folder'):
-        learn = train_model(args.name, epochs=args.epochs, lr=args.lr, wd=args.wd, seed=args.seed, progress=not args.json, fast=not args.faithful)
+        learn = train_model(args.name, **_schedule(args), seed=args.seed, progress=not args.json, fast=not args.faithful)
         out = save(learn, args.out or cache_dir()/args.name)
     if args.json: print(json.dumps(dict(model=args.name, saved=str(out), losses=learn.loss_table.df.to_dict('records')), indent=1))
     else: print(f'Saved to {out}')
@@ -261,11 +269,11 @@ def parser():
         s.add_argument('--json', action='store_true', help='machine-readable output')
     s = cmd('models', _models, 'list the models in the registry')
     s.add_argument('--json', action='store_true', help='machine-readable output')
-    s = cmd('train', _train, 'train a model on ML-100k with fit_one_cycle, print its loss table and save it')
+    s = cmd('train', _train, 'train a model on ML-100k with fit_one_cycle (autorec, glocal_k: full-batch L-BFGS), print its loss table and save it')
     s.add_argument('name', metavar='MODEL', choices=list_models(), help=f"one of: {', '.join(list_models())}")
-    s.add_argument('--epochs', type=_number(int, low=1, high=MAX_EPOCHS), default=5, help='epochs (default: 5)')
-    s.add_argument('--lr', type=_number(float, above=0, high=MAX_RATE), default=5e-3, help='peak learning rate (default: 5e-3)')
-    s.add_argument('--wd', type=_number(float, low=0, high=MAX_RATE), default=0.1, help='weight decay (default: 0.1)')
+    s.add_argument('--epochs', type=_number(int, low=1, high=MAX_EPOCHS), help='epochs (default: 5; autorec 40, glocal_k 68)')
+    s.add_argument('--lr', type=_number(float, above=0, high=MAX_RATE), help='peak learning rate (default: 5e-3; autorec, glocal_k: the L-BFGS step, 1)')
+    s.add_argument('--wd', type=_number(float, low=0, high=MAX_RATE), help='weight decay (default: 0.1; none for autorec, glocal_k)')
     s.add_argument('--seed', type=_number(int, low=0, high=2**32-1), default=42, help='seed of split, initialisation and shuffles (default: 42)')
     s.add_argument('--out', type=_folder, metavar='DIR', help=f'folder to save the model to (default: {_cache_hint()}/MODEL)')
     s.add_argument('--faithful', action='store_true', help="train on fastai's own loaders and Learner (slower; same maths)")

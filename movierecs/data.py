@@ -262,7 +262,8 @@ def _check_ratings(ratings, item_name='title'):
     if dup: raise DataError(f"ratings has more than one column named {', '.join(map(repr, dup))}: keep one of each.")
     missing = [c for c in ('user', item_name, 'rating') if c not in ratings.columns]
     if missing: raise DataError(f"ratings lacks column(s) {missing}; it has {list(ratings.columns)}. "
-                                f"Build it with load_ratings() or give it user, {item_name} and rating columns.")
+                                f"Build it with load_ratings() or give it user, {item_name} and rating columns"
+                                + (" (or pass item_name='movie' to key movies by id)." if item_name == 'title' and 'movie' in ratings.columns else '.'))
     if ratings.empty: raise DataError("ratings is empty: there is nothing to train on. Check the filter that built it.")
     for col in ('user', item_name):
         kinds = {type(v).__name__ for v in ratings[col].drop_duplicates()}

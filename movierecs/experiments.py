@@ -1,5 +1,5 @@
 "The notebook's training runs as data, and `run_experiment` to repeat any of them."
-import functools, math, time
+import functools, hashlib, math, time
 from contextlib import ExitStack
 from pathlib import Path
 from dataclasses import dataclass, field
@@ -83,6 +83,8 @@ class Experiment:
         if self.model not in list_models(): raise ValueError(f"{self.name}: unknown model {self.model!r}; valid: {list_models()}")
         _check_schedule(self.epochs, self.lr, self.wd)
         if self.schedule not in SCHEDULES: raise ValueError(f"{self.name}: schedule must be one of {SCHEDULES}, got {self.schedule!r}.")
+        if trains_by_lbfgs(self.model) and (self.schedule != 'fit' or self.wd):
+            raise ValueError(f"{self.name}: {self.model} trains by full-batch L-BFGS: give schedule='fit' and no wd (its l2 argument regularises it).")
         if self.group not in GROUPS: raise ValueError(f"{self.name}: group must be one of {GROUPS}, got {self.group!r}.")
         if self.bar is None and self.notebook is None and self.book is None:
             raise ValueError(f"{self.name}: give a published loss (notebook or book) or a bar to hold the run to.")
@@ -137,7 +139,9 @@ class LossTable(Callback):
 
 _trained = {}  # train_model(..., cache=True): learners already trained in this process
 
-def _fingerprint(ratings): return int(pd.util.hash_pandas_object(ratings, index=False).sum()), ratings.shape
+def _fingerprint(ratings):
+    "A key of a frame's rows in their order (the same rows reordered are another frame: the positions in `splits` change meaning)."
+    return hashlib.sha256(pd.util.hash_pandas_object(ratings, index=False).to_numpy().tobytes()).hexdigest(), ratings.shape
 
 def train_model(model, # A name from `list_models()`
                 epochs=5, # Epochs of the one-cycle schedule
@@ -157,7 +161,8 @@ def train_model(model, # A name from `list_models()`
     lbfgs = trains_by_lbfgs(model)  # also checks the name
     if lr is None: lr = 1. if lbfgs else 5e-3
     if schedule is None: schedule = 'fit' if lbfgs else 'one_cycle'
-    if lbfgs and (schedule != 'fit' or wd):
+    if lbfgs and wd == 0: wd = None  # no weight decay is what it has
+    if lbfgs and (schedule != 'fit' or wd is not None):
         raise ValueError(f"{model} trains by full-batch L-BFGS with a constant step: schedule='fit' and no wd (its own l2 "
                          f"argument regularises it), got schedule={schedule!r}, wd={wd!r}.")
     _check_schedule(epochs, lr, wd)

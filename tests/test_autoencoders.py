@@ -142,7 +142,7 @@ def test_carve_holds_out_a_seeded_share_of_the_rows(synth):
     a, b = carve(synth, 0.25, 3)
     assert len(b) == round(0.25*len(synth)) and len(a) + len(b) == len(synth)
     assert carve(synth, 0.25, 3)[1].equals(b) and not carve(synth, 0.25, 4)[1].equals(b)
-    with pytest.raises(ValueError, match='frac must be between 0 and 1'): carve(synth, 1)
+    with pytest.raises(ValueError, match='frac must be a number between 0 and 1'): carve(synth, 1)
 
 def test_the_settings_are_the_carve_outs_best():
     "EXPERIMENTS and the blend of `make accuracy` hold the best row of each model in results/accuracy_tuning.csv (`make tune-accuracy`)."
@@ -183,3 +183,99 @@ def test_autoencoders_have_movie_and_user_factors(synth, name):
         m, x = learn.model.eval(), torch.tensor([[7, 3]])
         b = m.decoder.bias if name == 'autorec' else m.layers[-1].b
         assert torch.allclose(m(x)[0, 0], m.factors('movie')[3] @ m.factors('user')[7] + b[7], atol=1e-5)
+
+def test_cli_train_uses_each_models_recipe():
+    from argparse import Namespace as ns
+    from movierecs.cli import _schedule
+    assert _schedule(ns(name='autorec', epochs=None, lr=None, wd=None)) == dict(epochs=movierecs.EXPERIMENTS['autorec'].epochs, lr=1., wd=None)
+    assert _schedule(ns(name='glocal_k', epochs=3, lr=0.5, wd=None)) == dict(epochs=3, lr=0.5, wd=None)
+    assert _schedule(ns(name='collab', epochs=None, lr=None, wd=None)) == dict(epochs=5, lr=5e-3, wd=0.1)
+    with pytest.raises(ValueError, match='glocal_k trains by full-batch L-BFGS and its own L2 penalty: leave out --wd'):
+        _schedule(ns(name='glocal_k', epochs=None, lr=None, wd=0.1))
+
+def test_train_model_refuses_a_schedule_lbfgs_cannot_follow(synth):
+    for kw in (dict(wd=0.1), dict(schedule='one_cycle')):
+        with pytest.raises(ValueError, match="autorec trains by full-batch L-BFGS with a constant step: schedule='fit' and no wd"):
+            train_model('autorec', ratings=synth, progress=False, **kw)
+
+def test_the_blend_is_the_carve_outs_best():
+    "`make accuracy` scores the best candidate of results/blend_tuning.csv (`make tune-blend`)."
+    from movierecs.accuracy import BEST
+    from movierecs.experiments import SEEDS_CSV
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('tune_blend', SEEDS_CSV.parents[1]/'benchmarks'/'tune_blend.py')
+    tune = importlib.util.module_from_spec(spec); spec.loader.exec_module(tune)
+    df = pd.read_csv(SEEDS_CSV.parent/'blend_tuning.csv')
+    df = df[df.seeds <= tune.BUDGET_SEEDS]  # what make accuracy can afford
+    best = df.loc[df.valid_rmse.idxmin()]
+    assert (' + '.join(BEST.members), BEST.seeds) == (best.members, best.seeds)
+
+# --- a hostile round on the autoencoders and blends (helper probe, /work/scratch/probe15): each case names the problem and the fix ---
+
+def _dls(): return dataloaders(movierecs.synthetic_ratings(seed=0), seed=0)
+
+PROBE15 = {
+    'autorec negative l2': (lambda: get_learner('autorec', _dls(), l2=-1.), ValueError, 'l2 must be a finite number >= 0'),
+    'glocal_k negative sparsity': (lambda: get_learner('glocal_k', _dls(), sparsity=-0.1), ValueError, 'sparsity must be a finite number >= 0'),
+    'glocal_k nan l2': (lambda: get_learner('glocal_k', _dls(), l2=float('nan')), ValueError, 'l2 must be a finite number >= 0'),
+    'glocal_k no layers': (lambda: get_learner('glocal_k', _dls(), n_layers=0), ValueError, 'n_layers must be a positive integer'),
+    'glocal_k n_dim 0': (lambda: get_learner('glocal_k', _dls(), n_dim=0), ValueError, 'n_dim must be a positive integer'),
+    'glocal_k even kernel': (lambda: get_learner('glocal_k', _dls(), gk_size=4), ValueError, 'gk_size must be odd'),
+    'glocal_k kernel 0': (lambda: get_learner('glocal_k', _dls(), gk_size=0), ValueError, 'gk_size must be a positive integer'),
+    'glocal_k nan dot_scale': (lambda: get_learner('glocal_k', _dls(), dot_scale=float('nan')), ValueError, 'dot_scale must be a finite nonzero number'),
+    'glocal_k pretrain -1': (lambda: get_learner('glocal_k', _dls(), pretrain=-1), ValueError, 'pretrain must be a whole number of epochs >= 0'),
+    'glocal_k pretrain 1.5': (lambda: get_learner('glocal_k', _dls(), pretrain=1.5), ValueError, 'pretrain must be a whole number'),
+    'lbfgs armijo': (lambda: movierecs.optim.lbfgs([torch.zeros(1, requires_grad=True)], line_search_fn='armijo'), ValueError,
+                     "line_search_fn must be None or 'strong_wolfe'"),
+    'blend empty': (lambda: Blend(()), ValueError, 'members must be a non-empty list of experiment names'),
+    'blend one string': (lambda: Blend('dot_bias'), ValueError, 'members must be a non-empty list'),
+    'blend unknown member': (lambda: Blend(('dot_bias', 'svd')), ValueError, "Unknown experiment 'svd'"),
+    'blend seeds 0': (lambda: Blend(('dot_bias',), seeds=0), ValueError, 'seeds must be a positive integer'),
+    'blend average 0': (lambda: Blend(('dot_bias',), average_epochs=0), ValueError, 'average_epochs of dot_bias must be a positive integer'),
+    'blend average past the epochs': (lambda: Blend(('dot_bias',), average_epochs=9), ValueError, r'average_epochs 9 is more epochs than dot_bias trains for \(5\)'),
+    'blend average of a non-member': (lambda: Blend(('dot_bias',), average_epochs={'autorec': 2}), ValueError, "'autorec' is not a member"),
+    'blend twice the same member': (lambda: Blend(('dot_bias', 'dot_bias')), ValueError, 'names an experiment twice; use seeds='),
+    'blend not a Blend': (lambda: evaluate_blend(('dot_bias',), 'u1'), TypeError, r'blend must be a Blend'),
+    'carve frac as text': (lambda: carve(movierecs.synthetic_ratings(), '0.1'), ValueError, 'frac must be a number between 0 and 1'),
+    'carve a list': (lambda: carve([1, 2], 0.1), TypeError, 'base must be a DataFrame'),
+    'carve seed -1': (lambda: carve(movierecs.synthetic_ratings(), 0.1, -1), ValueError, 'seed'),
+    'blend carve-out too small': (lambda: evaluate_blend(Blend(('dot_bias', 'collab'), frac=0.01), carve(movierecs.synthetic_ratings(), 0.2, 0)),
+                                  ValueError, r'frac=0.01 holds out \d+ of \d+ base rows, too few to fit 3 weights'),
+    'fit_weights nan target': (lambda: fit_weights(np.ones((200, 1)), np.r_[np.ones(199), np.nan]), ValueError, 'must be finite'),
+    'fit_weights lengths': (lambda: fit_weights(np.ones((200, 2)), np.ones(199)), ValueError, r'preds must be \(rows, members\) with a row per target'),
+    'fit_weights empty': (lambda: fit_weights(np.ones((0, 2)), np.ones(0)), ValueError, 'held-out rows cannot fit 3 weights'),
+    'epoch average 0': (lambda: EpochAverage(0), ValueError, 'average_epochs must be a positive integer'),
+    'lbfgs step without closure': (lambda: movierecs.optim.lbfgs([torch.zeros(1, requires_grad=True)]).step(), TypeError, 'add the LBFGSStep'),
+    'an experiment of an lbfgs model with one_cycle': (lambda: movierecs.Experiment('x', 'autorec', bar=0.85), ValueError,
+                                                        "autorec trains by full-batch L-BFGS: give schedule='fit' and no wd"),
+    'no title column': (lambda: dataloaders(movierecs.synthetic_ratings().drop(columns='title')), movierecs.DataError, "pass item_name='movie'"),
+}
+
+@pytest.mark.parametrize('case', list(PROBE15))
+def test_probe15(case):
+    f, error, message = PROBE15[case]
+    with pytest.raises(error, match=message): f()
+
+def test_wd_zero_is_no_weight_decay_for_lbfgs(synth):
+    a = _fit('autorec', synth, epochs=2, n_hidden=8, wd=0.)
+    b = _fit('autorec', synth, epochs=2, n_hidden=8)
+    assert torch.equal(a.model.decoder.weight, b.model.decoder.weight)
+
+def test_a_reordered_test_file_is_not_served_from_the_cache(blend_pair):
+    base, test = blend_pair
+    one = evaluate_blend(Blend(('dot_bias',)), (base, test), seed=0, item_name='movie')
+    rev = evaluate_blend(Blend(('dot_bias',)), (base, test.iloc[::-1].reset_index(drop=True)), seed=0, item_name='movie')
+    assert rev['rmse'] == pytest.approx(one['rmse'], abs=1e-6)  # the same rows in another order score the same
+
+def test_glocal_k_saved_while_pretraining_resumes_where_it_was(synth, tmp_path):
+    learn = _fit('glocal_k', synth, epochs=1, n_hidden=8, pretrain=2)
+    movierecs.save(learn, tmp_path/'g')
+    back = movierecs.load(tmp_path/'g')
+    assert int(back.model.epochs_trained) == 1 and not bool(back.model.fine_tune)
+    with back.no_bar(), back.no_logging(): back.fit(2, lr=1.)
+    assert bool(back.model.fine_tune) and int(back.model.epochs_trained) == 3
+
+def test_a_movie_id_model_takes_ids_typed_as_text(synth):
+    learn = _fit('autorec', synth, epochs=2, n_hidden=8)
+    assert movierecs.similar_movies(learn, '1', n=3).index.equals(movierecs.similar_movies(learn, 1, n=3).index)
+    assert movierecs.similar_movies(learn, 1, n=3).index.name == 'movie' and movierecs.movie_factors(learn).index.name == 'movie'

@@ -5,7 +5,7 @@ from fastai.data.core import DataLoaders
 from fastai.learner import Learner
 from fastai.optimizer import Adam
 from movierecs.fast import TensorDataLoader
-from movierecs.lbfgs import LBFGSStep, lbfgs
+from movierecs.optim import LBFGSStep, lbfgs
 
 def _problem(seed=0, n=200):
     g = torch.Generator().manual_seed(seed)

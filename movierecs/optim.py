@@ -1,4 +1,4 @@
-"Full-batch L-BFGS inside a fastai `Learner`: the optimizer AutoRec and GLocal-K train with (issue 14)."
+"Full-batch L-BFGS inside a fastai `Learner`: the optimizer the autoencoders (I-AutoRec, GLocal-K) train with."
 import torch
 from fastai.callback.core import Callback, CancelBackwardException, CancelStepException
 from fastai.optimizer import OptimWrapper
@@ -13,6 +13,7 @@ def lbfgs(params, # The parameters fastai's `Learner` hands its `opt_func` (grou
           **kwargs # Other `torch.optim.LBFGS` arguments
          ) -> OptimWrapper:
     "An `opt_func`: `torch.optim.LBFGS` in fastai's `OptimWrapper`; train with the `LBFGSStep` callback, which gives it its closure."
+    if line_search_fn not in (None, 'strong_wolfe'): raise ValueError(f"line_search_fn must be None or 'strong_wolfe', got {line_search_fn!r}.")
     return LBFGSWrapper(params, torch.optim.LBFGS, lr=lr, max_iter=max_iter, history_size=history_size,
                         line_search_fn=line_search_fn, **kwargs)
 
@@ -23,6 +24,10 @@ class LBFGSWrapper(OptimWrapper):
             raise TypeError(f"L-BFGS has no {k!r} to set: train with learn.fit(epochs, lr=1.), not fit_one_cycle, and without wd "
                             "(the model's own penalty regularises it).")
         super()._set_hyper(k, v)
+
+    def step(self, closure=None):
+        if closure is None: raise TypeError("L-BFGS steps with a closure: add the LBFGSStep() callback to the Learner (cbs=LBFGSStep()).")
+        return self.opt.step(closure)
 
 class LBFGSStep(Callback):
     "Replace fastai's backward and step by `opt.step(closure)`: L-BFGS re-evaluates the loss on the batch as often as it needs."
