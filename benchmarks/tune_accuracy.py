@@ -12,32 +12,22 @@ SEED = 42
 
 def main():
     sys.path.insert(0, str(Path(__file__).parent.parent))
-    import numpy as np, pandas as pd, torch
-    from fastai.callback.core import Callback
+    import numpy as np, pandas as pd
     import movierecs as m
-    from movierecs.blend import carve
+    from movierecs.blend import EpochAverage, carve
     from movierecs.scoring import fit_on, predict, scores
     from movierecs.files import write_atomic
-
-    class Curve(Callback):
-        "Every epoch's raw predictions of the validation rows."
-        order = 60
-        def before_fit(self): self.preds = []
-        def after_epoch(self):
-            self.model.eval()
-            with torch.no_grad(): self.preds.append(torch.cat([self.model(x).reshape(-1) for x, _ in self.dls.valid]).double().numpy())
-            self.model.train()
 
     train, held = carve(m.load_split('u1')[0], seed=SEED)
     rows = []
     def run(name, label, **kw):
-        curve, start = Curve(), time.perf_counter()
+        curve, start = EpochAverage(kw['epochs']), time.perf_counter()  # keeps every epoch's predictions
         learn, b, t = fit_on(name, (train, held), SEED, 'movie', cbs=[curve], **kw)
         secs = time.perf_counter() - start
-        for e in range(len(curve.preds)):
+        for e in range(len(curve.history)):
             for k in AVERAGES:
                 if k > e + 1: continue
-                p = predict(learn, b, t, np.mean(curve.preds[e+1-k:e+1], axis=0))
+                p = predict(learn, b, t, np.mean(curve.history[e+1-k:e+1], axis=0))
                 rows.append(dict(model=name, setting=label, epochs=e + 1, average=k, valid_rmse=scores(p, t.rating)['rmse'],
                                  fit_seconds=round(secs, 1)))
         best = min((r for r in rows if r['setting'] == label and r['model'] == name), key=lambda r: r['valid_rmse'])

@@ -29,19 +29,18 @@ def carve(base:pd.DataFrame, # A base file's rows, e.g. `load_split('u1')[0]`
     return base.drop(valid.index).reset_index(drop=True), valid.reset_index(drop=True)
 
 class EpochAverage(Callback):
-    "The mean of the model's validation-set predictions over the last `last` epochs of a fit (`self.preds`): epoch averaging."
+    "The mean of the model's validation-set predictions over the last `last` epochs of a fit (`self.preds`): epoch averaging. `self.history`: each of those epochs' own."
     order = 60
     def __init__(self, last=1): _positive_int(last, 'average_epochs'); self.last, self.preds = last, None
-    def before_fit(self): self.total, self.count = None, 0
+    def before_fit(self): self.history = []
     def after_epoch(self):
         if self.epoch < self.n_epoch - self.last or getattr(self.learn, 'lr_finder', False): return
         training = self.model.training
         self.model.eval()
         try:
-            with torch.no_grad(): p = torch.cat([self.model(*b[:1]).reshape(-1) for b in self.dls.valid]).double()
+            with torch.no_grad(): self.history.append(torch.cat([self.model(*b[:1]).reshape(-1) for b in self.dls.valid]).double().numpy())
         finally: self.model.train(training)
-        self.total, self.count = (p if self.total is None else self.total + p), self.count + 1
-        self.preds = (self.total / self.count).numpy()
+        self.preds = np.mean(self.history, axis=0)
 
 def member_predictions(name, # An experiment from `EXPERIMENTS`
                        base, test, # Training rows, and the rows to predict

@@ -2,11 +2,10 @@
 import numpy as np, pandas as pd, pytest, torch
 import torch.nn.functional as F
 import movierecs
-from fastai.callback.core import Callback
 from movierecs import dataloaders, get_learner, train_model
 from movierecs.autoencoders import AutoencoderLoss, AutoRec, GLocalK, KernelLayer, full_batch, rating_matrix
 from movierecs.blend import Blend, EpochAverage, carve, evaluate_blend, fit_weights
-from movierecs.scoring import fit_on, predict, scores
+from movierecs.scoring import fit_on
 
 @pytest.fixture(scope='module')
 def dls(synth): return dataloaders(synth, seed=0, item_name='movie')
@@ -106,20 +105,12 @@ def test_fit_weights_recovers_the_weights_of_a_linear_blend():
     p = rng.uniform(1, 5, (500, 2))
     assert np.allclose(fit_weights(p, 0.3 + 0.6*p[:, 0] + 0.3*p[:, 1]), [0.3, 0.6, 0.3])
 
-class _EveryEpoch(Callback):
-    "Each epoch's raw predictions of the validation rows."
-    order = 61
-    def before_fit(self): self.preds = []
-    def after_epoch(self):
-        self.model.eval()
-        with torch.no_grad(): self.preds.append(torch.cat([self.model(x).reshape(-1) for x, _ in self.dls.valid]).double().numpy())
-        self.model.train()
-
 def test_epoch_average_is_the_mean_of_the_last_epochs_predictions(synth):
-    avg, every = EpochAverage(2), _EveryEpoch()
-    fit_on('dot_bias', carve(synth, 0.2, 0), 0, 'movie', epochs=3, cbs=[avg, every])
-    assert avg.count == 2 and not np.allclose(every.preds[1], every.preds[2])
-    assert np.allclose(avg.preds, (every.preds[1] + every.preds[2])/2)
+    avg, every = EpochAverage(2), EpochAverage(3)  # the second keeps all three epochs' predictions
+    learn, *_ = fit_on('dot_bias', carve(synth, 0.2, 0), 0, 'movie', epochs=3, cbs=[avg, every])
+    assert len(avg.history) == 2 and len(every.history) == 3 and not np.allclose(every.history[1], every.history[2])
+    assert np.allclose(avg.preds, (every.history[1] + every.history[2])/2)
+    assert np.allclose(every.history[2], learn.get_preds(dl=learn.dls.valid)[0].reshape(-1).numpy(), atol=1e-6)  # the model's own
 
 @pytest.fixture(scope='module')
 def blend_pair(synth):
