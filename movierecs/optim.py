@@ -37,6 +37,9 @@ class LBFGSStep(Callback):
     def before_train(self):  # not before_fit: `get_preds` fires that too, on a learner with no optimizer yet
         if not isinstance(getattr(self.opt, 'opt', None), torch.optim.LBFGS):
             raise TypeError(f"LBFGSStep needs the optimizer of opt_func=lbfgs, got {type(getattr(self.opt, 'opt', self.opt)).__name__}.")
+        if hasattr(self.learn, 'lr_finder'):
+            raise TypeError("lr_find does not apply to L-BFGS, which takes steps of length lr=1 with its own line search: "
+                            "train with learn.fit(epochs, lr=1.).")
         if self.restart: self.opt.opt.state.clear()  # each epoch's training starts L-BFGS afresh
 
     def before_backward(self): raise CancelBackwardException  # the closure computes the gradients, at every point L-BFGS tries

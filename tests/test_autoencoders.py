@@ -239,6 +239,7 @@ PROBE15 = {
     'lbfgs step without closure': (lambda: movierecs.optim.lbfgs([torch.zeros(1, requires_grad=True)]).step(), TypeError, 'add the LBFGSStep'),
     'an experiment of an lbfgs model with one_cycle': (lambda: movierecs.Experiment('x', 'autorec', bar=0.85), ValueError,
                                                         "autorec trains by full-batch L-BFGS: give schedule='fit' and no wd"),
+    'lr_find': (lambda: get_learner('autorec', _dls(), n_hidden=8).lr_find(show_plot=False), TypeError, 'lr_find does not apply to L-BFGS'),
     'no title column': (lambda: dataloaders(movierecs.synthetic_ratings().drop(columns='title')), movierecs.DataError, "pass item_name='movie'"),
 }
 
