@@ -63,8 +63,8 @@ class Experiment:
     epochs: int = 5                 # Epochs of the one-cycle schedule
     lr: float = 5e-3                # Peak learning rate
     kwargs: dict = field(default_factory=dict)  # Passed to the model's factory, e.g. `n_factors`
-    schedule: str = 'one_cycle'     # One of `SCHEDULES`
-    group: str = 'notebook'         # One of `GROUPS`
+    schedule: str = field(default='one_cycle', repr=False)  # One of `SCHEDULES`
+    group: str = field(default='notebook', repr=False)      # One of `GROUPS`
 
     @property
     def published_bar(self):
