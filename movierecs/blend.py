@@ -16,14 +16,18 @@ __all__ = ['CARVE', 'carve', 'EpochAverage', 'member_predictions', 'Blend', 'fit
 
 CARVE = 0.1  # the share of the base file a blend (and `make tune`) holds out to fit its weights and choose its settings
 
+def _check_frac(frac, kinds=(int, float, np.integer, np.floating)):
+    "A clear error unless `frac` is a number of `kinds` strictly between 0 and 1."
+    if isinstance(frac, bool) or not isinstance(frac, kinds) or not 0 < frac < 1:
+        raise ValueError(f"frac must be a number between 0 and 1, e.g. {CARVE}, got {frac!r}.")
+
 def carve(base:pd.DataFrame, # A base file's rows, e.g. `load_split('u1')[0]`
           frac=CARVE, # Share of the rows held out
           seed=42 # Seeds the rows drawn
          ) -> tuple:
     "(train, valid) rows of `base`: a seeded random `frac` held out, both re-indexed from 0."
     if not isinstance(base, pd.DataFrame): raise TypeError(f"base must be a DataFrame of ratings, got {type(base).__name__}.")
-    if isinstance(frac, bool) or not isinstance(frac, (int, float, np.integer, np.floating)) or not 0 < frac < 1:
-        raise ValueError(f"frac must be a number between 0 and 1, e.g. {CARVE}, got {frac!r}.")
+    _check_frac(frac)
     _check_seed(seed)
     valid = base.sample(frac=frac, random_state=int(seed))
     return base.drop(valid.index).reset_index(drop=True), valid.reset_index(drop=True)
@@ -104,8 +108,7 @@ class Blend:
             _positive_int(k, f'average_epochs of {name}')
             if k > get_experiment(name).epochs: raise ValueError(f"average_epochs {k} is more epochs than {name} trains for ({get_experiment(name).epochs}).")
         if not isinstance(self.refit, bool): raise TypeError(f"refit must be True or False, got {self.refit!r}.")
-        if isinstance(self.frac, bool) or not isinstance(self.frac, (int, float)) or not 0 < self.frac < 1:
-            raise ValueError(f"frac must be a number between 0 and 1, e.g. {CARVE}, got {self.frac!r}.")
+        _check_frac(self.frac, (int, float))
 
     @property
     def name(self): return 'blend(' + ' + '.join(self.members) + ')'
