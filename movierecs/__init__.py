@@ -5,7 +5,7 @@ import importlib
 
 # The public names come from these modules (each one's `__all__`) and `cli.default_learner`. They are imported on first
 # use, not by `import movierecs`: the `movierecs` command starts without torch and can take a Ctrl-C while torch loads.
-_MODULES = ('data', 'datasets', 'fast', 'models', 'optim', 'learners', 'autoencoders', 'rankers', 'experiments', 'analysis', 'scoring', 'blend', 'saving',
+_MODULES = ('data', 'datasets', 'fast', 'sparse', 'models', 'optim', 'learners', 'autoencoders', 'rankers', 'experiments', 'analysis', 'scoring', 'blend', 'saving',
             'feedback', 'baselines', 'ranking', 'foldin')
 
 def _load():

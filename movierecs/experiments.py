@@ -14,8 +14,9 @@ from fastai.learner import Learner
 from fastai.torch_core import set_seed
 from fastprogress.core import format_time
 
-from .data import _check_seed, dataloaders, load_ratings
+from .data import _check_seed, _positive_int, dataloaders, load_ratings
 from .learners import check_model, get_learner, list_models, trains_by_lbfgs
+from .sparse import make_sparse
 
 __all__ = ['USER_BAR', 'SLACK', 'SPREAD_K', 'MIN_SEEDS', 'SEEDS_CSV', 'spread_bars', 'SCHEDULES', 'GROUPS', 'Experiment', 'EXPERIMENTS', 'group_names', 'get_experiment', 'LossTable', 'train_model', 'train_experiment', 'run_experiment']
 
@@ -155,6 +156,8 @@ def train_model(model, # A name from `list_models()`
                 splits=None, # (train, valid) row positions in `ratings`, instead of the seeded random 80/20 split
                 item_name='title', # The item column: the notebook's 'title', or 'movie' (the id) as on the canonical splits
                 schedule=None, # 'one_cycle': `fit_one_cycle(epochs, lr, wd=wd)`; 'fit': `fit(epochs, lr, wd=wd)`; default: the model's
+                bs=64, # Training batch size (the notebook's 64); on the sparse path, scale `lr` with it
+                sparse=False, # The sparse path (`movierecs.sparse`): sparse embedding gradients and a row-wise Adam
                 **kwargs # Passed to `get_learner` (e.g. `n_factors`, `cbs`)
                ) -> Learner:
     "Seed, build `dls` and the learner of `model`, then `fit_one_cycle(epochs, lr, wd=wd)`; `learn.loss_table.df` has the losses."
@@ -170,13 +173,18 @@ def train_model(model, # A name from `list_models()`
     seed, epochs, lr, wd = int(seed), int(epochs), float(lr), None if wd is None else float(wd)  # numpy scalars as Python values (model.json)
     check_model(model)  # before loading any data
     if schedule not in SCHEDULES: raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}.")
+    if not isinstance(sparse, bool): raise TypeError(f"sparse must be True or False, got {sparse!r}.")
+    if sparse and lbfgs: raise ValueError(f"{model} trains by full-batch L-BFGS: the sparse path (a row-wise Adam) does not apply.")
+    _positive_int(bs, 'bs'); bs = int(bs)
     if ratings is None: ratings = load_ratings()
     split_key = None if splits is None else tuple(hash(np.asarray(p).tobytes()) for p in splits)
-    key = (model, epochs, lr, wd, seed, fast, _fingerprint(ratings), split_key, item_name, schedule, repr(sorted(kwargs.items())))
+    key = (model, epochs, lr, wd, seed, fast, _fingerprint(ratings), split_key, item_name, schedule, bs, sparse, repr(sorted(kwargs.items())))
     if cache and key in _trained: return _trained[key]
     set_seed(seed, reproducible=True)
-    learn = get_learner(model, dataloaders(ratings, seed=seed, fast=fast, splits=splits, item_name=item_name), **kwargs)
-    learn.train_spec = dict(epochs=epochs, lr=lr, wd=wd, seed=seed, **({} if schedule == 'one_cycle' else dict(schedule=schedule)))
+    learn = get_learner(model, dataloaders(ratings, seed=seed, fast=fast, splits=splits, item_name=item_name, bs=bs), **kwargs)
+    if sparse: make_sparse(learn)
+    learn.train_spec = dict(epochs=epochs, lr=lr, wd=wd, seed=seed, **({} if schedule == 'one_cycle' else dict(schedule=schedule)),
+                            **({} if bs == 64 else dict(bs=bs)), **(dict(sparse=True) if sparse else {}))
     learn.add_cb(LossTable())
     with ExitStack() as quiet:
         if not progress: quiet.enter_context(learn.no_bar()); quiet.enter_context(learn.no_logging())

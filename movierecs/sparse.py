@@ -1,0 +1,138 @@
+"""The sparse training path (`train_model(..., sparse=True)`): embeddings with sparse gradients and a row-wise Adam that
+touches only the rows of the batch, so a step costs the batch, not the model (fastai's Adam updates every row at every
+step). Unlike the lazy Adams (TensorFlow's LazyAdam, torch's SparseAdam), a row absent from batches is not frozen: when it
+comes back it is moved as fastai's dense Adam would have moved it meanwhile (weight decay, decaying moments, momentum)."""
+import math
+
+import torch
+from torch import nn
+from fastai.callback.core import Callback
+from fastai.optimizer import Adam, Optimizer, debias
+
+__all__ = ['WINDOW', 'SparseAdam', 'SparseFlush', 'make_sparse', 'sparse_embeddings']
+
+WINDOW = 300  # steps a row's momentum is followed after its last batch: (0.95/0.995)^300 < 1e-6, the rest is dropped
+
+def _log(v): return math.log(v) if v > 0 else -1e300  # beta = 0: nothing survives a step (and exp(-1e300 + 1e300) = 1 for none)
+
+class _Catchup:
+    "Per parameter: the cumulative logs of each step's beta1, beta2 and weight-decay factor, and each past step's momentum coefficient."
+    def __init__(self, n_rows):
+        self.last = torch.zeros(n_rows, dtype=torch.long)  # the step each row was last brought up to date (0: the start)
+        self.t, self.logs = 0, torch.zeros(1, 3, dtype=torch.float64)  # logs[k]: sum over steps <= k of log beta1, log beta2, log decay
+        self.a, self.coef = torch.zeros(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)  # per step s: running A/sqrt(B), its coefficient
+
+    def advance(self, b1, b2, shrink, lr_term):
+        "Record step t+1 for the rows it did not touch: their moments decay and they keep moving along their old moments."
+        t, n = self.t + 1, len(self.a)
+        if t >= n:  # grow the per-step arrays
+            self.logs = torch.cat([self.logs, self.logs.new_zeros(n, 3)]); self.a, self.coef = (torch.cat([v, v.new_zeros(n)]) for v in (self.a, self.coef))
+        self.logs[t] = self.logs[t-1] + torch.tensor([_log(b1), _log(b2), _log(shrink)], dtype=torch.float64)
+        w = slice(max(0, t - WINDOW), t)  # the steps s whose rows still move noticeably
+        self.a[w] *= 0. if b1 == 0 else b1 / math.sqrt(b2)
+        self.coef[w] = self.coef[w] * shrink + self.a[w] * lr_term
+        self.a[t], self.coef[t], self.t = 1., 0., t
+
+    def catch_up(self, p, st, rows, T):
+        "Bring `rows` (None: all) from their last step to step T as fastai's dense Adam would: decay, moments, and the momentum's moves."
+        s = self.last if rows is None else self.last[rows]
+        if bool((s == T).all()): return
+        d = torch.exp(self.logs[T] - self.logs[s])  # (rows, 3): the products of beta1, beta2 and decay over steps s+1..T
+        coef = self.coef[s] * torch.exp(self.logs[T, 2] - self.logs[torch.clamp(s + WINDOW, max=T), 2])
+        shape = (-1,) + (1,)*(p.dim() - 1)
+        sel = (lambda v: v) if rows is None else (lambda v: v[rows])
+        w, avg, sqr = sel(p.data), sel(st['grad_avg']), sel(st['sqr_avg'])
+        w = w * d[:, 2].to(w.dtype).view(shape) - (coef.to(w.dtype).view(shape) * avg / (sqr.sqrt() + st['eps']))
+        avg, sqr = avg * d[:, 0].to(w.dtype).view(shape), sqr * d[:, 1].to(w.dtype).view(shape)
+        if rows is None: p.data.copy_(w); st['grad_avg'].copy_(avg); st['sqr_avg'].copy_(sqr); self.last.fill_(T)
+        else: p.data[rows], st['grad_avg'][rows], st['sqr_avg'][rows], self.last[rows] = w, avg, sqr, T
+
+class SparseAdam(Optimizer):
+    """fastai's `Adam` (its hypers, decoupled weight decay, defaults) on sparse gradients, row by row: a row absent from a batch
+    is brought up to date when it is next in one (or when the epoch ends) as fastai's dense step would have moved it — exactly
+    for the decay and the moments, and for the momentum's moves up to Adam's eps (the denominator of a row's missed steps
+    keeps the eps of its last one). Dense gradients step as fastai's."""
+    def __init__(self, params, lr, mom=0.9, sqr_mom=0.99, eps=1e-5, wd=0.01):
+        super().__init__(params, Adam(params, lr).cbs, lr=lr, mom=mom, sqr_mom=sqr_mom, eps=eps, wd=wd)
+
+    def zero_grad(self):
+        "Drop the gradients (sparse ones would otherwise pile up)."
+        for pg in self.param_lists:
+            for p in pg: p.grad = None
+
+    def step(self, closure=None):
+        if closure is not None: raise NotImplementedError("fastai optimizers do not support closure")
+        for pg, h in zip(self.param_lists, self.hypers):
+            for p in pg:
+                st = self.state[p]
+                shrink = 1 - h['lr']*h['wd'] if h['wd'] != 0 and st.get('do_wd', True) else 1.
+                if shrink <= 0: raise ValueError(f"lr*wd must be below 1 (a step would flip every weight's sign), got lr={h['lr']}, wd={h['wd']}.")
+                if h['mom'] > 0 and h['sqr_mom'] <= 0: raise ValueError("The sparse path needs sqr_mom > 0 when mom > 0 (a skipped row's steps divide by it).")
+                if p.grad is None: continue  # as fastai's: a parameter without a gradient is not stepped
+                if 'grad_avg' not in st:
+                    st.update(grad_avg=torch.zeros_like(p.data), sqr_avg=torch.zeros_like(p.data), step=0)
+                    if p.grad.is_sparse: st['catchup'] = _Catchup(p.shape[0])
+                st['step'] += 1
+                st['eps'] = h['eps']
+                d1, d2 = debias(h['mom'], 1-h['mom'], st['step']), debias(h['sqr_mom'], 1-h['sqr_mom'], st['step'])
+                c = st.get('catchup')
+                if c is None:
+                    if p.grad.is_sparse: raise ValueError("A parameter whose first gradient was dense got a sparse one.")
+                    _adam(p.data, st['grad_avg'], st['sqr_avg'], p.grad.data, h, shrink, d1, d2)
+                    continue
+                g = p.grad.coalesce() if p.grad.is_sparse else p.grad.to_sparse(1).coalesce()
+                rows, g = g.indices()[0], g.values()
+                c.catch_up(p, st, rows, c.t)
+                w, avg, sqr = p.data[rows], st['grad_avg'][rows], st['sqr_avg'][rows]
+                _adam(w, avg, sqr, g, h, shrink, d1, d2)
+                p.data[rows], st['grad_avg'][rows], st['sqr_avg'][rows] = w, avg, sqr
+                c.advance(h['mom'], h['sqr_mom'], shrink, h['lr'] * math.sqrt(d2) / d1)
+                c.last[rows] = c.t
+
+    def bring_up(self, p, rows):
+        "Bring `rows` of `p` up to date before a forward pass reads them (`make_sparse` hooks this onto each embedding)."
+        c = self.state[p].get('catchup') if p in self.state else None
+        if c is not None: c.catch_up(p, self.state[p], torch.unique(rows), c.t)
+
+    def settle(self):
+        "Bring every row up to date: the weights then equal what fastai's dense Adam gives (up to eps), for validation and saving."
+        for pg in self.param_lists:
+            for p in pg:
+                st = self.state[p]
+                if 'catchup' in st: st['catchup'].catch_up(p, st, None, st['catchup'].t)
+
+def _adam(w, avg, sqr, g, h, shrink, d1, d2):
+    "fastai's `weight_decay`, `average_grad`, `average_sqr_grad` and `adam_step`, in place."
+    if shrink != 1: w.mul_(shrink)
+    avg.mul_(h['mom']).add_(g, alpha=1-h['mom'])
+    sqr.mul_(h['sqr_mom']).addcmul_(g, g, value=1-h['sqr_mom'])
+    w.addcdiv_(avg, (sqr/d2).sqrt_().add_(h['eps']), value=-h['lr']/d1)
+
+class SparseFlush(Callback):
+    "Settle `SparseAdam`'s owed weight decay after each epoch's training and at the end of fitting, before anything reads the weights."
+    order = -10  # before the recorder validates
+    def after_train(self): self._settle()
+    def after_fit(self): self._settle()
+    def _settle(self):
+        if isinstance(self.learn.opt, SparseAdam): self.learn.opt.settle()
+
+def sparse_embeddings(model:nn.Module) -> int:
+    "Make every `nn.Embedding` of `model` give sparse gradients; the number of them."
+    embs = [m for m in model.modules() if isinstance(m, nn.Embedding)]
+    for e in embs: e.sparse = True
+    return len(embs)
+
+def make_sparse(learn):
+    "Put `learn` on the sparse path: sparse embedding gradients, `SparseAdam` (each embedding brings its rows up to date before it reads them), and `SparseFlush`."
+    if learn.opt is not None: raise ValueError("make_sparse must come before the first fit: the optimizer already exists.")
+    if learn.opt_func not in (Adam, SparseAdam) and getattr(learn.opt_func, '__name__', '') != 'FastAdam':
+        raise ValueError(f"The sparse path steps with SparseAdam, a row-wise Adam; this learner's opt_func is {learn.opt_func!r}.")
+    if not sparse_embeddings(learn.model):
+        raise ValueError(f"{type(learn.model).__name__} has no nn.Embedding: the sparse path has nothing to make sparse.")
+    learn.opt_func = SparseAdam
+    def bring_up(emb, inp):
+        if isinstance(learn.opt, SparseAdam): learn.opt.bring_up(emb.weight, inp[0])
+    for e in learn.model.modules():
+        if isinstance(e, nn.Embedding): e.register_forward_pre_hook(bring_up)
+    learn.add_cb(SparseFlush())
+    return learn
