@@ -8,7 +8,7 @@ export MOVIERECS_DATA ?= $(abspath ../shared/data/ml-100k)
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast test-floor reproduce benchmark accuracy topn foldin tune tune-accuracy tune-blend tune-topn tune-foldin notebooks bench clean
+.PHONY: help install test test-fast test-floor reproduce benchmark accuracy topn foldin tune tune-accuracy tune-blend accuracy-attempts tune-topn tune-foldin notebooks distributed bench bench-scale clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -63,12 +63,22 @@ tune-accuracy: install ## Choose the autoencoders' L2, epochs and epoch averagin
 tune-blend: install ## Choose make accuracy's blend (members, seed averaging) on the carve-out of make tune-accuracy (never u1.test): results/blend_tuning.{md,csv}
 	$(PY) benchmarks/tune_blend.py
 
+accuracy-attempts: install ## Why GLocal-K falls short of u1's 0.8889: its matrix layout, SciPy's L-BFGS-B, more blend members, on a carve-out of u1.base: results/accuracy_attempts.{md,csv} (~20 min)
+	$(PY) benchmarks/accuracy_attempts.py
+
 tune-topn: install ## Choose the top-N table's settings on a carve-out of u1.base (never u1.test): results/topn_tuning.{md,csv}
 	$(PY) benchmarks/tune_topn.py
 
-bench: install ## Time an epoch of every model (bare PyTorch loop vs faithful vs default path): results/bench.md; and the web page's requests: results/serve_latency.md
+distributed: install ## The 2-process table: collab on ML-100k in one process and on 2 CPU processes (torch DDP, gloo), seeds 42-46: results/distributed.{md,csv} (~10 min)
+	$(PY) benchmarks/distributed.py
+
+bench: install ## Time an epoch of every model (bare PyTorch loop vs faithful vs default path), then bench-scale: results/bench.md; and the web page's requests: results/serve_latency.md
 	$(PY) benchmarks/speed.py
+	$(PY) benchmarks/scale.py
 	$(PY) benchmarks/serve_latency.py
+
+bench-scale: install ## ML-25M size: load and build, dense vs sparse path ratings/s and memory, Surprise SVD side by side, the bandwidth bound, sparse accuracy on ML-100k: bench.md's Scale section (~20 min)
+	$(PY) benchmarks/scale.py
 
 clean: ## Remove .venv and caches
 	rm -rf $(VENV) $(FLOOR) .pytest_cache *.egg-info

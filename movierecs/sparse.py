@@ -92,7 +92,7 @@ class SparseAdam(Optimizer):
     def bring_up(self, p, rows):
         "Bring `rows` of `p` up to date before a forward pass reads them (`make_sparse` hooks this onto each embedding)."
         c = self.state[p].get('catchup') if p in self.state else None
-        if c is not None: c.catch_up(p, self.state[p], torch.unique(rows), c.t)
+        if c is not None: c.catch_up(p, self.state[p], rows.reshape(-1), c.t)  # a row listed twice gets the same values twice
 
     def settle(self):
         "Bring every row up to date: the weights then equal what fastai's dense Adam gives (up to eps), for validation and saving."
@@ -122,6 +122,12 @@ def sparse_embeddings(model:nn.Module) -> int:
     for e in embs: e.sparse = True
     return len(embs)
 
+class _BringUp:
+    "An embedding's forward pre-hook: `learn.opt` brings the rows about to be read up to date (a class, so `learn.export` can pickle it)."
+    def __init__(self, learn): self.learn = learn
+    def __call__(self, emb, inp):
+        if isinstance(self.learn.opt, SparseAdam): self.learn.opt.bring_up(emb.weight, inp[0])
+
 def make_sparse(learn):
     "Put `learn` on the sparse path: sparse embedding gradients, `SparseAdam` (each embedding brings its rows up to date before it reads them), and `SparseFlush`."
     if learn.opt is not None: raise ValueError("make_sparse must come before the first fit: the optimizer already exists.")
@@ -130,9 +136,7 @@ def make_sparse(learn):
     if not sparse_embeddings(learn.model):
         raise ValueError(f"{type(learn.model).__name__} has no nn.Embedding: the sparse path has nothing to make sparse.")
     learn.opt_func = SparseAdam
-    def bring_up(emb, inp):
-        if isinstance(learn.opt, SparseAdam): learn.opt.bring_up(emb.weight, inp[0])
     for e in learn.model.modules():
-        if isinstance(e, nn.Embedding): e.register_forward_pre_hook(bring_up)
+        if isinstance(e, nn.Embedding): e.register_forward_pre_hook(_BringUp(learn))
     learn.add_cb(SparseFlush())
     return learn

@@ -103,3 +103,16 @@ def test_sparse_path_refusals():
     with pytest.raises(ValueError, match='before the first fit'): make_sparse(learn)
     o = SparseAdam(list(m.DotProductBias(5, 5, 2).parameters()), lr=1., wd=2.)
     with pytest.raises(ValueError, match='lr\\*wd must be below 1'): o.step()
+
+def test_a_sparse_learner_exports_and_saves(tmp_path):
+    from fastai.learner import load_learner
+    r = m.synthetic_ratings(n_users=20, n_movies=30, seed=0)
+    learn = m.train_model('dot_bias', epochs=1, ratings=r, progress=False, sparse=True, bs=32)
+    x = learn.dls.valid.x[:5]
+    learn.model.eval()
+    with torch.no_grad(): before = learn.model(x)
+    learn.export(tmp_path/'sparse.pkl')  # fastai's pickle: the hooks must pickle
+    with torch.no_grad(): assert torch.equal(load_learner(tmp_path/'sparse.pkl').model.eval()(x), before)
+    m.save(learn, tmp_path/'model')
+    with torch.no_grad(): assert torch.allclose(m.load(tmp_path/'model').model.eval()(x), before)
+    assert m.load(tmp_path/'model').train_spec['sparse'] is True and m.load(tmp_path/'model').train_spec['bs'] == 32
