@@ -172,11 +172,23 @@ def _schedule(args):
     return dict(epochs=args.epochs or EXPERIMENTS[args.name].epochs, lr=args.lr or 1., wd=None)
 
 def _train(args):
+    from . import distributed
     from .experiments import train_model
     from .saving import save
-    with _writable(args.out or cache_dir()/args.name, '--out folder'):
-        learn = train_model(args.name, **_schedule(args), seed=args.seed, progress=not args.json, fast=not args.faithful)
-        out = save(learn, args.out or cache_dir()/args.name)
+    n, torchrun = args.processes or 1, distributed.launched_by_torchrun()
+    if torchrun and args.processes: raise ValueError("torchrun started this process as one of several: leave out --processes "
+                                                     "(torchrun's --nproc-per-node and --nnodes set how many).")
+    if n > 1 or torchrun:
+        distributed.check_distributable(args.name, int(os.environ['WORLD_SIZE']) if torchrun else n, fast=not args.faithful, cores=not torchrun)
+    rank = int(os.environ['RANK']) if torchrun else 0
+    out = args.out or cache_dir()/args.name
+    with _writable(out, '--out folder') if rank == 0 else contextlib.nullcontext():
+        if torchrun: learn = distributed.train_from_env(args.name, out, **_schedule(args), seed=args.seed, progress=not args.json)
+        elif n > 1: learn = distributed.train_distributed(args.name, n, out, **_schedule(args), seed=args.seed, progress=not args.json)
+        else:
+            learn = train_model(args.name, **_schedule(args), seed=args.seed, progress=not args.json, fast=not args.faithful)
+            out = save(learn, out)
+    if rank: return  # torchrun's other processes: rank 0 saved the model and reports
     if args.json: print(json.dumps(dict(model=args.name, saved=str(out), losses=learn.loss_table.df.to_dict('records')), indent=1))
     else: print(f'Saved to {out}')
 
@@ -252,6 +264,15 @@ def _host(s):
 
 def _positive(kind): return _number(kind, above=0)
 
+def _processes(s):
+    "--processes: from 1 to the CPU cores this process may use (the processes step together: one waiting for a core stalls them all)."
+    n = _number(int, low=1)(s)
+    from .distributed import usable_cores
+    if n > usable_cores(): raise argparse.ArgumentTypeError(
+        f"{n} processes on {usable_cores()} CPU cores: each process needs a core; give at most {usable_cores()} "
+        f"(more GPUs or machines: torchrun, see the README)")
+    return n
+
 def parser():
     from .experiments import MAX_EPOCHS, MAX_RATE
     from .learners import list_models
@@ -277,6 +298,10 @@ def parser():
     s.add_argument('--seed', type=_number(int, low=0, high=2**32-1), default=42, help='seed of split, initialisation and shuffles (default: 42)')
     s.add_argument('--out', type=_folder, metavar='DIR', help=f'folder to save the model to (default: {_cache_hint()}/MODEL)')
     s.add_argument('--faithful', action='store_true', help="train on fastai's own loaders and Learner (slower; same maths)")
+    s.add_argument('--processes', type=_processes, metavar='N', help='train data-parallel on N processes of this machine '
+                   '(torch DDP, gloo): each takes 64 rows a step, so a step averages N x 64 rows at the same --lr; at most the CPU '
+                   'cores; the processes meet on a free local port, or $MASTER_PORT (default: 1). Several GPUs or machines: run '
+                   'this command under torchrun, see the README')
     s.add_argument('--json', action='store_true', help='machine-readable output (no progress bar)')
     s = cmd('recommend', _recommend, "the movies a user has not rated that the model ranks first: a user of the data "
             "(--user), or you, from your own ratings (--rate, --ratings)")
@@ -327,6 +352,7 @@ def main(argv=None):
     from .data import DataError
     from .saving import ModelFileError
     from .learners import NaNLossError
+    from .distributed import DistributedError
     def run():
         if argv[:1] == ['reproduce']:  # everything after it, -h included, belongs to `python -m movierecs.reproduce`
             from .reproduce import main as reproduce_main
@@ -338,7 +364,7 @@ def main(argv=None):
         print('movierecs: interrupted', file=sys.stderr); sys.exit(130)
     except BrokenPipeError:  # the reader went away (`| head`): nothing more to say to it
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno()); sys.exit(141)
-    except (DataError, ModelFileError, NaNLossError, KeyError, ValueError, TypeError, OSError) as e:
+    except (DataError, ModelFileError, NaNLossError, DistributedError, KeyError, ValueError, TypeError, OSError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         if isinstance(e, OSError) and e.filename and str(e.filename) not in msg: msg = f'{msg}: {e.filename}'
         msg = re.sub(r'^Exception occured in `\w+` when calling event `\w+`:\s*', '', msg)  # fastai's wrapper of a callback's error
