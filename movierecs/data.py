@@ -39,14 +39,17 @@ RATING_COLS = ['user', 'movie', 'rating', 'timestamp']
 class DataError(ValueError):
     "ML-100k data or a ratings frame that is missing, corrupt or malformed."
 
+def _path_or_env(path, what):
+    "(path, where it came from): `path`, else env `MOVIERECS_DATA` (refused when set but empty), else (None, None)."
+    if path is not None or ENV_VAR not in os.environ: return path, 'path argument'
+    path = os.environ[ENV_VAR]
+    if not path.strip(): raise DataError(f"{ENV_VAR} is set but empty: point it at {what}, or unset it to download with fastai.")
+    return path, f'{ENV_VAR} environment variable'
+
 def data_source(path=None # An extracted `ml-100k` folder or `ml-100k.zip`; default: env `MOVIERECS_DATA`, else fastai's download
                ) -> Path:
     "Where the ML-100k files come from: `path`, else env `MOVIERECS_DATA`, else `untar_data(URLs.ML_100k)`."
-    origin = 'path argument'
-    if path is None and ENV_VAR in os.environ:
-        path, origin = os.environ[ENV_VAR], f'{ENV_VAR} environment variable'
-        if not path.strip(): raise DataError(f"{ENV_VAR} is set but empty: point it at the extracted ml-100k folder or "
-                                             f"ml-100k.zip, or unset it to download with fastai.")
+    path, origin = _path_or_env(path, 'the extracted ml-100k folder or ml-100k.zip')
     if path is None:
         from fastai.data.external import untar_data, URLs
         try: return Path(untar_data(URLs.ML_100k))

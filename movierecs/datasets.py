@@ -1,5 +1,5 @@
 "Every MovieLens release, from 100k to 32M: found, read fast from its official format, checked against its README, keyed by movie id."
-import difflib, hashlib, io, os, re, zipfile, zlib
+import difflib, hashlib, io, re, zipfile, zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 
 from . import data
-from .data import DataError, ENV_VAR
+from .data import DataError, ENV_VAR, _path_or_env
 
 __all__ = ['Release', 'DATASETS', 'GROUPLENS_URL', 'list_datasets', 'dataset_source', 'load_dataset']
 
@@ -107,11 +107,7 @@ def _archive(rel) -> Path:
 
 def _locate(rel, path):
     "(source, downloaded): the release's folder or zip from `path`, else env `MOVIERECS_DATA`, else fastai's download."
-    origin = 'path argument'
-    if path is None and ENV_VAR in os.environ:
-        path, origin = os.environ[ENV_VAR], f'{ENV_VAR} environment variable'
-        if not path.strip(): raise DataError(f"{ENV_VAR} is set but empty: point it at a folder holding MovieLens releases "
-                                             f"(extracted folders or zips), or unset it to download with fastai.")
+    path, origin = _path_or_env(path, 'a folder holding MovieLens releases (extracted folders or zips)')
     if path is None: return _download(rel), True
     try: base = Path(path).expanduser()
     except (RuntimeError, TypeError) as e: raise DataError(f"{path!r} (from the {origin}) is not a path ({e}).") from None
