@@ -7,7 +7,9 @@ import math
 import torch
 from torch import nn
 from fastai.callback.core import Callback
-from fastai.optimizer import Adam, Optimizer, debias
+from fastai.optimizer import Adam, debias
+
+from .fast import FastAdam
 
 __all__ = ['WINDOW', 'SparseAdam', 'SparseFlush', 'make_sparse', 'sparse_embeddings']
 
@@ -47,19 +49,12 @@ class _Catchup:
         if rows is None: p.data.copy_(w); st['grad_avg'].copy_(avg); st['sqr_avg'].copy_(sqr); self.last.fill_(T)
         else: p.data[rows], st['grad_avg'][rows], st['sqr_avg'][rows], self.last[rows] = w, avg, sqr, T
 
-class SparseAdam(Optimizer):
+class SparseAdam(FastAdam):
     """fastai's `Adam` (its hypers, decoupled weight decay, defaults) on sparse gradients, row by row: a row absent from a batch
     is brought up to date when it is next in one (or when the epoch ends) as fastai's dense step would have moved it — exactly
     for the decay and the moments, and for the momentum's moves up to Adam's eps (the denominator of a row's missed steps
     keeps the eps of its last one). Dense gradients step as fastai's."""
-    def __init__(self, params, lr, mom=0.9, sqr_mom=0.99, eps=1e-5, wd=0.01):
-        super().__init__(params, Adam(params, lr).cbs, lr=lr, mom=mom, sqr_mom=sqr_mom, eps=eps, wd=wd)
-
-    def zero_grad(self):
-        "Drop the gradients (sparse ones would otherwise pile up)."
-        for pg in self.param_lists:
-            for p in pg: p.grad = None
-
+    # FastAdam's hypers, defaults and `zero_grad` (set_to_none: sparse gradients would otherwise pile up)
     def step(self, closure=None):
         if closure is not None: raise NotImplementedError("fastai optimizers do not support closure")
         for pg, h in zip(self.param_lists, self.hypers):
@@ -131,7 +126,7 @@ class _BringUp:
 def make_sparse(learn):
     "Put `learn` on the sparse path: sparse embedding gradients, `SparseAdam` (each embedding brings its rows up to date before it reads them), and `SparseFlush`."
     if learn.opt is not None: raise ValueError("make_sparse must come before the first fit: the optimizer already exists.")
-    if learn.opt_func not in (Adam, SparseAdam) and getattr(learn.opt_func, '__name__', '') != 'FastAdam':
+    if learn.opt_func not in (Adam, FastAdam, SparseAdam):
         raise ValueError(f"The sparse path steps with SparseAdam, a row-wise Adam; this learner's opt_func is {learn.opt_func!r}.")
     if not sparse_embeddings(learn.model):
         raise ValueError(f"{type(learn.model).__name__} has no nn.Embedding: the sparse path has nothing to make sparse.")
