@@ -10,7 +10,7 @@ ML25M = dict(n=25_000_095, users=162_541, movies=59_047)  # ML-25M's ratings and
 ML1M = dict(n=1_000_209, users=6_040, movies=3_706)       # ML-1M's ratings, users and movies rated
 FACTORS = 50               # DotProductBias's factors everywhere here
 BATCHES = 300              # dense path: timed batches (a dense step updates all 11M parameters: an epoch would take hours)
-SPARSE_BS = (4096, 16384)  # sparse path batch sizes at ML-25M size
+SPARSE_BS = (4096, 16384, 65536)  # sparse path batch sizes
 EPOCHS = 5                 # sparse path epochs over all of ML-25M-sized data, memory noted after each
 SVD_EPOCHS = 20            # Surprise SVD's default epochs; its factors are set to FACTORS
 ACCURACY_SEEDS = (42, 43, 44)

@@ -21,6 +21,7 @@ class _Catchup:
     "Per parameter: the cumulative logs of each step's beta1, beta2 and weight-decay factor, and each past step's momentum coefficient."
     def __init__(self, n_rows):
         self.last = torch.zeros(n_rows, dtype=torch.long)  # the step each row was last brought up to date (0: the start)
+        self.mark = torch.zeros(n_rows, dtype=torch.bool)  # scratch: the rows of a gradient (all False between steps)
         self.t, self.logs = 0, torch.zeros(1, 3, dtype=torch.float64)  # logs[k]: sum over steps <= k of log beta1, log beta2, log decay
         self.a, self.coef = torch.zeros(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)  # per step s: running A/sqrt(B), its coefficient
 
@@ -37,17 +38,32 @@ class _Catchup:
 
     def catch_up(self, p, st, rows, T):
         "Bring `rows` (None: all) from their last step to step T as fastai's dense Adam would: decay, moments, and the momentum's moves."
-        s = self.last if rows is None else self.last[rows]
-        if bool((s == T).all()): return
+        if rows is None: s = self.last
+        else:
+            s = self.last.index_select(0, rows)
+            stale = s != T
+            if not bool(stale.any()): return
+            rows, s = rows[stale], s[stale]  # a row listed twice is computed twice, to the same values
+        if rows is None and bool((s == T).all()): return
         d = torch.exp(self.logs[T] - self.logs[s])  # (rows, 3): the products of beta1, beta2 and decay over steps s+1..T
         coef = self.coef[s] * torch.exp(self.logs[T, 2] - self.logs[torch.clamp(s + WINDOW, max=T), 2])
         shape = (-1,) + (1,)*(p.dim() - 1)
-        sel = (lambda v: v) if rows is None else (lambda v: v[rows])
+        sel = (lambda v: v) if rows is None else (lambda v: v.index_select(0, rows))
         w, avg, sqr = sel(p.data), sel(st['grad_avg']), sel(st['sqr_avg'])
         w = w * d[:, 2].to(w.dtype).view(shape) - (coef.to(w.dtype).view(shape) * avg / (sqr.sqrt() + st['eps']))
         avg, sqr = avg * d[:, 0].to(w.dtype).view(shape), sqr * d[:, 1].to(w.dtype).view(shape)
         if rows is None: p.data.copy_(w); st['grad_avg'].copy_(avg); st['sqr_avg'].copy_(sqr); self.last.fill_(T)
-        else: p.data[rows], st['grad_avg'][rows], st['sqr_avg'][rows], self.last[rows] = w, avg, sqr, T
+        else:
+            for v, new in ((p.data, w), (st['grad_avg'], avg), (st['sqr_avg'], sqr)): v.index_copy_(0, rows, new)
+            self.last.index_fill_(0, rows, T)
+
+    def rows_of(self, idx, vals):
+        "The distinct rows of a sparse gradient's (uncoalesced) indices `idx`, in order, and its `vals` summed per row."
+        self.mark.index_fill_(0, idx, True)
+        rows = self.mark.nonzero().squeeze(1)
+        pos = torch.cumsum(self.mark, 0).sub_(1)  # a marked row's place in `rows`
+        self.mark.index_fill_(0, rows, False)
+        return rows, vals.new_zeros((len(rows),) + vals.shape[1:]).index_add_(0, pos.index_select(0, idx), vals)
 
 class SparseAdam(FastAdam):
     """fastai's `Adam` (its hypers, decoupled weight decay, defaults) on sparse gradients, row by row: a row absent from a batch
@@ -75,14 +91,14 @@ class SparseAdam(FastAdam):
                     if p.grad.is_sparse: raise ValueError("A parameter whose first gradient was dense got a sparse one.")
                     _adam(p.data, st['grad_avg'], st['sqr_avg'], p.grad.data, h, shrink, d1, d2)
                     continue
-                g = p.grad.coalesce() if p.grad.is_sparse else p.grad.to_sparse(1).coalesce()
-                rows, g = g.indices()[0], g.values()
+                g = p.grad if p.grad.is_sparse else p.grad.to_sparse(1)
+                rows, g = c.rows_of(g._indices()[0], g._values())  # no sort: coalesce() would cost more than the step
                 c.catch_up(p, st, rows, c.t)
-                w, avg, sqr = p.data[rows], st['grad_avg'][rows], st['sqr_avg'][rows]
+                w, avg, sqr = (v.index_select(0, rows) for v in (p.data, st['grad_avg'], st['sqr_avg']))
                 _adam(w, avg, sqr, g, h, shrink, d1, d2)
-                p.data[rows], st['grad_avg'][rows], st['sqr_avg'][rows] = w, avg, sqr
+                for v, new in ((p.data, w), (st['grad_avg'], avg), (st['sqr_avg'], sqr)): v.index_copy_(0, rows, new)
                 c.advance(h['mom'], h['sqr_mom'], shrink, h['lr'] * math.sqrt(d2) / d1)
-                c.last[rows] = c.t
+                c.last.index_fill_(0, rows, c.t)
 
     def bring_up(self, p, rows):
         "Bring `rows` of `p` up to date before a forward pass reads them (`make_sparse` hooks this onto each embedding)."
