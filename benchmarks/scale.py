@@ -3,7 +3,7 @@ run — loading an ML-25M-format file, building `dataloaders`, ratings per secon
 sparse path (`train_model(sparse=True)`), memory over 5 epochs, Surprise's SVD on ML-1M-sized data next to the sparse
 path, the memory-bandwidth bound, and the sparse path's accuracy on ML-100k against the dense path's seed spread.
 Rewrites the "## Scale" section of results/bench.md. Each measurement runs in its own process (its peak memory is its own)."""
-import json, os, resource, statistics, subprocess, sys, tempfile, time
+import json, os, resource, statistics, subprocess, sys, tempfile, threading, time
 from pathlib import Path
 
 ML25M = dict(n=25_000_095, users=162_541, movies=59_047)  # ML-25M's ratings and users (README), movies rated (not all listed are)
@@ -29,8 +29,21 @@ def synthetic(n, users, movies, seed=0):
     return pd.DataFrame({'user': ids(users, n).astype('int32'), 'movie': ids(movies, n).astype('int32'),
                          'rating': (g.integers(1, 11, n) / 2).astype('float32'), 'timestamp': g.integers(8e8, 1.6e9, n)})
 
-def load_build():
-    "Write an ML-25M-format folder, then time `load_dataset` and `dataloaders` on it: seconds and peak memory."
+class _Peak:
+    "Resident memory before, at most during (a thread samples it every 2 ms) and after a block, in MB."
+    def __enter__(self):
+        self.before = self.peak = _rss_mb(); self.done = False
+        self.thread = threading.Thread(target=self._watch, daemon=True); self.thread.start()
+        return self
+    def _watch(self):
+        while not self.done: self.peak = max(self.peak, _rss_mb()); time.sleep(0.002)
+    def __exit__(self, *exc):
+        self.done = True; self.thread.join()
+        self.after = _rss_mb(); self.peak = max(self.peak, self.after)
+    def row(self): return dict(before_mb=self.before, peak_mb=self.peak, after_mb=self.after)
+
+def load():
+    "Write an ML-25M-format folder, then time `load_dataset` on it: seconds and memory."
     import warnings; warnings.filterwarnings('ignore')
     import movierecs as m
     df = synthetic(**ML25M)
@@ -40,12 +53,20 @@ def load_build():
         with open(d/'movies.csv', 'w') as f:
             f.write('movieId,title,genres\n' + ''.join(f'{i},Movie {i} (2000),Drama\n' for i in range(1, ML25M['movies'] + 1)))
         del df
-        base = _peak_mb()
-        t = time.perf_counter(); r = m.load_dataset('ml-25m', d, verify=False); load_s = time.perf_counter() - t
-        load_peak = _peak_mb()
-    t = time.perf_counter(); dls = m.dataloaders(r[['user', 'movie', 'rating']], item_name='movie', seed=0, bs=4096); build_s = time.perf_counter() - t
-    print(json.dumps(dict(rows=len(r), load_s=load_s, build_s=build_s, before_mb=base, load_peak_mb=load_peak, peak_mb=_peak_mb(),
-                          train_rows=len(dls.train.x))))
+        with _Peak() as mem:
+            t = time.perf_counter(); r = m.load_dataset('ml-25m', d, verify=False); secs = time.perf_counter() - t
+    print(json.dumps(dict(rows=len(r), seconds=secs, **mem.row())))
+
+def build(how):
+    "Time `dataloaders(item_name='movie')` on an ML-25M-sized frame, built directly (the default) or through fastai's TabularPandas."
+    import warnings; warnings.filterwarnings('ignore')
+    import movierecs as m
+    from fastai.tabular.core import TabDataLoader
+    r = synthetic(**ML25M)[['user', 'movie', 'rating']]
+    kw = {} if how == 'direct' else dict(dl_type=TabDataLoader)  # a fastai-only option: fastai builds the rows, the fast path wraps them
+    with _Peak() as mem:
+        t = time.perf_counter(); dls = m.dataloaders(r, item_name='movie', seed=0, bs=4096, **kw); secs = time.perf_counter() - t
+    print(json.dumps(dict(seconds=secs, train_rows=len(dls.train.x), frame_mb=r.memory_usage().sum() / 2**20, **mem.row())))
 
 def _codes(spec, seed=0):
     "(x, y) tensors of codes for `spec`-sized synthetic data (ids already factorized: the loader's output)."
@@ -124,6 +145,8 @@ def child(*args):
     if r.returncode: sys.exit(f'benchmark child {args} failed:\n{r.stderr[-3000:]}')
     return json.loads(r.stdout.strip().splitlines()[-1])
 
+def _mb(r): return ' | '.join(f'{r[k]:,.0f}' for k in ('before_mb', 'peak_mb', 'after_mb'))
+
 def bytes_per_rating(factors=FACTORS):
     """Bytes the sparse path must move per rating, at the least: the user's and the movie's rows (factors + bias, float32) are
     read in the forward pass, their gradients written and read, and the optimizer reads the weights, both moments and the
@@ -135,7 +158,8 @@ def main():
     from movierecs.files import write_atomic
     from movierecs.reproduce import environment
     start = time.perf_counter()
-    lb = child('load_build'); print(lb, flush=True)
+    ld = child('load'); print(ld, flush=True)
+    builds = {how: child('build', how) for how in ('direct', 'fastai')}; print(builds, flush=True)
     dense = child('train', 'dense', '4096'); print(dense, flush=True)
     sparse = {bs: child('train', 'sparse', str(bs)) for bs in SPARSE_BS}; print(sparse, flush=True)
     sbs = child('side_by_side'); print(sbs, flush=True)
@@ -150,9 +174,13 @@ def main():
           f"({ML25M['n']:,} ratings, {ML25M['users']:,} users, {ML25M['movies']:,} movies, ids drawn with a long tail), "
           f"`DotProductBias` with {FACTORS} factors, `fit_one_cycle` with wd 0.1 and lr 5e-3 × √(bs/64). Each row is its own process.", '',
           '### Loading and building', '',
-          '| step | seconds | peak memory |', '|---|---:|---:|',
-          f"| `load_dataset('ml-25m')` of an ML-25M-format folder | {lb['load_s']:.1f} | {lb['load_peak_mb']:,.0f} MB |",
-          f"| `dataloaders(item_name='movie')` (an 80/20 split, codes as int64 tensors) | {lb['build_s']:.1f} | {lb['peak_mb']:,.0f} MB |", '',
+          f"Resident memory before, at most during (sampled every 2 ms) and after each step; the frame of user, movie and rating "
+          f"the loaders are built from holds {builds['direct']['frame_mb']:,.0f} MB.", '',
+          '| step | seconds | before MB | peak MB | after MB |', '|---|---:|---:|---:|---:|',
+          f"| `load_dataset('ml-25m')` of an ML-25M-format folder | {ld['seconds']:.1f} | {_mb(ld)} |",
+          f"| `dataloaders(item_name='movie')`: ids factorized straight into int64 tensors (the default) | {builds['direct']['seconds']:.1f} | {_mb(builds['direct'])} |",
+          f"| the same rows through fastai's `TabularPandas` (`dl_type=TabDataLoader`; the default until now) | {builds['fastai']['seconds']:.1f} | {_mb(builds['fastai'])} |", '',
+          f"Both give the same rows, codes and vocabulary (tests/test_loaders.py); {builds['direct']['train_rows']:,} training rows.", '',
           '### Training', '',
           '| path | bs | ratings/s | resident MB after each epoch | peak MB |', '|---|---:|---:|---|---:|',
           f"| dense (default: `FastAdam` steps all {(ML25M['users'] + ML25M['movies'] + 2) * (FACTORS + 1) / 1e6:.1f}M parameters), "
@@ -189,7 +217,8 @@ def main():
 if __name__ == '__main__':
     sys.path.insert(0, str(Path(__file__).parent.parent))
     cmd = sys.argv[1:2]
-    if cmd == ['load_build']: load_build()
+    if cmd == ['load']: load()
+    elif cmd == ['build']: build(sys.argv[2])
     elif cmd == ['train']: train_rate(*sys.argv[2:4])
     elif cmd == ['side_by_side']: side_by_side()
     elif cmd == ['bandwidth']: bandwidth()

@@ -1,5 +1,6 @@
 "MovieLens 100k: find it, verify it, load it like the notebook, and build `dls` that shuffle correctly."
-import hashlib, io, os, random, warnings, zipfile, zlib
+import hashlib, io, os, random, re, warnings, zipfile, zlib
+from functools import partial
 from collections import Counter
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from fastai.data.block import TransformBlock
 from fastai.tabular.core import Categorify, TabDataLoader, TabWeightedDL
 
 from .fast import fast_dataloaders
+from .loaders import direct_ok, tensor_dataloaders
 
 __all__ = ['DataError', 'ML_100K_SHA256', 'SPLITS', 'ENV_VAR', 'data_source', 'read_file', 'load_udata', 'load_movies', 'load_ratings', 'load_split', 'stratified_split',
            'synthetic_ratings', 'dataloaders', 'check_dls', 'epoch_rows', 'shuffle_stats']
@@ -164,10 +166,14 @@ def load_movies(path=None, # ml-100k folder or zip; default: env `MOVIERECS_DATA
     "The movie ids and titles of `u.item` (the notebook's `movies`)."
     return _parse_uitem(read_file(data_source(path), 'u.item', verify))
 
-def load_ratings(path=None, # ml-100k folder or zip; default: env `MOVIERECS_DATA`, else fastai's download
-                 verify=True # Check the files' sha256
+def load_ratings(path=None, # ml-100k folder or zip (default: env `MOVIERECS_DATA`, else fastai's download); or a release name, e.g. 'ml-25m'
+                 verify=True # Check the files' sha256 (a release: its md5 and README counts)
                 ) -> pd.DataFrame:
-    "The notebook's `ratings`: `u.data` (user, movie, rating, timestamp) merged with titles from `u.item`."
+    "The notebook's `ratings`: `u.data` (user, movie, rating, timestamp) merged with titles from `u.item`; given a release name, `load_dataset(name)`."
+    if isinstance(path, str) and re.fullmatch(r'ml-[\w-]+', path) and not Path(path).exists():  # a name, not a folder here
+        from .datasets import load_dataset, _release
+        if _release(path).name != 'ml-100k': return load_dataset(path, verify=verify)  # items keyed by movie id: titles repeat
+        path = None
     src = data_source(path)
     ratings, movies = _parse_udata(read_file(src, 'u.data', verify)), _parse_uitem(read_file(src, 'u.item', verify))
     _check_movies(ratings, movies, 'u.data')
@@ -288,11 +294,11 @@ def dataloaders(ratings=None, # Ratings frame like `load_ratings()`; loaded when
                 valid_pct=0.2, # Fraction of rows held out for validation
                 seed=42, # Seed of the random train/valid split and of the training shuffles
                 splits=None, # (train, valid) row positions, instead of a random `valid_pct` split
-                fast=True, # Serve the batches from in-memory tensors (`fast_dataloaders`); False: fastai's own loaders, the faithful path
+                fast=True, # Serve the batches from in-memory tensors (`loaders.tensor_dataloaders`); False: fastai's own loaders, the faithful path
                 item_name='title', # The item column: 'title' as in the notebook, or 'movie' (the id) as on the canonical splits
                 **kwargs # Passed to `CollabDataLoaders.from_df` (its dl_type is TabDataLoader unless given), e.g. `val_bs`
                ):
-    "`CollabDataLoaders.from_df(ratings, item_name='title', dl_type=TabDataLoader)`, a true permutation every epoch, served from tensors unless `fast=False`."
+    "`CollabDataLoaders.from_df(ratings, item_name='title', dl_type=TabDataLoader)`, a true permutation every epoch; unless `fast=False`, the same rows and codes as tensors, built without fastai's `TabularPandas` (`loaders.tensor_dataloaders`)."
     odd = [k for k in kwargs if k not in LOADER_ARGS]
     if odd: raise TypeError(f"dataloaders() takes no argument {', '.join(map(repr, odd))}: it takes ratings, bs, valid_pct, seed, "
                             f"splits, fast, item_name and fastai's {', '.join(LOADER_ARGS)}.")
@@ -313,6 +319,20 @@ def dataloaders(ratings=None, # Ratings frame like `load_ratings()`; loaded when
     if n_train < bs:
         raise DataError(f"{len(ratings)} ratings leave fewer than bs={bs} training rows, and fastai drops the last "
                         f"partial batch: lower bs or give more ratings.")
+    make = partial(_fastai_dls, ratings, bs, valid_pct, seed, splits, item_name, **kwargs)
+    if fast and not any(k in kwargs for k in FASTAI_ONLY) and direct_ok(ratings, ['user', item_name]):
+        return tensor_dataloaders(ratings, bs, valid_pct, seed, splits, item_name, make, val_bs=kwargs.get('val_bs'), path=kwargs.get('path', '.'))
+    dls = make()
+    if not fast: return dls
+    if type(dls.train) is not TabDataLoader:
+        raise DataError(f"The fast path serves a uniform permutation and cannot replace dl_type={type(dls.train).__name__}: "
+                        f"pass fast=False to keep fastai's loader (e.g. for weighted sampling).")
+    return fast_dataloaders(dls, seed=seed, val_bs=kwargs.get('val_bs'))
+
+FASTAI_ONLY = ('dl_type', 'dl_kwargs', 'device', 'num_workers', 'pin_memory')  # options only fastai's loaders take: the fast path wraps them
+
+def _fastai_dls(ratings, bs, valid_pct, seed, splits, item_name, **kwargs):
+    "fastai's `DataLoaders` of `ratings` (checked arguments): `CollabDataLoaders.from_df`, or its steps after the split for `splits`."
     dl_type = kwargs.pop('dl_type', TabDataLoader)  # not fastai's default TabWeightedDL, which samples with replacement
     with warnings.catch_warnings():
         # fastai makes its batches with torch.as_tensor(frame.values), which pandas >= 3 (copy-on-write) hands out read-only.
@@ -326,12 +346,7 @@ def dataloaders(ratings=None, # Ratings frame like `load_ratings()`; loaded when
                                splits=[list(splits[0]), list(splits[1])])
             dls = to.dataloaders(path=kwargs.pop('path', '.'), bs=bs, dl_type=dl_type, **kwargs)
     if seed is not None: dls.train.rng = random.Random(seed)  # the shuffles too, not only the split
-    check_dls(dls)
-    if not fast: return dls
-    if type(dls.train) is not TabDataLoader:
-        raise DataError(f"The fast path serves a uniform permutation and cannot replace dl_type={type(dls.train).__name__}: "
-                        f"pass fast=False to keep fastai's loader (e.g. for weighted sampling).")
-    return fast_dataloaders(dls, seed=seed, val_bs=kwargs.get('val_bs'))
+    return check_dls(dls)
 
 def check_dls(dls):
     "Return `dls` if its training loader visits every row once per epoch; raise on fastai's resampling `TabWeightedDL`."

@@ -12,6 +12,7 @@ from fastai.callback.schedule import ParamScheduler
 from fastai.learner import Learner, Recorder
 from fastai.losses import BaseLoss
 from fastai.optimizer import Adam, Optimizer, debias
+from fastai.torch_core import to_detach
 
 __all__ = ['VAL_BS', 'TensorDataLoader', 'fast_dataloaders', 'FlatMSE', 'FastAdam', 'FastLearner', 'make_fast']
 
@@ -47,6 +48,9 @@ class TensorDataLoader:
         if len(self) == 0: raise ValueError(f'This loader has no batch: {self.n} rows, bs={self.bs}, drop_last={self.drop_last}.')
         return next(iter(self))
     def to(self, device): self.device = device; return self
+    @property
+    def _device(self): return self.device  # what `dls.device` reads (fastai's loaders keep it there)
+    def to_detach(self, b, cpu=True, gather=True): return to_detach(b, cpu, gather)  # fastai's, asked of the loader by `Learner.to_detach`
     def get_idxs(self): return list(range(self.n))  # `get_preds(reorder=True)`: the rows come in storage order unless shuffled
     def new(self, dataset=None, shuffle=None, drop_last=None, bs=None, **kwargs):
         "A loader over the same rows (no rows when given `dataset`, as fastai's `new_empty` does); the permutations continue."

@@ -360,3 +360,14 @@ def test_feeds_dataloaders(tmp_path):
     for item, n in (('movie', 4), ('title', 3)):  # movies 1, 2, 5, 7; titles: 1 and 7 share 'Toy Story (1995)'
         dls = movierecs.dataloaders(df, bs=4, valid_pct=0.1, item_name=item)
         assert len(dls.classes[item]) == n + 1 and dls.one_batch()[1].dtype.is_floating_point
+
+def test_load_ratings_takes_release_names(tmp_path, monkeypatch):
+    "load_ratings('ml-1m') reads the release as load_dataset does; 'ml-100k' and no name give the notebook's frame; a wrong name lists the valid ones."
+    for name in NAMES: write(DATASETS[name], tmp_path/'all')
+    monkeypatch.setenv(movierecs.ENV_VAR, str(tmp_path/'all'))
+    for name in NAMES[1:]: pd.testing.assert_frame_equal(movierecs.load_ratings(name, verify=False), load_dataset(name, verify=False))
+    monkeypatch.setenv(movierecs.ENV_VAR, str(tmp_path/'all'/'ml-100k'))
+    notebook = movierecs.load_ratings(verify=False)
+    assert list(notebook.columns) == ['user', 'movie', 'rating', 'timestamp', 'title']
+    pd.testing.assert_frame_equal(movierecs.load_ratings('ml-100k', verify=False), notebook)
+    with pytest.raises(DataError, match=r"Unknown MovieLens release 'ml-2m'.*Valid names: ml-100k, ml-1m"): movierecs.load_ratings('ml-2m')
