@@ -40,7 +40,7 @@ class TensorDataLoader:
         x, y = self.x, self.y
         if self.shuffle:
             perm = torch.randperm(self.n, generator=self.gen)
-            x, y = x[perm], y[perm]  # one gather per epoch; each batch is then a view
+            x, y = x.index_select(0, perm), y.index_select(0, perm)  # one gather per epoch; each batch is then a view
         if self.device is not None: x, y = x.to(self.device), y.to(self.device)
         for i in range(len(self)): yield x[i*self.bs:(i+1)*self.bs], y[i*self.bs:(i+1)*self.bs]
 

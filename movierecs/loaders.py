@@ -86,16 +86,18 @@ def tensor_dataloaders(ratings, # A checked ratings frame
     "The fast path's `DataLoaders` built from `ratings` directly: the rows, codes and vocabulary fastai's `CollabDataLoaders.from_df` gives."
     train, valid = random_split(len(ratings), valid_pct, seed) if splits is None else (np.asarray(splits[0]), np.asarray(splits[1]))
     cols = ['user', item_name]
-    enc = [encode(ratings[c], train) for c in cols]
-    classes = {c: v for c, (_, v) in zip(cols, enc)}
     with warnings.catch_warnings():  # pandas >= 3 hands out read-only arrays; they are only read (gathered into new tensors)
         warnings.filterwarnings('ignore', message='The given NumPy array is not writable', category=UserWarning)
         y = torch.from_numpy(ratings['rating'].to_numpy('float32'))
         ps = [torch.from_numpy(p.astype('int64', copy=False)) for p in (train, valid)]
+    xs, classes = [torch.empty(len(p), len(cols), dtype=torch.long) for p in ps], {}
+    for j, c in enumerate(cols):  # a column at a time: one column's codes in memory at once
+        codes, classes[c] = encode(ratings[c], train)
+        for x, p in zip(xs, ps): x[:, j] = codes.index_select(0, p)
+        del codes
     shared = dict(make=make, dls=None)
     out = []
-    for side, (pos, p, shuffle) in enumerate(((train, ps[0], True), (valid, ps[1], False))):
-        x = torch.stack([k.index_select(0, p) for k, _ in enc], 1)
+    for side, (pos, p, x, shuffle) in enumerate(((train, ps[0], xs[0], True), (valid, ps[1], xs[1], False))):
         src = CollabRows(ratings, pos, x.numpy(), classes, 'rating', shared, side)
         out.append(TensorDataLoader(x, y.index_select(0, p).reshape(-1, 1), bs=bs if shuffle else (val_bs or max(VAL_BS, bs)),
                                     shuffle=shuffle, drop_last=shuffle, seed=seed if shuffle else None, src=src))

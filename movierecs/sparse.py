@@ -22,6 +22,7 @@ class _Catchup:
     def __init__(self, n_rows):
         self.last = torch.zeros(n_rows, dtype=torch.long)  # the step each row was last brought up to date (0: the start)
         self.mark = torch.zeros(n_rows, dtype=torch.bool)  # scratch: the rows of a gradient (all False between steps)
+        self.pos = torch.zeros(n_rows, dtype=torch.long)  # scratch: a gradient's row -> its place among the gradient's rows
         self.t, self.logs = 0, torch.zeros(1, 3, dtype=torch.float64)  # logs[k]: sum over steps <= k of log beta1, log beta2, log decay
         self.a, self.coef = torch.zeros(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)  # per step s: running A/sqrt(B), its coefficient
 
@@ -61,9 +62,9 @@ class _Catchup:
         "The distinct rows of a sparse gradient's (uncoalesced) indices `idx`, in order, and its `vals` summed per row."
         self.mark.index_fill_(0, idx, True)
         rows = self.mark.nonzero().squeeze(1)
-        pos = torch.cumsum(self.mark, 0).sub_(1)  # a marked row's place in `rows`
         self.mark.index_fill_(0, rows, False)
-        return rows, vals.new_zeros((len(rows),) + vals.shape[1:]).index_add_(0, pos.index_select(0, idx), vals)
+        self.pos.index_copy_(0, rows, torch.arange(len(rows)))  # each row's place in `rows` (other entries are stale, never read)
+        return rows, vals.new_zeros((len(rows),) + vals.shape[1:]).index_add_(0, self.pos.index_select(0, idx), vals)
 
 class SparseAdam(FastAdam):
     """fastai's `Adam` (its hypers, decoupled weight decay, defaults) on sparse gradients, row by row: a row absent from a batch
