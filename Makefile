@@ -77,7 +77,7 @@ bench: install ## Time an epoch of every model (bare PyTorch loop vs faithful vs
 	$(PY) benchmarks/scale.py
 	$(PY) benchmarks/serve_latency.py
 
-bench-scale: install ## ML-25M size: load and build, dense vs sparse path ratings/s and memory, Surprise SVD side by side, the bandwidth bound, sparse accuracy on ML-100k: bench.md's Scale section (~20 min)
+bench-scale: install ## ML-25M size: load and build, dense vs sparse path ratings/s and memory, Surprise SVD at ML-25M and ML-1M size, the bandwidth bound, sparse accuracy on ML-100k, the 2-process table: bench.md's Scale section, results/scale.json (~25 min)
 	$(PY) benchmarks/scale.py
 
 clean: ## Remove .venv and caches

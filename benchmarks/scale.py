@@ -13,7 +13,9 @@ BATCHES = 300              # dense path: timed batches (a dense step updates all
 SPARSE_BS = (4096, 16384, 65536)  # sparse path batch sizes
 EPOCHS = 5                 # sparse path epochs over all of ML-25M-sized data, memory noted after each
 SVD_EPOCHS = 20            # Surprise SVD's default epochs; its factors are set to FACTORS
+SVD_25M_EPOCHS = 2         # Surprise SVD's epochs at ML-25M size (its rate per epoch is steady; 20 would take 10 min)
 ACCURACY_SEEDS = (42, 43, 44)
+RAW = Path('results/scale.json')  # the measurements behind bench.md's Scale section (`--md-only` rewrites it from them)
 
 def _peak_mb(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 def _rss_mb(): return int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
@@ -118,6 +120,19 @@ def side_by_side():
             out[bs].append(len(x) * 2 / (time.perf_counter() - t))
     print(json.dumps({str(k): max(v) for k, v in out.items()}))
 
+def surprise_25m():
+    "Surprise's SVD on the ML-25M-sized data: building its trainset, then SVD_25M_EPOCHS epochs; seconds, ratings/s and peak memory."
+    import warnings; warnings.filterwarnings('ignore')
+    import surprise
+    df = synthetic(**ML25M)[['user', 'movie', 'rating']]
+    with _Peak() as mem:
+        t = time.perf_counter()
+        data = surprise.Dataset.load_from_df(df, surprise.Reader(rating_scale=(0.5, 5))).build_full_trainset()
+        build_s = time.perf_counter() - t
+        algo = surprise.SVD(n_factors=FACTORS, n_epochs=SVD_25M_EPOCHS, random_state=0)
+        t = time.perf_counter(); algo.fit(data); fit_s = time.perf_counter() - t
+    print(json.dumps(dict(build_s=build_s, fit_s=fit_s, ratings_per_s=len(df) * SVD_25M_EPOCHS / fit_s, **mem.row())))
+
 def bandwidth():
     "This machine's memory bandwidth: bytes read plus written per second by a 512 MB copy (best of 5)."
     import numpy as np
@@ -145,6 +160,18 @@ def child(*args):
     if r.returncode: sys.exit(f'benchmark child {args} failed:\n{r.stderr[-3000:]}')
     return json.loads(r.stdout.strip().splitlines()[-1])
 
+def _two_processes():
+    "The 2-process table of results/distributed.md (`make distributed`), as it stands there."
+    import importlib.util, pandas as pd
+    csv, env = Path('results/distributed.csv'), Path('results/distributed.json')
+    if not (csv.exists() and env.exists()): return ['### Data-parallel training', '', 'Not run yet: `make distributed` writes the 2-process table.', '']
+    spec = importlib.util.spec_from_file_location('distributed_bench', Path(__file__).parent/'distributed.py')
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    table = [l for l in mod.markdown(pd.read_csv(csv), json.loads(env.read_text())).splitlines() if l.startswith('|')]
+    return ['### Data-parallel training: the 2-process table', '',
+            "From [results/distributed.md](distributed.md) (`make distributed`, which explains the columns): collab on ML-100k, "
+            "one process against 2 CPU processes (torch DDP, gloo), final valid MSE over 5 seeds.", '', *table, '']
+
 def _mb(r): return ' | '.join(f'{r[k]:,.0f}' for k in ('before_mb', 'peak_mb', 'after_mb'))
 
 def bytes_per_rating(factors=FACTORS):
@@ -155,22 +182,33 @@ def bytes_per_rating(factors=FACTORS):
 
 def main():
     sys.path.insert(0, str(Path(__file__).parent.parent))
-    from movierecs.files import write_atomic
     from movierecs.reproduce import environment
     start = time.perf_counter()
-    ld = child('load'); print(ld, flush=True)
-    builds = {how: child('build', how) for how in ('direct', 'fastai')}; print(builds, flush=True)
-    dense = child('train', 'dense', '4096'); print(dense, flush=True)
-    sparse = {bs: child('train', 'sparse', str(bs)) for bs in SPARSE_BS}; print(sparse, flush=True)
-    sbs = child('side_by_side'); print(sbs, flush=True)
-    bw = child('bandwidth'); print(bw, flush=True)
-    acc = child('accuracy'); print(acc, flush=True)
-    env = environment(seed=0)
+    if '--md-only' in sys.argv: raw = json.loads(RAW.read_text())
+    else:
+        raw = dict(load=child('load'))
+        raw['builds'] = {how: child('build', how) for how in ('direct', 'fastai')}
+        raw['dense'] = child('train', 'dense', '4096')
+        raw['sparse'] = {str(bs): child('train', 'sparse', str(bs)) for bs in SPARSE_BS}
+        raw['surprise_25m'] = child('surprise_25m')
+        raw['side_by_side'] = child('side_by_side')
+        raw['bandwidth'] = child('bandwidth')
+        raw['accuracy'] = child('accuracy')
+        raw['env'] = environment(seed=0)
+        raw['minutes'] = (time.perf_counter() - start) / 60
+        print(raw, flush=True)
+    write_markdown(raw)
+
+def write_markdown(raw):
+    "Rewrite bench.md's Scale section (and results/scale.json) from the measurements `raw`."
+    from movierecs.files import write_atomic
+    ld, builds, dense, sbs, bw, acc, env = (raw[k] for k in ('load', 'builds', 'dense', 'side_by_side', 'bandwidth', 'accuracy', 'env'))
+    sparse, sv = {int(k): v for k, v in raw['sparse'].items()}, raw['surprise_25m']
     bound = bw['bytes_per_s'] / bytes_per_rating()
     d, s = acc['dense'], acc['sparse']
     md = ['## Scale: MovieLens 25M size', '',
           f"Regenerated by `make bench-scale` (also run by `make bench`) — do not edit. {env['cpu']}, {env['cpu_count']} CPUs, "
-          f"torch {env['packages']['torch']}, {(time.perf_counter() - start) / 60:.0f} min. Synthetic data of ML-25M's size "
+          f"torch {env['packages']['torch']}, {raw['minutes']:.0f} min. Synthetic data of ML-25M's size "
           f"({ML25M['n']:,} ratings, {ML25M['users']:,} users, {ML25M['movies']:,} movies, ids drawn with a long tail), "
           f"`DotProductBias` with {FACTORS} factors, `fit_one_cycle` with wd 0.1 and lr 5e-3 × √(bs/64). Each row is its own process.", '',
           '### Loading and building', '',
@@ -187,7 +225,9 @@ def main():
           f"{BATCHES} batches | 4096 | {dense['ratings_per_s']:,.0f} | {' / '.join(map(str, dense['rss_mb']))} | {dense['peak_mb']:,.0f} |",
           *[f"| sparse (`sparse=True`), {EPOCHS} epochs | {bs} | {r['ratings_per_s']:,.0f} | {' / '.join(f'{v:,}' for v in r['rss_mb'])} | {r['peak_mb']:,.0f} |"
             for bs, r in sparse.items()], '',
-          f"Sparse over dense at bs 4096: **{sparse[4096]['ratings_per_s'] / dense['ratings_per_s']:.0f}×**.", '',
+          f"| Surprise's SVD (Cython SGD, one rating at a time), {SVD_25M_EPOCHS} epochs | 1 | {sv['ratings_per_s']:,.0f} | | {sv['peak_mb']:,.0f} |", '',
+          f"Sparse over dense at bs 4096: **{sparse[4096]['ratings_per_s'] / dense['ratings_per_s']:.0f}×**. Surprise first builds its "
+          f"trainset (dicts of Python tuples, one per rating): {sv['build_s']:.0f} s here, and its peak memory is that of those tuples.", '',
           '### Side by side with Surprise on ML-1M-sized data', '',
           f"{ML1M['n']:,} ratings, {ML1M['users']:,} users, {ML1M['movies']:,} movies; in one process, alternately, best of 2. "
           f"Surprise's SVD with {FACTORS} factors and its {SVD_EPOCHS} epochs (Cython SGD, one rating at a time).", '',
@@ -199,7 +239,8 @@ def main():
           f"and the movie's {FACTORS} factors and bias in float32). This machine copies {bw['bytes_per_s'] / 1e9:.1f} GB/s "
           f"(read + write, a 512 MB numpy copy), so no implementation of this model and optimizer can exceed about "
           f"**{bound:,.0f} ratings/s** here; the sparse path reaches {max(r['ratings_per_s'] for r in sparse.values()) / bound:.0%} of it "
-          '(the rest is per-batch work: sorting the batch\'s rows, the catch-up of skipped rows, fastai\'s loop).', '',
+          '(the rest: reading and writing rows scattered over tables larger than the caches, the catch-up of skipped rows, '
+          "fastai's loop per batch).", '',
           '### Accuracy on ML-100k', '',
           f"dot_bias_wd's recipe (5 epochs, lr 5e-3, wd 0.1, bs 64), final valid MSE, seeds {', '.join(map(str, ACCURACY_SEEDS))}:", '',
           '| path | valid MSE per seed | mean | sd |', '|---|---|---:|---:|',
@@ -207,11 +248,11 @@ def main():
           f"| sparse | {' / '.join(f'{v:.4f}' for v in s)} | {statistics.mean(s):.4f} | {statistics.stdev(s):.4f} |", '',
           f"Sparse minus dense, seed by seed: {', '.join(f'{b - a:+.4f}' for a, b in zip(d, s))}; the dense path's seed spread (sd) "
           f"is {statistics.stdev(d):.4f}.", '',
-          'Data-parallel training (2 processes): [results/distributed.md](distributed.md).', '']
+          *_two_processes()]
     bench = Path('results/bench.md')
     text = bench.read_text() if bench.exists() else ''
     head = text.split('## Scale')[0].rstrip('\n') + '\n\n' if '## Scale' in text else text
-    write_atomic({bench: head + '\n'.join(md)})
+    write_atomic({bench: head + '\n'.join(md), RAW: json.dumps(raw, indent=1) + '\n'})
     print('\n'.join(md))
 
 if __name__ == '__main__':
@@ -221,6 +262,7 @@ if __name__ == '__main__':
     elif cmd == ['build']: build(sys.argv[2])
     elif cmd == ['train']: train_rate(*sys.argv[2:4])
     elif cmd == ['side_by_side']: side_by_side()
+    elif cmd == ['surprise_25m']: surprise_25m()
     elif cmd == ['bandwidth']: bandwidth()
     elif cmd == ['accuracy']: accuracy()
     else: main()
