@@ -13,6 +13,7 @@ BATCHES = 300              # dense path: timed batches (a dense step updates all
 SPARSE_BS = (4096, 16384, 65536)  # sparse path batch sizes
 EPOCHS = 5                 # sparse path epochs over all of ML-25M-sized data, memory noted after each
 SVD_EPOCHS = 20            # Surprise SVD's default epochs; its factors are set to FACTORS
+SIDE_REPEATS = 3           # side by side on ML-1M size: Surprise and each batch size alternately, the best of this many runs
 SVD_25M_EPOCHS = 2         # Surprise SVD's epochs at ML-25M size (its rate per epoch is steady; 20 would take 10 min)
 ACCURACY_SEEDS = (42, 43, 44)
 RAW = Path('results/scale.json')  # the measurements behind bench.md's Scale section (`--md-only` rewrites it from them)
@@ -103,14 +104,14 @@ def train_rate(which, bs):
     print(json.dumps(dict(ratings_per_s=len(x) * (EPOCHS if which == 'sparse' else 1) / secs, seconds=secs, rss_mb=rss, peak_mb=_peak_mb())))
 
 def side_by_side():
-    "ML-1M-sized data: Surprise's SVD (SVD_EPOCHS epochs, FACTORS factors) and the sparse path at each SPARSE_BS, alternately, twice."
+    "ML-1M-sized data: Surprise's SVD (SVD_EPOCHS epochs, FACTORS factors) and the sparse path at each SPARSE_BS, alternately, SIDE_REPEATS times."
     import warnings; warnings.filterwarnings('ignore')
     import surprise
     df = synthetic(**ML1M)
     x, y = _codes(ML1M)
     data = surprise.Dataset.load_from_df(df[['user', 'movie', 'rating']], surprise.Reader(rating_scale=(0.5, 5))).build_full_trainset()
     out = {'svd': [], **{bs: [] for bs in SPARSE_BS}}
-    for _ in range(2):
+    for _ in range(SIDE_REPEATS):
         algo = surprise.SVD(n_factors=FACTORS, n_epochs=SVD_EPOCHS, random_state=0)
         t = time.perf_counter(); algo.fit(data); out['svd'].append(len(df) * SVD_EPOCHS / (time.perf_counter() - t))
         for bs in SPARSE_BS:
@@ -222,14 +223,14 @@ def write_markdown(raw):
           '### Training', '',
           '| path | bs | ratings/s | resident MB after each epoch | peak MB |', '|---|---:|---:|---|---:|',
           f"| dense (default: `FastAdam` steps all {(ML25M['users'] + ML25M['movies'] + 2) * (FACTORS + 1) / 1e6:.1f}M parameters), "
-          f"{BATCHES} batches | 4096 | {dense['ratings_per_s']:,.0f} | {' / '.join(map(str, dense['rss_mb']))} | {dense['peak_mb']:,.0f} |",
+          f"{BATCHES} batches | 4096 | {dense['ratings_per_s']:,.0f} | {' / '.join(f'{v:,}' for v in dense['rss_mb'])} | {dense['peak_mb']:,.0f} |",
           *[f"| sparse (`sparse=True`), {EPOCHS} epochs | {bs} | {r['ratings_per_s']:,.0f} | {' / '.join(f'{v:,}' for v in r['rss_mb'])} | {r['peak_mb']:,.0f} |"
-            for bs, r in sparse.items()], '',
+            for bs, r in sparse.items()],
           f"| Surprise's SVD (Cython SGD, one rating at a time), {SVD_25M_EPOCHS} epochs | 1 | {sv['ratings_per_s']:,.0f} | | {sv['peak_mb']:,.0f} |", '',
           f"Sparse over dense at bs 4096: **{sparse[4096]['ratings_per_s'] / dense['ratings_per_s']:.0f}×**. Surprise first builds its "
           f"trainset (dicts of Python tuples, one per rating): {sv['build_s']:.0f} s here, and its peak memory is that of those tuples.", '',
           '### Side by side with Surprise on ML-1M-sized data', '',
-          f"{ML1M['n']:,} ratings, {ML1M['users']:,} users, {ML1M['movies']:,} movies; in one process, alternately, best of 2. "
+          f"{ML1M['n']:,} ratings, {ML1M['users']:,} users, {ML1M['movies']:,} movies; in one process, alternately, best of {SIDE_REPEATS}. "
           f"Surprise's SVD with {FACTORS} factors and its {SVD_EPOCHS} epochs (Cython SGD, one rating at a time).", '',
           '| method | ratings/s | / Surprise SVD |', '|---|---:|---:|',
           f"| Surprise SVD | {sbs['svd']:,.0f} | 1.00× |",

@@ -10,7 +10,7 @@ from fastai.data.block import TransformBlock
 from fastai.tabular.core import Categorify, TabDataLoader, TabWeightedDL
 
 from .fast import fast_dataloaders
-from .loaders import direct_ok, tensor_dataloaders
+from .loaders import direct_ok, snapshot, tensor_dataloaders
 
 __all__ = ['DataError', 'ML_100K_SHA256', 'SPLITS', 'ENV_VAR', 'data_source', 'read_file', 'load_udata', 'load_movies', 'load_ratings', 'load_split', 'stratified_split',
            'synthetic_ratings', 'dataloaders', 'check_dls', 'epoch_rows', 'shuffle_stats']
@@ -319,10 +319,11 @@ def dataloaders(ratings=None, # Ratings frame like `load_ratings()`; loaded when
     if n_train < bs:
         raise DataError(f"{len(ratings)} ratings leave fewer than bs={bs} training rows, and fastai drops the last "
                         f"partial batch: lower bs or give more ratings.")
-    make = partial(_fastai_dls, ratings, bs, valid_pct, seed, splits, item_name, **kwargs)
     if fast and not any(k in kwargs for k in FASTAI_ONLY) and direct_ok(ratings, ['user', item_name]):
+        ratings = snapshot(ratings)  # fastai's loaders and `items` are built later, from the rows as they are now
+        make = partial(_fastai_dls, ratings, bs, valid_pct, seed, splits, item_name, **kwargs)
         return tensor_dataloaders(ratings, bs, valid_pct, seed, splits, item_name, make, val_bs=kwargs.get('val_bs'), path=kwargs.get('path', '.'))
-    dls = make()
+    dls = _fastai_dls(ratings, bs, valid_pct, seed, splits, item_name, **kwargs)
     if not fast: return dls
     if type(dls.train) is not TabDataLoader:
         raise DataError(f"The fast path serves a uniform permutation and cannot replace dl_type={type(dls.train).__name__}: "

@@ -10,12 +10,18 @@ from fastai.data.transforms import CategoryMap
 
 from .fast import VAL_BS, TensorDataLoader
 
-__all__ = ['direct_ok', 'random_split', 'encode', 'CollabRows', 'tensor_dataloaders']
+__all__ = ['direct_ok', 'snapshot', 'random_split', 'encode', 'CollabRows', 'tensor_dataloaders']
 
 def direct_ok(ratings, cols) -> bool:
     "Whether `cols` hold numpy integers or text, whose codes `encode` gives as fastai does (other dtypes take fastai's path)."
     def plain(t): return t == object or isinstance(t, pd.StringDtype) or isinstance(t, np.dtype) and np.issubdtype(t, np.signedinteger)
     return all(plain(ratings[c].dtype) for c in cols)
+
+def snapshot(df:pd.DataFrame) -> pd.DataFrame:
+    "`df` as it is now, kept by later loaders' reads whatever the caller then does to it: a shallow copy where pandas copies on write (pandas >= 3), else a copy."
+    try: cow = int(pd.__version__.split('.')[0]) >= 3 or pd.get_option('mode.copy_on_write') is True
+    except (ValueError, KeyError, pd.errors.OptionError): cow = False
+    return df.copy(deep=not cow)
 
 def random_split(n, valid_pct, seed) -> tuple:
     "fastai's `RandomSplitter(valid_pct, seed)` on `n` rows as two int64 arrays (the same rows, the same global torch seeding)."

@@ -81,3 +81,13 @@ def test_fastais_loader_on_demand_leaves_the_rngs_alone():
     assert torch.equal(t, torch.get_rng_state()) and p == random.getstate()
     b = pickle.loads(pickle.dumps(dls.train.src))  # learn.export pickles it
     assert list(b.classes['title']) == list(dls.classes['title'])
+
+def test_later_changes_to_the_frame_do_not_reach_the_loaders():
+    r = _synth(user=lambda d: 'u' + d.user.astype(str))
+    dls = m.dataloaders(r, bs=8)
+    ratings, users = r.rating.copy(), r.user.copy()
+    r.loc[:, 'rating'] = 1; r['user'] = 'someone'; r.drop(index=r.index[:5], inplace=True)  # edits in place, after the build
+    it = dls.train.items
+    assert (it.rating == ratings.loc[it.index]).all() and (dls.train.y.reshape(-1).numpy() == it.rating.to_numpy('float32')).all()
+    assert list(dls.train.fastai_loader().items.index) == list(it.index)  # fastai's loader, built now, from the rows as they were
+    assert sorted(dls.classes['user'][1:]) == sorted(set(users))
