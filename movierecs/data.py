@@ -60,6 +60,7 @@ def data_source(path=None # An extracted `ml-100k` folder or `ml-100k.zip`; defa
                             f"no network? Set {ENV_VAR} to an ml-100k folder or ml-100k.zip you have.") from None
     try: path = Path(path).expanduser()
     except RuntimeError as e: raise DataError(f"{path} (from the {origin}): {e} Give the path of the ml-100k folder or ml-100k.zip.") from None
+    except TypeError as e: raise DataError(f"{path!r} (from the {origin}) is not a path ({e}): give the path of the ml-100k folder or ml-100k.zip as a str or Path.") from None
     if not path.exists():
         raise DataError(f"ML-100k not found at {path} (from the {origin}): no such folder or file. "
                         f"Point it at the extracted ml-100k folder (holding u.data and u.item) or at ml-100k.zip, "
@@ -170,10 +171,13 @@ def load_ratings(path=None, # ml-100k folder or zip (default: env `MOVIERECS_DAT
                  verify=True # Check the files' sha256 (a release: its md5 and README counts)
                 ) -> pd.DataFrame:
     "The notebook's `ratings`: `u.data` (user, movie, rating, timestamp) merged with titles from `u.item`; given a release name, `load_dataset(name)`."
-    if isinstance(path, str) and re.fullmatch(r'ml-[\w-]+', path) and not Path(path).exists():  # a name, not a folder here
-        from .datasets import load_dataset, _release
-        if _release(path).name != 'ml-100k': return load_dataset(path, verify=verify)  # items keyed by movie id: titles repeat
-        path = None
+    if isinstance(path, str) and re.fullmatch(r'\s*ml[-_ ]\S*\s*', path, re.IGNORECASE):  # a release's name
+        from .datasets import DATASETS, load_dataset, _release
+        here = Path(path).exists()  # e.g. the folder unzipping the release here leaves
+        if path in DATASETS and path != 'ml-100k': return load_dataset(path, path if here else None, verify)  # keyed by movie id: titles repeat
+        if not here:
+            if path != 'ml-100k': _release(path)  # not a release's name: the error names the valid ones
+            path = None  # 'ml-100k': the notebook's frame, from MOVIERECS_DATA or fastai's download
     src = data_source(path)
     ratings, movies = _parse_udata(read_file(src, 'u.data', verify)), _parse_uitem(read_file(src, 'u.item', verify))
     _check_movies(ratings, movies, 'u.data')
@@ -315,7 +319,7 @@ def dataloaders(ratings=None, # Ratings frame like `load_ratings()`; loaded when
         except (RuntimeError, TypeError) as e: raise ValueError(f"device {kwargs['device']!r} is not a torch device ({e}): give e.g. 'cpu' or 'cuda'.") from None
         if dev.type == 'cuda' and not torch.cuda.is_available(): raise ValueError(f"device {kwargs['device']!r}: this machine has no CUDA device; use 'cpu'.")
     if splits is not None: splits = _check_splits(splits, len(ratings))
-    n_train = len(ratings)*(1-valid_pct) if splits is None else len(splits[0])
+    n_train = len(ratings) - int(valid_pct*len(ratings)) if splits is None else len(splits[0])  # fastai's RandomSplitter's cut
     if n_train < bs:
         raise DataError(f"{len(ratings)} ratings leave fewer than bs={bs} training rows, and fastai drops the last "
                         f"partial batch: lower bs or give more ratings.")

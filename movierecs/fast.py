@@ -2,7 +2,7 @@
 dispatch and a foreach Adam. The same optimizer maths, schedule, recorder and callbacks as fastai, bit for bit on the same
 batches; only the shuffling generator differs from fastai's loaders (`dataloaders(fast=False)`, the faithful path)."""
 import ctypes, math
-import numpy as np
+import numpy as np, pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,12 +37,12 @@ class TensorDataLoader:
     def __len__(self): return self.n // self.bs if self.drop_last else math.ceil(self.n / self.bs)
 
     def __iter__(self):
-        x, y = self.x, self.y
+        ts = [self.x] if self.y is None else [self.x, self.y]  # no ratings (a test set): batches of codes alone
         if self.shuffle:
             perm = torch.randperm(self.n, generator=self.gen)
-            x, y = x.index_select(0, perm), y.index_select(0, perm)  # one gather per epoch; each batch is then a view
-        if self.device is not None: x, y = x.to(self.device), y.to(self.device)
-        for i in range(len(self)): yield x[i*self.bs:(i+1)*self.bs], y[i*self.bs:(i+1)*self.bs]
+            ts = [t.index_select(0, perm) for t in ts]  # one gather per epoch; each batch is then a view
+        if self.device is not None: ts = [t.to(self.device) for t in ts]
+        for i in range(len(self)): yield tuple(t[i*self.bs:(i+1)*self.bs] for t in ts)
 
     def one_batch(self):
         if len(self) == 0: raise ValueError(f'This loader has no batch: {self.n} rows, bs={self.bs}, drop_last={self.drop_last}.')
@@ -53,12 +53,30 @@ class TensorDataLoader:
     def to_detach(self, b, cpu=True, gather=True): return to_detach(b, cpu, gather)  # fastai's, asked of the loader by `Learner.to_detach`
     def get_idxs(self): return list(range(self.n))  # `get_preds(reorder=True)`: the rows come in storage order unless shuffled
     def new(self, dataset=None, shuffle=None, drop_last=None, bs=None, **kwargs):
-        "A loader over the same rows (no rows when given `dataset`, as fastai's `new_empty` does); the permutations continue."
-        x, y = (self.x, self.y) if dataset is None else (self.x[:0], self.y[:0])
+        "A loader over the same rows, or over `dataset`'s (`dls.test_dl(frame)`, fastai's `new_empty`); the permutations continue."
+        x, y = (self.x, self.y) if dataset is None else self._rows_of(dataset)
         dl = TensorDataLoader(x, y, bs or self.bs, self.shuffle if shuffle is None else shuffle,
                               self.drop_last if drop_last is None else drop_last, src=self.src)
         dl.gen, dl.device = self.gen, self.device
         return dl
+
+    def _rows_of(self, ds):
+        "Codes and ratings (None when it has none) of a frame of ids, coded with this loader's vocabulary ('#na#' for an id it lacks), or of fastai's processed tabular rows."
+        frame = ds if isinstance(ds, pd.DataFrame) else getattr(ds, 'items', None)
+        if not isinstance(frame, pd.DataFrame):
+            raise TypeError(f"A loader of these rows is made from a DataFrame of ids (dls.test_dl(frame)), not a {type(ds).__name__}.")
+        if len(frame) == 0: return self.x[:0], (None if self.y is None else self.y[:0])
+        names, y_names = list(self.cat_names), list(self.y_names)
+        if self.x.dim() != 2 or self.x.shape[1] != len(names):
+            raise TypeError(f"This loader serves rows of another shape than ({', '.join(names)}) codes: it cannot make a test set of a frame.")
+        missing = [c for c in names if c not in frame.columns]
+        if missing: raise ValueError(f"The test items lack column(s) {missing}: give a frame with {names} columns.")
+        if ds is frame:  # ids, as the training frame held them
+            codes = [pd.Index(list(self.classes[c])[1:]).get_indexer(frame[c]) + 1 for c in names]
+            x = torch.from_numpy(np.stack(codes, 1).astype('int64'))
+        else: x = torch.from_numpy(frame[names].to_numpy('int64'))  # fastai's processed rows: codes already
+        y = torch.from_numpy(frame[y_names].to_numpy('float32')) if y_names and all(c in frame.columns for c in y_names) else None
+        return x, y
 
     def __getattr__(self, k):
         if k.startswith('__') or k == 'src': raise AttributeError(k)

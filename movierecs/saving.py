@@ -156,11 +156,15 @@ def load(path # Folder written by `save`
     (user_name, users), (item_name, items) = ((k, np.array(c, dtype=object)) for k, c in meta['classes'].items())
     rows, valid = blob['rows'].numpy(), blob['valid'].numpy()
     ratings = pd.DataFrame({'user': users[rows[:, 0]-1], item_name: items[rows[:, 1]-1], 'rating': blob['ratings'].numpy()})
+    typed = ratings.copy()
     for col, vals in (('user', users), (item_name, items)):
-        if len(vals): ratings[col] = ratings[col].astype(type(vals[0]))
-    dls = dataloaders(ratings, bs=meta['bs'], splits=(np.flatnonzero(~valid), np.flatnonzero(valid)), item_name=item_name)
-    if [[_plain_value(v) for v in c[1:]] for c in dls.classes.values()] != list(meta['classes'].values()):
-        raise ModelFileError(f"The ratings in {wf} do not rebuild the vocabularies in {META}: the files do not belong together.")
+        if len(vals): typed[col] = ratings[col].astype(type(vals[0]))
+    splits = (np.flatnonzero(~valid), np.flatnonzero(valid))
+    # ids typed as numbers, else as Python objects: fastai's vocabulary of an object column also holds ids only validation has
+    for frame in (typed, ratings):
+        dls = dataloaders(frame, bs=meta['bs'], splits=splits, item_name=item_name)
+        if [[_plain_value(v) for v in c[1:]] for c in dls.classes.values()] == list(meta['classes'].values()): break
+    else: raise ModelFileError(f"The ratings in {wf} do not rebuild the vocabularies in {META}: the files do not belong together.")
     learn = get_learner(name, dls, **spec)
     try: learn.model.load_state_dict(blob['state_dict'])
     except RuntimeError as e:

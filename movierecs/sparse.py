@@ -81,15 +81,13 @@ class SparseAdam(FastAdam):
                 if shrink <= 0: raise ValueError(f"lr*wd must be below 1 (a step would flip every weight's sign), got lr={h['lr']}, wd={h['wd']}.")
                 if h['mom'] > 0 and h['sqr_mom'] <= 0: raise ValueError("The sparse path needs sqr_mom > 0 when mom > 0 (a skipped row's steps divide by it).")
                 if p.grad is None: continue  # as fastai's: a parameter without a gradient is not stepped
-                if 'grad_avg' not in st:
-                    st.update(grad_avg=torch.zeros_like(p.data), sqr_avg=torch.zeros_like(p.data), step=0)
-                    if p.grad.is_sparse: st['catchup'] = _Catchup(p.shape[0])
+                if 'grad_avg' not in st: st.update(grad_avg=torch.zeros_like(p.data), sqr_avg=torch.zeros_like(p.data), step=0)
+                if p.grad.is_sparse and p not in self.catchups: self.catchups[p] = _Catchup(p.shape[0])  # every row up to date now
                 st['step'] += 1
                 st['eps'] = h['eps']
                 d1, d2 = debias(h['mom'], 1-h['mom'], st['step']), debias(h['sqr_mom'], 1-h['sqr_mom'], st['step'])
-                c = st.get('catchup')
+                c = self.catchups.get(p)
                 if c is None:
-                    if p.grad.is_sparse: raise ValueError("A parameter whose first gradient was dense got a sparse one.")
                     _adam(p.data, st['grad_avg'], st['sqr_avg'], p.grad.data, h, shrink, d1, d2)
                     continue
                 g = p.grad if p.grad.is_sparse else p.grad.to_sparse(1)
@@ -103,15 +101,25 @@ class SparseAdam(FastAdam):
 
     def bring_up(self, p, rows):
         "Bring `rows` of `p` up to date before a forward pass reads them (`make_sparse` hooks this onto each embedding)."
-        c = self.state[p].get('catchup') if p in self.state else None
-        if c is not None: c.catch_up(p, self.state[p], rows.reshape(-1), c.t)  # a row listed twice gets the same values twice
+        c = self.catchups.get(p)
+        if c is not None: c.catch_up(p, self.state[p], rows.reshape(-1).long(), c.t)  # a row listed twice gets the same values twice
 
     def settle(self):
         "Bring every row up to date: the weights then equal what fastai's dense Adam gives (up to eps), for validation and saving."
         for pg in self.param_lists:
             for p in pg:
-                st = self.state[p]
-                if 'catchup' in st: st['catchup'].catch_up(p, st, None, st['catchup'].t)
+                c = self.catchups.get(p)
+                if c is not None: c.catch_up(p, self.state[p], None, c.t)
+
+    @property
+    def catchups(self) -> dict:
+        "Each sparse parameter's `_Catchup`, kept out of `state` so that `state_dict` holds tensors and numbers only (torch.load's weights_only)."
+        return self.__dict__.setdefault('_catchups', {})
+
+    def load_state_dict(self, sd):
+        "fastai's, then every row counts as up to date at the loaded state (saved between epochs, after `SparseFlush` settled it)."
+        super().load_state_dict(sd)
+        self.catchups.clear()
 
 def _adam(w, avg, sqr, g, h, shrink, d1, d2):
     "fastai's `weight_decay`, `average_grad`, `average_sqr_grad` and `adam_step`, in place."
@@ -142,6 +150,7 @@ class _BringUp:
 
 def make_sparse(learn):
     "Put `learn` on the sparse path: sparse embedding gradients, `SparseAdam` (each embedding brings its rows up to date before it reads them), and `SparseFlush`."
+    if any(isinstance(cb, SparseFlush) for cb in learn.cbs): return learn  # already on the sparse path
     if learn.opt is not None: raise ValueError("make_sparse must come before the first fit: the optimizer already exists.")
     if learn.opt_func not in (Adam, FastAdam, SparseAdam):
         raise ValueError(f"The sparse path steps with SparseAdam, a row-wise Adam; this learner's opt_func is {learn.opt_func!r}.")

@@ -371,3 +371,13 @@ def test_load_ratings_takes_release_names(tmp_path, monkeypatch):
     assert list(notebook.columns) == ['user', 'movie', 'rating', 'timestamp', 'title']
     pd.testing.assert_frame_equal(movierecs.load_ratings('ml-100k', verify=False), notebook)
     with pytest.raises(DataError, match=r"Unknown MovieLens release 'ml-2m'.*Valid names: ml-100k, ml-1m"): movierecs.load_ratings('ml-2m')
+
+@pytest.mark.parametrize('name', ['ML-1M', 'ml-1m ', 'ml-1m/', 'ml_1m', 'ml-'])
+def test_load_ratings_near_miss_names(name):
+    with pytest.raises(DataError, match=r"Unknown MovieLens release .*did you mean 'ml-1m'\?\)\. Valid names: ml-100k"): movierecs.load_ratings(name)
+
+def test_load_ratings_release_extracted_in_the_working_folder(tmp_path, monkeypatch):
+    write(DATASETS['ml-1m'], tmp_path)  # what unzipping ml-1m.zip here leaves: ./ml-1m
+    monkeypatch.chdir(tmp_path)
+    check_frame(movierecs.load_ratings('ml-1m', verify=False), DATASETS['ml-1m'])
+    with pytest.raises(DataError, match=r"b'ml-1m' \(from the path argument\) is not a path"): movierecs.load_ratings(b'ml-1m')

@@ -91,3 +91,24 @@ def test_later_changes_to_the_frame_do_not_reach_the_loaders():
     assert (it.rating == ratings.loc[it.index]).all() and (dls.train.y.reshape(-1).numpy() == it.rating.to_numpy('float32')).all()
     assert list(dls.train.fastai_loader().items.index) == list(it.index)  # fastai's loader, built now, from the rows as they were
     assert sorted(dls.classes['user'][1:]) == sorted(set(users))
+
+@pytest.mark.parametrize('extra', [{}, dict(dl_type=TabDataLoader)])
+def test_test_dl_predicts_every_row(extra):
+    # fastai's inference idiom on the fast loaders: a frame of ids (with or without ratings), unknown ids coded '#na#'
+    r = _synth(user=lambda d: 'u' + d.user.astype(str))
+    learn = m.get_learner('dot_bias', m.dataloaders(r, bs=8, **extra))
+    rows = r.iloc[:7]
+    preds, targs = learn.get_preds(dl=learn.dls.test_dl(rows))
+    assert preds.shape == (7, 1) and torch.equal(targs.reshape(-1), torch.tensor(rows.rating.to_numpy('float32')))
+    with torch.no_grad():
+        codes = torch.tensor([[learn.dls.classes['user'].o2i[u], learn.dls.classes['title'].o2i[t]] for u, t in zip(rows.user, rows.title)])
+        assert torch.allclose(preds, learn.model(codes))
+    preds, targs = learn.get_preds(dl=learn.dls.test_dl(rows[['user', 'title']].assign(user=['nobody'] + list(rows.user[1:]))))
+    assert preds.shape == (7, 1) and targs is None
+    assert learn.dls.test_dl(rows[['user', 'title']].assign(user='nobody')).x[:, 0].eq(0).all()
+    with pytest.raises(ValueError, match=r"lack column\(s\) \['title'\]"): learn.dls.test_dl(rows[['user']])
+
+def test_bs_check_counts_the_training_rows_as_the_split_does():
+    r = _synth().iloc[:10]
+    assert len(m.dataloaders(r, bs=8, valid_pct=0.25, item_name='movie').train.x) == 8  # 10 - int(2.5)
+    with pytest.raises(m.DataError, match='fewer than bs=9'): m.dataloaders(r, bs=9, valid_pct=0.25, item_name='movie')

@@ -130,3 +130,17 @@ def test_fastai_export_still_works(learners, tmp_path):
     learn.export(tmp_path/'export.pkl')
     back = load_learner(tmp_path/'export.pkl')
     assert type(back) is type(learn) and torch.equal(back.get_preds(dl=learn.dls.valid)[0], want)
+
+def test_object_ids_seen_only_in_validation_round_trip(tmp_path):
+    # fastai codes an object column of ids as a categorical of every row's ids, so the vocabulary holds a movie only validation
+    # rates; load must rebuild that vocabulary, not refuse the files as not belonging together
+    import numpy as np
+    r = movierecs.synthetic_ratings(40, 25, seed=1)
+    splits = (np.flatnonzero(r.movie != 3), np.flatnonzero(r.movie == 3))
+    r = r.assign(movie=r.movie.astype(object))
+    learn = train_model('dot_bias', epochs=1, ratings=r, item_name='movie', splits=splits, progress=False, bs=8)
+    assert 3 in list(learn.dls.classes['movie'])
+    save(learn, tmp_path/'m')
+    again = load(tmp_path/'m')
+    assert list(again.dls.classes['movie']) == list(learn.dls.classes['movie'])
+    assert all(torch.equal(a, b) for a, b in zip(again.model.state_dict().values(), learn.model.state_dict().values()))

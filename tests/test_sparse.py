@@ -116,3 +116,21 @@ def test_a_sparse_learner_exports_and_saves(tmp_path):
     m.save(learn, tmp_path/'model')
     with torch.no_grad(): assert torch.allclose(m.load(tmp_path/'model').model.eval()(x), before)
     assert m.load(tmp_path/'model').train_spec['sparse'] is True and m.load(tmp_path/'model').train_spec['bs'] == 32
+
+def test_int32_rows_are_brought_up():
+    # a custom model may index its embeddings with int32 codes, as the dense path allows
+    dense, sp, o1, o2 = _pair(eps=1e-12)
+    assert _train(dense, sp, o1, o2, [x.int() for x in _batches(60)]) < 1e-5
+
+def test_learner_save_load_and_lr_find_after_a_fit(tmp_path):
+    # fastai's learn.save/load (with the optimizer; torch.load's weights_only) and lr_find, which saves and reloads, after a fit
+    learn = m.train_model('dot_bias', epochs=1, ratings=m.synthetic_ratings(seed=0), item_name='movie', progress=False, sparse=True, bs=32)
+    before = copy.deepcopy(learn.model.state_dict())
+    learn.path = tmp_path
+    learn.save('x'); learn.load('x')
+    assert all(torch.equal(before[k], v) for k, v in learn.model.state_dict().items())
+    with learn.no_bar(), learn.no_logging():
+        learn.lr_find(num_it=20, show_plot=False)
+        learn.fit_one_cycle(1, 1e-2)  # training goes on after the reload
+    assert all(torch.isfinite(v).all() for v in learn.model.state_dict().values())
+    assert m.make_sparse(learn) is learn and sum(isinstance(cb, sparse.SparseFlush) for cb in learn.cbs) == 1  # twice: once
