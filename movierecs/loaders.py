@@ -7,6 +7,7 @@ import random, warnings
 import numpy as np, pandas as pd, torch
 from fastai.data.core import DataLoaders
 from fastai.data.transforms import CategoryMap
+from fastai.tabular.core import df_shrink_dtypes
 
 from .fast import VAL_BS, TensorDataLoader
 
@@ -41,9 +42,7 @@ def encode(col:pd.Series, # A user or item column
         vocab = CategoryMap(cats, add_na=True)
         lut = cats.cat.categories.get_indexer(uniq) + 1
     else:  # integers: the sorted ids the training rows hold, in the shrunk dtype; an id only in validation gets 0 ('#na#')
-        lo, hi = (col.min(), col.max()) if len(col) else (0, 0)
-        new = next(t for t in (np.int8, np.int16, np.int32, np.int64) if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max)
-        uniq = uniq.astype(new)
+        uniq = uniq.astype(df_shrink_dtypes(col.to_frame('c')).get('c', col.dtype))  # fastai's own choice of the smallest int
         seen = np.bincount(codes[train], minlength=len(uniq)) > 0
         vocab = CategoryMap(pd.Series(uniq[seen]), add_na=True)
         lut = np.where(seen, np.searchsorted(np.sort(uniq[seen]), uniq) + 1, 0)
@@ -76,7 +75,7 @@ class CollabRows:
         return shared['dls'][self.side]
 
     def __getattr__(self, k):
-        if k.startswith('__') or k in ('ratings', 'pos', 'codes', 'classes', 'build', 'side', 'cat_names', 'y_names'): raise AttributeError(k)
+        if k.startswith('__') or 'build' not in self.__dict__: raise AttributeError(k)  # not set up yet (unpickling): nothing to ask
         return getattr(self.fastai_loader(), k)
 
 def tensor_dataloaders(ratings, # A checked ratings frame

@@ -39,13 +39,10 @@ class _Catchup:
 
     def catch_up(self, p, st, rows, T):
         "Bring `rows` (None: all) from their last step to step T as fastai's dense Adam would: decay, moments, and the momentum's moves."
-        if rows is None: s = self.last
-        else:
-            s = self.last.index_select(0, rows)
-            stale = s != T
-            if not bool(stale.any()): return
-            rows, s = rows[stale], s[stale]  # a row listed twice is computed twice, to the same values
-        if rows is None and bool((s == T).all()): return
+        s = self.last if rows is None else self.last.index_select(0, rows)
+        stale = s != T
+        if not bool(stale.any()): return
+        if rows is not None: rows, s = rows[stale], s[stale]  # a row listed twice is computed twice, to the same values
         d = torch.exp(self.logs[T] - self.logs[s])  # (rows, 3): the products of beta1, beta2 and decay over steps s+1..T
         coef = self.coef[s] * torch.exp(self.logs[T, 2] - self.logs[torch.clamp(s + WINDOW, max=T), 2])
         shape = (-1,) + (1,)*(p.dim() - 1)
