@@ -80,6 +80,11 @@ bench: install ## Time an epoch of every model (bare PyTorch loop vs faithful vs
 bench-scale: install ## ML-25M size: load and build, dense vs sparse path ratings/s and memory, Surprise SVD at ML-25M and ML-1M size, the bandwidth bound, sparse accuracy on ML-100k, the 2-process table: bench.md's Scale section, results/scale.json (~25 min)
 	$(PY) benchmarks/scale.py
 
+.PHONY: docs
+docs: install ## Build the docs site offline in strict mode (site/)
+	$(PY) -c 'import material, mkdocstrings_handlers.python, mkdocs_jupyter' 2>/dev/null || $(PY) -m pip install --quiet -c constraints.txt -e '.[docs]'
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
 clean: ## Remove .venv and caches
 	rm -rf $(VENV) $(FLOOR) .pytest_cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
