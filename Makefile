@@ -8,7 +8,7 @@ export MOVIERECS_DATA ?= $(abspath ../shared/data/ml-100k)
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help install screenshot test test-fast test-floor reproduce benchmark accuracy topn foldin tune tune-accuracy tune-blend accuracy-attempts tune-topn tune-foldin notebooks distributed bench bench-scale clean
+.PHONY: help install install-check screenshot test test-fast test-floor reproduce benchmark accuracy topn foldin tune tune-accuracy tune-blend accuracy-attempts tune-topn tune-foldin notebooks distributed bench bench-scale clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -50,6 +50,12 @@ foldin: install ## Fold-in against training in: 10% of users held out, folded in
 
 tune-foldin: install ## Choose how fold-in sets its penalty, on a carve-out of the users outside make foldin's held-out ones: results/foldin_tuning.{md,csv}
 	$(PY) benchmarks/tune_foldin.py
+
+INSTALL_CHECK ?= /tmp/movierecs-install-check
+install-check: ## pip install . into a fresh venv, then from /tmp: import, train, recommend and serve with no checkout on the path (~5 min)
+	rm -rf $(INSTALL_CHECK) && $(PYTHON) -m venv $(INSTALL_CHECK)
+	$(INSTALL_CHECK)/bin/python -m pip install --quiet -c constraints.txt .
+	cd /tmp && $(INSTALL_CHECK)/bin/python $(CURDIR)/tools/install_check.py
 
 screenshot: install ## Refresh results/serve.png, the web page in headless Chromium on ML-100k (the browser test; a test run writes it to a temporary folder)
 	MOVIERECS_SCREENSHOT=results/serve.png $(PY) -m pytest -q -p no:cacheprovider tests/app/test_browser.py -k ml100k

@@ -1,6 +1,7 @@
 "The web page and its JSON API: rate a few movies, see the top 10 update; a page per movie; fastbook's PCA map."
 import asyncio, errno, json, math, secrets, socket, unicodedata
 from http import HTTPStatus
+from pathlib import Path
 from urllib.parse import parse_qsl, quote
 from fasthtml.common import (A, Body, Button, Div, FastHTML, Form, H1, H2, Head, Header, Html, Img, Input, Label, Li, Link, Main,
                              Meta, Nav, Noscript, P, Script, Section, Span, Table, Tbody, Td, Th, Thead, Title, Tr, Ul, to_xml)
@@ -142,77 +143,17 @@ def _model_name(learn): return (getattr(learn, 'model_spec', None) or {}).get('m
 
 def _movie_url(title): return f'/movie?title={quote(title, safe="")}'
 
-CSS = """
-body{font:15px/1.4 system-ui,sans-serif;margin:0;color:#222;background:#fafafa}
-header{background:#233;padding:.5rem 1rem}header a{color:#fff;margin-right:1.2rem;text-decoration:none;font-weight:600}
-main{max-width:80rem;margin:0 auto;padding:.25rem 1.2rem 2rem}h1{margin:.6rem 0 .2rem}h2{margin:1rem 0 .4rem;font-size:1.2rem}
-.cols{display:flex;gap:2.5rem;flex-wrap:wrap}.cols>section:first-child{flex:1 1 20rem}.cols>section:last-child{flex:2 1 34rem}
-input[type=search]{width:100%;box-sizing:border-box;font-size:1rem;padding:.4rem;margin-top:.2rem}
-ul.titles{list-style:none;padding:0;margin:.4rem 0}ul.titles li{display:flex;justify-content:space-between;align-items:center;gap:.5rem;
-padding:.15rem .3rem;border-bottom:1px solid #e4e4e4}ul.titles li:hover{background:#f0f0f0}
-.stars{white-space:nowrap}button.star,button.remove{border:0;background:none;cursor:pointer;font-size:1.2rem;padding:0 .05rem;color:#b58900}
-button.remove{color:#999;margin-left:.4rem}button.star:hover,button.remove:hover{color:#d33}
-table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.25rem .45rem;border-bottom:1px solid #e4e4e4;vertical-align:top}
-td.num,th.num{text-align:right;white-space:nowrap}.why{color:#555}.hint{color:#666}.error{color:#b00;font-weight:600}
-img.map{max-width:100%;border:1px solid #ddd}
-"""
+STATIC = Path(__file__).with_name('static')  # the page's stylesheet, script and icon: package data
 
-ICON = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><path fill="#b58900" d="M8 .8l2.2 4.7 5.1.6-3.8 3.5 1 5.1L8 12.2 3.5 14.7l1-5.1L.7 6.1l5.1-.6z"/></svg>'
+def _asset(name): return (STATIC/name).read_text(encoding='utf-8')
+
+CSS = _asset('app.css')
+
+ICON = _asset('icon.svg')
 
 # The page's behaviour: search as you type, rate with stars, the ratings kept in this browser (localStorage), the top 10
 # fetched after every change. The server renders every title (escaped); this script only moves its HTML and sets text.
-JS = """
-"use strict";
-const KEY = 'movierecs.ratings', $ = id => document.getElementById(id);
-const STARS = JSON.parse(document.body.dataset.stars);
-let ratings = {}, searchSeq = 0, recSeq = 0, timer = null;
-try { const r = JSON.parse(localStorage.getItem(KEY)); if (r && typeof r === 'object' && !Array.isArray(r)) ratings = r; } catch (e) {}
-function save() { try { localStorage.setItem(KEY, JSON.stringify(ratings)); } catch (e) {} }
-function el(tag, props, ...kids) { const e = Object.assign(document.createElement(tag), props); e.append(...kids); return e; }
-function stars(current) {
-  return el('span', {className: 'stars'}, ...STARS.map(s => {
-    const b = el('button', {type: 'button', className: 'star', textContent: s <= current ? '\\u2605' : '\\u2606', title: s + ' \\u2605'});
-    b.dataset.stars = s; b.setAttribute('aria-label', s + ' stars'); return b; }));
-}
-function showRated() {
-  const titles = Object.keys(ratings);
-  $('rated').replaceChildren(...titles.map(t => {
-    const li = el('li', {}, el('a', {href: '/movie?title=' + encodeURIComponent(t), textContent: t}),
-                  el('span', {}, stars(ratings[t]), el('button', {type: 'button', className: 'remove', textContent: '\\u00d7', title: 'remove'})));
-    li.dataset.title = t; return li; }));
-  $('no-ratings').hidden = titles.length > 0;
-}
-async function refresh() {
-  showRated();
-  const seq = ++recSeq;
-  if (!Object.keys(ratings).length) { $('recs').replaceChildren(el('p', {className: 'hint', textContent: 'Rate a movie to see what to watch next.'})); return; }
-  $('recs').setAttribute('aria-busy', 'true');
-  try {
-    const r = await fetch('/recommendations', {method: 'POST', headers: {'Content-Type': 'application/json'}, body: JSON.stringify({ratings})});
-    const html = await r.text();
-    if (seq === recSeq) $('recs').innerHTML = html;
-  } catch (e) { if (seq === recSeq) $('recs').replaceChildren(el('p', {className: 'error', textContent: 'The server did not answer: ' + e})); }
-  if (seq === recSeq) $('recs').removeAttribute('aria-busy');
-}
-async function search() {
-  const q = $('q').value.trim(), seq = ++searchSeq;
-  if (!q) { $('matches').replaceChildren(); return; }
-  const r = await fetch('/search?q=' + encodeURIComponent(q));
-  const html = await r.text();
-  if (seq === searchSeq) $('matches').innerHTML = html;
-}
-document.addEventListener('click', e => {
-  const b = e.target.closest('button.star, button.remove'), li = b && b.closest('li[data-title]');
-  if (!li) return;
-  const t = li.dataset.title;
-  if (b.classList.contains('remove')) delete ratings[t]; else ratings[t] = Number(b.dataset.stars);
-  save(); refresh();
-  if (li.closest('#matches')) { $('q').value = ''; $('matches').replaceChildren(); $('q').focus(); }
-});
-$('q').addEventListener('input', () => { clearTimeout(timer); timer = setTimeout(search, 120); });
-$('search-form').addEventListener('submit', e => { e.preventDefault(); clearTimeout(timer); search(); });
-refresh();
-"""
+JS = _asset('app.js')
 
 def app(learn, # A trained learner that recommends: a ranking model such as `default_learner()`, or a rating model
         rater=None # A trained rating learner (e.g. `default_learner('rating')`): predicted stars, each movie's bias, the PCA map

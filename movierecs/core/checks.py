@@ -2,7 +2,7 @@
 import math
 import numpy as np
 
-__all__ = ['MAX_EPOCHS', 'MAX_RATE', 'positive_int', 'check_seed', 'check_schedule', 'plain_value']
+__all__ = ['MAX_EPOCHS', 'MAX_RATE', 'positive_int', 'check_seed', 'finite', 'check_penalty', 'check_lr', 'check_wd', 'check_schedule', 'plain_value']
 
 def positive_int(v, name, what=''):
     "Raise a ValueError naming `name` unless `v` is an integer >= 1 (not a bool)."
@@ -24,9 +24,25 @@ MAX_EPOCHS = 100_000
 
 MAX_RATE = 1e6  # lr and wd: far past any that trains (float32 overflows near 3.4e38)
 
+def finite(v) -> bool:
+    "True for a finite real number (Python's or numpy's), never a bool."
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) and math.isfinite(v)
+
+def check_penalty(v, name):
+    "Raise a ValueError naming `name` unless `v` is a finite number >= 0 (an L2 weight, a sparsity penalty)."
+    if not (finite(v) and v >= 0): raise ValueError(f"{name} must be a finite number >= 0, got {v!r}.")
+
+def check_lr(lr):
+    "The learning rate: positive, finite, at most `MAX_RATE`."
+    if not (finite(lr) and 0 < lr <= MAX_RATE): raise ValueError(f"lr must be positive (a finite number up to {MAX_RATE:g}, e.g. 5e-3), got {lr!r}.")
+
+def check_wd(wd):
+    "The weight decay: None (fastai's default) or zero or positive, finite, at most `MAX_RATE`."
+    if wd is not None and not (finite(wd) and 0 <= wd <= MAX_RATE):
+        raise ValueError(f"wd must be zero or positive (a finite number up to {MAX_RATE:g}, e.g. 0.1; None for fastai's default), got {wd!r}.")
+
 def check_schedule(epochs, lr, wd):
-    def number(v): return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) and math.isfinite(v)
+    "Epochs, learning rate and weight decay of a fit: the one rule every layer applies."
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or not 0 < epochs <= MAX_EPOCHS:
         raise ValueError(f"epochs must be a positive integer (at most {MAX_EPOCHS:,}), got {epochs!r}.")
-    if not (number(lr) and 0 < lr <= MAX_RATE): raise ValueError(f"lr must be positive (a finite number up to {MAX_RATE:g}, e.g. 5e-3), got {lr!r}.")
-    if wd is not None and not (number(wd) and 0 <= wd <= MAX_RATE): raise ValueError(f"wd must be zero or positive (a finite number, e.g. 0.1; None for fastai's default), got {wd!r}.")
+    check_lr(lr); check_wd(wd)

@@ -12,7 +12,7 @@ from fastai.learner import Learner
 from fastai.torch_core import Module
 from fastcore.basics import listify
 from fastcore.meta import delegates
-from ..core.checks import positive_int
+from ..core.checks import check_penalty, positive_int
 from ..engine.loaders import check_dls
 from ..engine.tensors import TensorDataLoader, loader_tensors
 from ..engine.lbfgs import LBFGSStep, lbfgs
@@ -57,7 +57,7 @@ class AutoRec(Module):
                  n_hidden=500, # Width of the hidden layer
                  l2=100. # L2 penalty on both weight matrices, added to half the sum of squared errors as l2/2 * ||W||^2
                 ):
-        positive_int(n_hidden, 'n_hidden'); _penalty(l2, 'l2')
+        positive_int(n_hidden, 'n_hidden'); check_penalty(l2, 'l2')
         n_users = ratings.shape[1]
         self.register_buffer('ratings', ratings, persistent=False)
         self.encoder, self.decoder = nn.Linear(n_users, n_hidden), nn.Linear(n_hidden, n_users)
@@ -106,7 +106,7 @@ class GLocalK(Module):
                 ):
         for v, k in ((n_hidden, 'n_hidden'), (n_layers, 'n_layers'), (n_dim, 'n_dim'), (gk_size, 'gk_size')): positive_int(v, k)
         if gk_size % 2 == 0: raise ValueError(f"gk_size must be odd (the kernel is centred on each entry), e.g. 3; got {gk_size}.")
-        _penalty(l2, 'l2'); _penalty(sparsity, 'sparsity')
+        check_penalty(l2, 'l2'); check_penalty(sparsity, 'sparsity')
         if isinstance(dot_scale, bool) or not isinstance(dot_scale, (int, float)) or not math.isfinite(dot_scale) or dot_scale == 0:
             raise ValueError(f"dot_scale must be a finite nonzero number, e.g. 1, got {dot_scale!r}.")
         n_movies, n_users = ratings.shape
@@ -154,10 +154,6 @@ class FineTuneAfter(Callback):
         if int(self.model.epochs_trained) >= self.epochs and not self.model.fine_tune: self.model.fine_tune.fill_(True)
     def after_train(self):
         if not getattr(self.learn, 'lr_finder', False): self.model.epochs_trained += 1
-
-def _penalty(v, name):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {v!r}.")
 
 def _autoencoder_learner(dls, model, max_iter, cbs=None, **kwargs):
     "A `Learner` of `model(rating_matrix)` on `full_batch(dls)`: its objective, L-BFGS restarted every epoch (as SciPy's, each call)."

@@ -8,7 +8,7 @@ from fastcore.basics import listify
 from ..engine.loaders import check_dls
 from ..engine.fastai_glue import make_fast
 from ..core.errors import NaNLossError
-from ..core.checks import plain_value
+from ..core.checks import check_lr, check_wd, plain_value
 __all__ = ['RaiseOnNaN', 'TASKS', 'register', 'list_models', 'model_task', 'describe_model', 'trains_by_lbfgs', 'get_learner', 'check_model']
 
 _models, _tasks, _lbfgs = {}, {}, set()
@@ -79,10 +79,8 @@ def _check_kwargs(name, kw):
         if not isinstance(kw['layers'], (list, tuple)) or not kw['layers']:
             raise ValueError(f"layers must be a list of layer widths, e.g. (100, 50), got {kw['layers']!r}.")
         for w in kw['layers']: width(w, 'every width in layers')
-    for k in ('wd', 'lr'):
-        v = kw.get(k)
-        if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v > 0 if k == 'lr' else v >= 0)):
-            raise ValueError(f"{k} must be a finite number{' above 0' if k == 'lr' else ' >= 0 (or None)'}, got {v!r}.")
+    if kw.get('lr') is not None: check_lr(kw['lr'])
+    check_wd(kw.get('wd'))
     for k in ('loss_func', 'opt_func', 'splitter'):
         if k in kw and kw[k] is not None and not callable(kw[k]): raise TypeError(f"{k} must be callable, got {kw[k]!r}.")
     for k, ok, what in (('cbs', lambda c: isinstance(c, Callback) or (isinstance(c, type) and issubclass(c, Callback)), 'fastai Callbacks'),

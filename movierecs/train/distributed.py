@@ -32,7 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..engine.tensors import TensorDataLoader
 from ..models.registry import check_model, trains_by_lbfgs
 from ..core.errors import DistributedError
-__all__ = ['HOST', 'TIMEOUT', 'usable_cores', 'shard_slices', 'ShardedLoader', 'DataParallel', 'check_distributable', 'launched_by_torchrun', 'train_rank', 'train_distributed', 'train_from_env']
+__all__ = ['HOST', 'TIMEOUT', 'usable_cores', 'shard_slices', 'ShardedLoader', 'DataParallel', 'check_distributable', 'train_distributed_runs', 'launched_by_torchrun', 'train_rank', 'train_distributed', 'train_from_env']
 
 HOST = '127.0.0.1'  # `train_distributed`'s processes meet on this machine
 
@@ -224,16 +224,17 @@ def _result(learn, rank):
     lt = learn.loss_table
     return dict(rank=rank, rows=list(lt.rows), seconds=list(lt.seconds), final=[float(v) for v in learn.recorder.values[-1]])
 
-def _spawned(rank, world_size, port, threads, job, queue):
-    "One process of `train_distributed`: join the group through the parent's store, train, report to the parent."
+def _spawned(rank, world_size, port, threads, jobs, queue):
+    "One process of `train_distributed_runs`: join the group through the parent's store, train each job in turn, report to the parent."
     torch.set_num_threads(threads)
     store = dist.TCPStore(HOST, port, world_size, False, timeout=TIMEOUT)
     dist.init_process_group('gloo', store=store, rank=rank, world_size=world_size, timeout=TIMEOUT)
     try:
-        learn = train_rank(**job)
-        queue.put(('result', _result(learn, rank)))
-        del learn
-        dist.barrier()  # rank 0 has saved; leave together
+        for i, job in enumerate(jobs):
+            learn = train_rank(**job)
+            queue.put(('result', dict(_result(learn, rank), job=i)))
+            del learn
+            dist.barrier()  # rank 0 has saved; the next job, or leaving, together
     except BaseException as e:  # reported before this process leaves the group: the others' errors come after it
         msg = e.args[0] if len(e.args) == 1 and isinstance(e.args[0], str) else str(e)
         queue.put(('error', dict(rank=rank, module=type(e).__module__, name=type(e).__qualname__, message=msg)))
@@ -285,27 +286,44 @@ def train_distributed(model, # A name from `list_models()`
     """Train `model` data-parallel on `processes` CPU processes of this machine (torch DDP, gloo), rank 0 saving it to
     `out`; return it loaded in this process, with `loss_table` (rank 0's) and `process_losses` (each process's final
     train and valid loss: the valid ones agree, every process holding the same weights)."""
+    run = dict(model=model, out=out, process_bs=process_bs, **kwargs)
+    return train_distributed_runs([run], processes, port=port, progress=progress, threads=threads)[0]
+
+def train_distributed_runs(runs, # `train_distributed`'s model, out, process_bs and `train_model` arguments, one dict a run
+                           processes=2, # How many processes to train on (at most `usable_cores()`)
+                           port=None, # Local port the processes meet on; default: env MASTER_PORT, else a free one
+                           progress=True, # Rank 0 shows fastai's progress bar and loss table
+                           threads=None # torch threads per process; default: cores // processes
+                          ) -> list:
+    "`train_distributed` for several runs, one after another in the same processes (started, and their libraries imported, once)."
     from .saving import check_folder, load
     from .experiments import LossTable
-    check_distributable(model, processes, **kwargs)
-    if out is None: raise ValueError("train_distributed needs out: the folder rank 0 saves the model to (it is loaded from there).")
-    check_folder(out)
+    if not isinstance(runs, (list, tuple)) or not runs or not all(isinstance(r, dict) and 'model' in r for r in runs):
+        raise TypeError("runs must be a non-empty list of dicts, each with a model and train_model's arguments.")
+    jobs = []
+    for r in runs:
+        r = dict(r)
+        model, out, process_bs = r.pop('model'), r.pop('out', None), r.pop('process_bs', None)
+        check_distributable(model, processes, **r)
+        if out is None: raise ValueError("train_distributed needs out: the folder rank 0 saves the model to (it is loaded from there).")
+        check_folder(out)
+        if process_bs is not None: _count(process_bs, 'process_bs')
+        jobs.append(dict(model=model, out=str(out), progress=progress, process_bs=process_bs, **r))
+    if len({j['out'] for j in jobs}) < len(jobs): raise ValueError("Each run needs its own out folder: two runs would save to the same one.")
     if threads is None: threads = max(1, usable_cores() // processes)
     threads = _count(threads, 'threads')
-    if process_bs is not None: _count(process_bs, 'process_bs')
     store = _listen(port)
     import torch.multiprocessing as mp
     from torch.multiprocessing.spawn import ProcessException
     queue = mp.get_context('spawn').SimpleQueue()
-    job = dict(model=model, out=str(out), progress=progress, process_bs=process_bs, **kwargs)
     results, errors = {}, []
     def drain():
         while not queue.empty():
             kind, v = queue.get()
-            if kind == 'result': results[v['rank']] = v
+            if kind == 'result': results[v['job'], v['rank']] = v
             else: errors.append(v)
     start = time.perf_counter()
-    ctx = mp.start_processes(_spawned, args=(processes, store.port, threads, job, queue), nprocs=processes, join=False,
+    ctx = mp.start_processes(_spawned, args=(processes, store.port, threads, jobs, queue), nprocs=processes, join=False,
                              start_method='spawn')
     try:
         while not ctx.join(timeout=0.2): drain()
@@ -320,13 +338,16 @@ def train_distributed(model, # A name from `list_models()`
     finally: del store
     drain()
     wall = time.perf_counter() - start
-    learn = load(out)
-    lt = LossTable()
-    lt.rows, lt.seconds = results[0]['rows'], results[0]['seconds']
-    learn.add_cb(lt)
-    learn.process_losses = [results[r]['final'] for r in range(processes)]
-    learn.wall_seconds = wall
-    return learn
+    out = []
+    for i, job in enumerate(jobs):
+        learn = load(job['out'])
+        lt = LossTable()
+        lt.rows, lt.seconds = results[i, 0]['rows'], results[i, 0]['seconds']
+        learn.add_cb(lt)
+        learn.process_losses = [results[i, r]['final'] for r in range(processes)]
+        learn.wall_seconds = wall
+        out.append(learn)
+    return out
 
 def train_from_env(model, # A name from `list_models()`
                    out=None, # Folder rank 0 saves the model to

@@ -136,3 +136,12 @@ def test_ensemble_members_learn_independently_and_average():
     with torch.no_grad():
         assert torch.allclose(ens.eval()(x), (a(x).reshape(-1, 1) + b(x).reshape(-1, 1))/2)
     with pytest.raises(ValueError, match='Unknown model'): movierecs.ensemble(None, members=('dot', 'svd'))
+
+@pytest.mark.parametrize('kw', [dict(lr=2e6), dict(wd=2e6), dict(wd=-1.), dict(lr=float('nan'))])
+def test_lr_and_wd_follow_one_rule_everywhere(kw, synth):
+    "`get_learner` and `train_model` apply core.checks' one rule for lr and wd, with its one cap (`MAX_RATE`)."
+    from movierecs.core.checks import MAX_RATE
+    k = next(iter(kw))
+    msg = f"{k} must be {'positive' if k == 'lr' else 'zero or positive'} \\(a finite number up to {MAX_RATE:g}"
+    with pytest.raises(ValueError, match=msg): movierecs.get_learner('dot', movierecs.dataloaders(synth), **kw)
+    with pytest.raises(ValueError, match=msg): movierecs.train_model('dot', epochs=1, ratings=synth, progress=False, **kw)

@@ -6,7 +6,7 @@ import torch
 import movierecs
 from movierecs.__main__ import main
 from movierecs.core.errors import DistributedError
-from movierecs.train.distributed import ShardedLoader, _rebuilt, check_distributable, shard_slices, train_distributed, usable_cores
+from movierecs.train.distributed import ShardedLoader, _rebuilt, check_distributable, shard_slices, train_distributed, train_distributed_runs, usable_cores
 from movierecs.engine.tensors import TensorDataLoader
 from movierecs.core.errors import NaNLossError
 
@@ -186,12 +186,22 @@ def test_movierecs_train_under_torchrun(ratings, tmp_path):
     assert loaded.train_spec == dict(epochs=1, lr=5e-3, wd=0.1, seed=42, processes=2)
     with loaded.no_bar(): assert loaded.validate()[0] == pytest.approx(out['losses'][0]['valid_loss'], rel=1e-5)
 
+STEP_MODELS = [m for m in movierecs.list_models() if not movierecs.trains_by_lbfgs(m)]
+
+@pytest.fixture(scope='module')
+def every_model_on_two_processes(synth, seed, tmp_path_factory):
+    "Every model but the L-BFGS ones trained for an epoch on 2 processes, one run after another in the same 2 processes."
+    tmp = tmp_path_factory.mktemp('ddp')
+    runs = [dict(model=m, out=tmp/m, epochs=1, seed=seed, ratings=synth) for m in STEP_MODELS]
+    return dict(zip(STEP_MODELS, train_distributed_runs(runs, 2, progress=False)))
+
 @pytest.mark.slow
 @two_cores
-@pytest.mark.parametrize('model', [m for m in movierecs.list_models() if not movierecs.trains_by_lbfgs(m)])
-def test_every_model_trained_by_steps_trains_on_two_processes(model, synth, seed, tmp_path):
+@pytest.mark.parametrize('model', STEP_MODELS)
+def test_every_model_trained_by_steps_trains_on_two_processes(model, every_model_on_two_processes, seed):
     "Every model but the L-BFGS ones: 2 processes end with the same weights (batchnorm statistics too), and rank 0's save loads."
-    learn = train_distributed(model, 2, tmp_path/'m', epochs=1, seed=seed, ratings=synth, progress=False)
+    learn = every_model_on_two_processes[model]
+    assert learn.model_spec['model'] == model and learn.train_spec == dict(epochs=1, lr=5e-3, wd=None, seed=seed, processes=2)
     (train0, valid0), (train1, valid1) = learn.process_losses
     assert valid0 == valid1 and train0 == train1
     with learn.no_bar(): assert learn.validate()[0] == pytest.approx(valid0, rel=1e-5)
