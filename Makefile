@@ -8,7 +8,7 @@ export MOVIERECS_DATA ?= $(abspath ../shared/data/ml-100k)
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast test-floor reproduce benchmark accuracy topn foldin tune tune-accuracy tune-blend accuracy-attempts tune-topn tune-foldin notebooks distributed bench bench-scale clean
+.PHONY: help install install-check screenshot test test-fast test-floor reproduce benchmark accuracy topn foldin tune tune-accuracy tune-blend accuracy-attempts tune-topn tune-foldin notebooks distributed bench bench-scale clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,26 +33,35 @@ test-floor: ## The fast tests on the oldest versions setup.cfg allows (constrain
 
 SEEDS ?= 1
 reproduce: install ## Retrain every experiment; write results/losses.{csv,md}, env.json; re-execute the notebooks. SEEDS=3: + results/seeds.md
-	$(PY) -m movierecs.reproduce --out results --seeds $(SEEDS) --notebooks notebooks/*.ipynb
+	$(PY) -m movierecs.studies.reproduce --out results --seeds $(SEEDS) --bars movierecs/train/seeds.csv --notebooks notebooks/*.ipynb
 
 benchmark: install ## Every experiment and Surprise's peers on the canonical splits: results/benchmark.{md,csv}
-	$(PY) -m movierecs.benchmark --out results
+	$(PY) -m movierecs.studies.benchmark --out results
 
 accuracy: install ## The blend of GLocal-K, I-AutoRec and `tuned` (weights fitted on a carve-out) and its members on u1 (3 seeds) and u2-u5: results/accuracy.{md,csv}, and benchmark.md's claim (~1 h)
-	$(PY) -m movierecs.accuracy --out results
-	$(PY) -m movierecs.benchmark --markdown-only --out results
+	$(PY) -m movierecs.studies.accuracy --out results
+	$(PY) -m movierecs.studies.benchmark --markdown-only --out results
 
 topn: install ## Every top-N method (baselines, implicit, fastai models) on u1-u5, ua, ub and Microsoft Recommenders' protocol: results/topn.{md,csv}
-	$(PY) -m movierecs.topn --out results
+	$(PY) -m movierecs.studies.topn --out results
 
 foldin: install ## Fold-in against training in: 10% of users held out, folded in from half their ratings, the other half scored: results/foldin.{md,csv}
-	$(PY) -m movierecs.coldstart --out results
+	$(PY) -m movierecs.studies.foldin --out results
 
 tune-foldin: install ## Choose how fold-in sets its penalty, on a carve-out of the users outside make foldin's held-out ones: results/foldin_tuning.{md,csv}
 	$(PY) benchmarks/tune_foldin.py
 
+INSTALL_CHECK ?= /tmp/movierecs-install-check
+install-check: ## pip install . into a fresh venv, then from /tmp: import, train, recommend and serve with no checkout on the path (~5 min)
+	rm -rf $(INSTALL_CHECK) && $(PYTHON) -m venv $(INSTALL_CHECK)
+	$(INSTALL_CHECK)/bin/python -m pip install --quiet -c constraints.txt .
+	cd /tmp && $(INSTALL_CHECK)/bin/python $(CURDIR)/tools/install_check.py
+
+screenshot: install ## Refresh results/serve.png, the web page in headless Chromium on ML-100k (the browser test; a test run writes it to a temporary folder)
+	MOVIERECS_SCREENSHOT=results/serve.png $(PY) -m pytest -q -p no:cacheprovider tests/app/test_browser.py -k ml100k
+
 notebooks: install ## Re-execute notebooks/*.ipynb and save their outputs in place
-	$(PY) -m movierecs.nbrun notebooks/*.ipynb
+	$(PY) -m movierecs.studies.nbrun notebooks/*.ipynb
 
 tune: install ## Grid-search the `tuned` experiment on a carve-out of u1.base (never u1.test): results/tuning.{md,csv}
 	$(PY) benchmarks/tune.py

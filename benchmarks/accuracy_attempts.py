@@ -24,15 +24,15 @@ def main():
     from fastai.torch_core import set_seed
     from fastcore.meta import delegates
     import movierecs as m
-    from movierecs.autoencoders import AutoRec, FineTuneAfter, GLocalK, _autoencoder_learner
-    from movierecs.blend import EpochAverage, carve, member_predictions
-    from movierecs.data import dataloaders
-    from movierecs.experiments import train_model
-    from movierecs.files import write_atomic
-    from movierecs.learners import get_learner, register
-    from movierecs.optim import LBFGSStep
-    from movierecs.peers import _surprise
-    from movierecs.scoring import scores, split_ratings, unseen
+    from movierecs.models.autoencoders import AutoRec, FineTuneAfter, GLocalK, _autoencoder_learner
+    from movierecs.evaluation.blend import EpochAverage, carve, member_predictions
+    from movierecs.engine.loaders import dataloaders
+    from movierecs.train.experiments import train_model
+    from movierecs.core.files import write_atomic
+    from movierecs.models.registry import get_learner, register
+    from movierecs.engine.lbfgs import LBFGSStep
+    from movierecs.evaluation.peers import _surprise
+    from movierecs.evaluation.rating import scores, split_ratings, unseen
 
     class IdLayout(GLocalK):
         "GLocal-K on the authors' (movie id, user id) matrix; `rows`/`cols` map fastai's codes to it."

@@ -14,9 +14,9 @@ def main():
     sys.path.insert(0, str(Path(__file__).parent.parent))
     import pandas as pd
     import movierecs as m
-    from movierecs.scoring import evaluate
-    from movierecs.files import write_atomic
-    from movierecs.blend import CARVE, carve  # 10% of u1.base held out
+    from movierecs.evaluation.rating import evaluate
+    from movierecs.core.files import write_atomic
+    from movierecs.evaluation.blend import CARVE, carve  # 10% of u1.base held out
     pair = carve(m.load_split('u1')[0])
     rows = []
     for g in GRID:

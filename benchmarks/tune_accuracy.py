@@ -14,9 +14,9 @@ def main():
     sys.path.insert(0, str(Path(__file__).parent.parent))
     import numpy as np, pandas as pd
     import movierecs as m
-    from movierecs.blend import EpochAverage, carve
-    from movierecs.scoring import fit_on, predict, scores
-    from movierecs.files import write_atomic
+    from movierecs.evaluation.blend import EpochAverage, carve
+    from movierecs.evaluation.rating import fit_on, predict, scores
+    from movierecs.core.files import write_atomic
 
     train, held = carve(m.load_split('u1')[0], seed=SEED)
     rows = []

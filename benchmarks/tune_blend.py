@@ -1,7 +1,7 @@
 """`make tune-blend`: choose the blend of `make accuracy` on a carve-out of u1.base — never u1.test.
 Each candidate is scored as `make accuracy` scores the test file, one level down: on the 90% of u1.base that `make
 tune-accuracy` trains on, its weights are fitted on a further carve-out, its members retrained on the whole 90%, and the
-blend scored once on the other 10% of u1.base. Writes results/blend_tuning.{md,csv}; `movierecs.accuracy.BEST` is the best row
+blend scored once on the other 10% of u1.base. Writes results/blend_tuning.{md,csv}; `movierecs.studies.accuracy.BEST` is the best row
 within `make accuracy`'s budget (`BUDGET_SEEDS`). `--md-only` rewrites the md from the csv."""
 import sys, time
 from pathlib import Path
@@ -25,7 +25,7 @@ def markdown(df):
           *[f'| {r.members} | {r.seeds} | {r.valid_rmse:.4f} | {r.member_rmse} | {r.weights} | {r.seconds} |' for r in df.itertuples()], '',
           f'Best within the budget of `make accuracy` (at most {BUDGET_SEEDS} seed per member: one seed already takes about an '
           f'hour on 2 cores, each more seed as much again): {best.members}, {best.seeds} seed(s): valid RMSE {best.valid_rmse:.4f}. '
-          'This is `movierecs.accuracy.BEST`.', ''])
+          'This is `movierecs.studies.accuracy.BEST`.', ''])
 
 def main():
     sys.path.insert(0, str(Path(__file__).parent.parent))
@@ -34,8 +34,8 @@ def main():
         Path('results/blend_tuning.md').write_text(markdown(pd.read_csv('results/blend_tuning.csv')))
         return
     import movierecs as m
-    from movierecs.blend import Blend, carve, evaluate_blend
-    from movierecs.files import write_atomic
+    from movierecs.evaluation.blend import Blend, carve, evaluate_blend
+    from movierecs.core.files import write_atomic
     pair = carve(m.load_split('u1')[0], seed=SEED)  # the carve-out of make tune-accuracy: u1.test is never read
     rows = []
     for c in CANDIDATES:

@@ -12,19 +12,20 @@ RUNS = ('collab', 'dot_bias_wd', 'svdpp', 'collab_nn')
 def refold(learn):
     "The 'refold' penalty: {member: {tensor: λ}}, one λ per member from a half-decade grid."
     import numpy as np, torch
-    from movierecs.foldin import _fold_member, _members, _predict, _training_rows, _user_names, _vocab
+    from movierecs.recommendation.foldin import _fold_member, _members, predict_pairs, _training_rows, _user_names
+    from movierecs.models.parts import vocab
     if getattr(learn, '_foldin_lambdas', None) is not None: return learn._foldin_lambdas
     grid = [float(10**e) for e in np.arange(-2, 3.01, 0.5)]
     model, (u, i, r) = learn.model.eval(), _training_rows(learn)
     users = np.sort(np.random.default_rng(0).choice(np.unique(u), min(100, len(np.unique(u))), replace=False))
     codes, stars = [torch.from_numpy(i[u == v]) for v in users], [torch.from_numpy(r[u == v]) for v in users]
-    n = len(_vocab(learn, 'movie'))
+    n = len(vocab(learn, 'movie'))
     movies, own = torch.arange(1, n).repeat(len(users)), torch.from_numpy(users).repeat_interleave(n - 1)
     new = torch.arange(len(users)).repeat_interleave(n - 1)
     out = {}
     for prefix, m in _members(model):
-        trained, names = _predict(m, {}, movies, own), _user_names(m)
-        err = lambda g: float(((_predict(m, _fold_member(m, codes, stars, {k: g for k in names}), movies, new) - trained)**2).mean())
+        trained, names = predict_pairs(m, {}, movies, own), _user_names(m)
+        err = lambda g: float(((predict_pairs(m, _fold_member(m, codes, stars, {k: g for k in names}), movies, new) - trained)**2).mean())
         best = min(grid, key=err)
         out[prefix] = {k: best for k in names}
     learn._foldin_lambdas = out
@@ -35,7 +36,7 @@ def main(runs=RUNS):
     import numpy as np, pandas as pd
     import movierecs
     from movierecs import coldstart, foldin
-    from movierecs.files import write_atomic
+    from movierecs.core.files import write_atomic
     start = time.perf_counter()
     ratings = movierecs.load_ratings()
     outer = coldstart.foldin_split(ratings, 0.1, 42)

@@ -1,6 +1,6 @@
 """`make tune-topn`: choose the top-N table's settings on a carve-out of u1.base — never u1.test.
 Every grid point trains on 80% of u1.base (rows drawn with seed 42) and is scored by NDCG@10 on the other 20% (relevant:
-rating >= 4; every movie not rated in the 80% is a candidate). Writes results/topn_tuning.{md,csv}; `movierecs.topn.RUNS`
+rating >= 4; every movie not rated in the 80% is a candidate). Writes results/topn_tuning.{md,csv}; `movierecs.studies.topn.RUNS`
 (implicit's tuned settings) and `movierecs.RANKERS` (the fastai ranking runs) hold the best rows (a test checks it)."""
 import itertools, json, sys
 from pathlib import Path
@@ -18,8 +18,8 @@ def main(methods=None):
     sys.path.insert(0, str(Path(__file__).parent.parent))
     import pandas as pd
     import movierecs as m
-    from movierecs.files import write_atomic
-    from movierecs.ranking import RANKERS, RankingRun, carve_out, evaluate_topn
+    from movierecs.core.files import write_atomic
+    from movierecs.evaluation.topn import RANKERS, RankingRun, carve_out, evaluate_topn
     train, held = carve_out(m.load_split('u1')[0], FRAC, SEED)
     out, rows = Path('results'), []
     old = pd.read_csv(out/'topn_tuning.csv') if (out/'topn_tuning.csv').is_file() else None

@@ -3,34 +3,44 @@ __version__ = '0.1.0'
 
 import importlib
 
-# The public names come from these modules (each one's `__all__`) and `cli.default_learner`. They are imported on first
-# use, not by `import movierecs`: the `movierecs` command starts without torch and can take a Ctrl-C while torch loads.
-_MODULES = ('data', 'datasets', 'fast', 'sparse', 'models', 'optim', 'learners', 'autoencoders', 'rankers', 'experiments', 'analysis', 'scoring', 'blend', 'saving',
-            'feedback', 'baselines', 'ranking', 'foldin')
-
-def _load():
-    "Import the modules of `_MODULES` and bring their public names into the package (once)."
-    if '__all__' in globals(): return
-    names = {}
-    for m in _MODULES:
-        mod = importlib.import_module(f'{__name__}.{m}')
-        names.update({n: getattr(mod, n) for n in mod.__all__})
-    names['default_learner'] = importlib.import_module(f'{__name__}.cli').default_learner
-    globals().update(names)
-    globals()['__all__'] = list(names)
-
-_loading = False
+# The public face: each name, by the module that defines it. A name is imported on first use (LensKit's lazy face), so
+# `import movierecs` loads nothing heavy and a name costs only its own module's imports. The layers, bottom to top, are
+# core, data, engine, models, train, evaluation, recommendation, app and studies (docs/architecture.md); tests/test_layers.py
+# checks that this table holds each listed module's `__all__`.
+_FACE = {
+    'core.errors': 'DataError NaNLossError ModelFileError DistributedError',
+    'data.ml100k': 'ML_100K_SHA256 SPLITS ENV_VAR data_source read_file load_udata load_movies load_split',
+    'data.movielens': 'load_ratings stratified_split synthetic_ratings',
+    'data.releases': 'Release DATASETS GROUPLENS_URL list_datasets dataset_source load_dataset',
+    'engine.loaders': 'dataloaders check_dls epoch_rows shuffle_stats',
+    'engine.tensors': 'VAL_BS TensorDataLoader fast_dataloaders',
+    'engine.fast': 'FlatMSE FastAdam',
+    'engine.fastai_glue': 'FASTAI_RANGE TensorLoader FastLearner make_fast',
+    'engine.sparse': 'WINDOW SparseAdam SparseFlush make_sparse sparse_embeddings',
+    'engine.lbfgs': 'lbfgs LBFGSWrapper LBFGSStep',
+    'engine.feedback': 'RELEVANT row_weights user_rows rows_dataloaders',
+    'models.registry': 'RaiseOnNaN TASKS register list_models model_task describe_model trains_by_lbfgs get_learner check_model',
+    'models.collab': 'DotProduct DotProductBias create_params DotProductBiasParams CollabNN DotProductBiasImplicit Ensemble dot dot_raw dot_bias dot_bias_params collab collab_nn collab_emb_nn svdpp ensemble EnsembleMSE',
+    'models.autoencoders': 'rating_matrix full_batch AutoencoderLoss AutoRec KernelLayer GLocalK FineTuneAfter autorec glocal_k',
+    'models.rankers': 'MultinomialNLL MultDAE mult_dae',
+    'models.baselines': 'TopN Popular ItemKNN EASE BASELINES interactions',
+    'train.experiments': 'USER_BAR SLACK SPREAD_K MIN_SEEDS SEEDS_CSV spread_bars SCHEDULES GROUPS Experiment EXPERIMENTS group_names get_experiment LossTable train_model train_experiment run_experiment',
+    'train.saving': 'save load',
+    'evaluation.rating': 'RATING_RANGE split_frames split_ratings item_column unseen scores predict evaluate fit_on record',
+    'evaluation.blend': 'CARVE carve EpochAverage member_predictions Blend fit_weights evaluate_blend',
+    'evaluation.topn': 'KS METRICS RankingRun RANKERS DEFAULT_RANKER top_k ranking_metrics carve_out LearnerTopN fit_topn evaluate_topn tune_topn',
+    'recommendation.analysis': 'movie_factors movie_bias biases similar_movies similar_users recommend pca_map loss_curves',
+    'recommendation.foldin': 'MAX_RATINGS MIN_LAMBDA parse_ratings fold_in foldin_lambdas recommend_for',
+    'app.defaults': 'default_learner',
+}
+_HOME = {n: m for m, names in _FACE.items() for n in names.split()}
+__all__ = list(_HOME)
 
 def __getattr__(name):
-    global _loading
-    if (name.startswith('__') and name != '__all__') or _loading:  # while loading: a submodule not imported yet (`from . import x`)
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    _loading = True
-    try: _load()
-    finally: _loading = False
-    try: return globals()[name]
-    except KeyError: raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    m = _HOME.get(name)
+    if m is None: raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f'{__name__}.{m}'), name)
+    globals()[name] = value
+    return value
 
-def __dir__():
-    _load()
-    return sorted(globals())
+def __dir__(): return sorted({*globals(), *_HOME})

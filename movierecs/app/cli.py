@@ -1,0 +1,256 @@
+"The `movierecs` command: train a model, then ask it for recommendations, similar movies and biases."
+import argparse, contextlib, json, os, re, sys
+from pathlib import Path
+from .defaults import DEFAULT_MODEL, _cache_hint, cache_dir, default_learner
+from .args import Parser, _folder, _host, _positive, _processes, _user_id, number_arg, writable
+__all__ = ['main']
+
+def _learner(args, by='rating'):
+    "The model in `--model DIR`, else `default_learner(by)`."
+    from ..train.saving import load
+    return load(args.model) if args.model else default_learner(by)
+
+def _show(series, args, fmt='{:.4f}'):
+    "Print a ranked Series as a table, or as JSON records with `--json`."
+    label, name = series.index.name, series.name
+    if args.json:
+        print(json.dumps([{label: k.item() if hasattr(k, 'item') else k, name: float(v)} for k, v in series.items()],
+                         ensure_ascii=False, indent=1))
+        return
+    keys = [str(k) for k in series.index]
+    w = max([len(label), *map(len, keys)])
+    print(f"{'#':>3}  {label:<{w}}  {name}")
+    for i, (k, v) in enumerate(zip(keys, series.values), 1): print(f'{i:>3}  {k:<{w}}  {fmt.format(v)}')
+
+def _show_frame(df, args, fmt='{:.2f}'):
+    "Print a ranked frame (label, score, reason) as a table, or as JSON records with `--json`."
+    if args.json:
+        rows = [{k: (v.item() if hasattr(v, 'item') else v) for k, v in r.items()} for r in df.to_dict('records')]
+        print(json.dumps(rows, ensure_ascii=False, indent=1)); return
+    cells = [['-' if v is None else fmt.format(v) if isinstance(v, float) else str(v) for v in r] for r in df.itertuples(index=False)]
+    w = [max([len(c), *(len(r[j]) for r in cells)]) for j, c in enumerate(df.columns)]
+    print(f"{'#':>3}  " + '  '.join(f'{c:<{w[j]}}' for j, c in enumerate(df.columns)).rstrip())
+    for i, r in enumerate(cells, 1): print(f'{i:>3}  ' + '  '.join(f'{v:<{w[j]}}' for j, v in enumerate(r)).rstrip())
+
+_STARS = re.compile(r'[+-]?(\d+(\.\d*)?|\.\d+)', re.ASCII)  # a plain decimal number: no 5_0, no ٥, no 1e1
+
+def _read_rates(args) -> dict:
+    "The {title: stars} of `--rate TITLE=STARS` options or of the `--ratings` CSV file (title,rating); each title once."
+    import csv
+    from ..recommendation.foldin import MAX_RATINGS
+    pairs = []
+    if args.ratings is not None:
+        f = Path(args.ratings)
+        if not args.ratings.strip(): raise ValueError("--ratings is empty: give a CSV file of title,rating lines.")
+        if f.exists() and not f.is_file(): raise ValueError(f"--ratings {f} is not a regular file (a folder, a device or a pipe?): give a CSV file.")
+        cap = MAX_RATINGS * 400  # bytes: far more than MAX_RATINGS lines of title,rating
+        try:
+            if f.is_file() and f.stat().st_size > cap:
+                raise ValueError(f"--ratings {f} is {f.stat().st_size:,} bytes: more than {MAX_RATINGS:,} ratings fit in {cap:,}.")
+            text = f.read_text(encoding='utf-8-sig')  # a byte-order mark, as Excel writes, is not part of the first title
+        except UnicodeDecodeError as e: raise ValueError(f"--ratings {f} is not UTF-8 text ({e.reason} at byte {e.start}): save it as UTF-8 CSV.") from None
+        except OSError as e: raise ValueError(f"cannot read --ratings {f} ({e.strerror or e}): give a readable CSV file of title,rating lines.") from None
+        if '\x00' in text: raise ValueError(f"--ratings {f} is not UTF-8 text (it holds NUL characters: UTF-16?): save it as UTF-8 CSV.")
+        try: rows = [r for r in csv.reader(text.splitlines(), strict=True) if r and any(c.strip() for c in r)]
+        except csv.Error as e:
+            if 'field larger than field limit' in str(e):
+                raise ValueError(f"--ratings {f} has a field over {csv.field_size_limit():,} characters: no title is that long; give title,rating lines.") from None
+            raise ValueError(f"--ratings {f} is not valid CSV ({e}): quote a title holding a comma, e.g. \"Rock, The (1996)\",5") from None
+        if rows and [c.strip().lower() for c in rows[0]] == ['rating', 'title']:
+            raise ValueError(f"--ratings {f}: the columns are rating,title; put the title first: title,rating.")
+        if rows and [c.strip().lower() for c in rows[0]] == ['title', 'rating']: rows = rows[1:]
+        if not rows: raise ValueError(f"--ratings {f} holds no ratings: give one title,rating line per movie, e.g. \"Star Wars (1977)\",5")
+        if len(rows) > MAX_RATINGS: raise ValueError(f"--ratings {f} has {len(rows):,} rows, more than {MAX_RATINGS:,}: give one person's ratings.")
+        for i, r in enumerate(rows, 1):
+            if len(r) != 2: raise ValueError(f"{args.ratings}, row {i}: expected 2 columns title,rating, got {len(r)}: {r!r}")
+            pairs.append((r[0].strip(), r[1].strip()))
+    for r in args.rate or []:
+        if '=' not in r: raise ValueError(f"--rate {r!r}: expected TITLE=STARS, e.g. --rate 'Star Wars (1977)=5'")
+        title, stars = r.rsplit('=', 1)
+        pairs.append((title.strip(), stars.strip()))
+    out = {}
+    for title, stars in pairs:
+        if not _STARS.fullmatch(stars): raise ValueError(f"{title!r} is rated {stars!r}: stars must be a number, e.g. 4")
+        if title in out: raise ValueError(f"{title!r} is rated twice ({out[title]:g} and {stars}): rate each movie once.")
+        out[title] = float(stars)
+    return out
+
+def _models(args):
+    from ..train.experiments import EXPERIMENTS
+    from ..models.registry import describe_model, list_models, model_task
+    from ..evaluation.topn import RANKERS
+    runs = [(e.name, e.model) for e in EXPERIMENTS.values()] + [(k, r.model) for k, r in RANKERS.items()]
+    rows = [dict(model=n, task=model_task(n), description=describe_model(n), experiments=[k for k, m in runs if m == n]) for n in list_models()]
+    if args.json: print(json.dumps(rows, indent=1)); return
+    w = max(len(r['model']) for r in rows)
+    for r in rows: print(f"{r['model']:<{w}}  {r['description']}  [experiments: {', '.join(r['experiments']) or '-'}]")
+
+def _schedule(args):
+    "epochs, lr and wd of `movierecs train`: those given, else the model's (an L-BFGS model's: its experiment's epochs, step 1, no wd)."
+    from ..train.experiments import EXPERIMENTS
+    from ..models.registry import trains_by_lbfgs
+    if not trains_by_lbfgs(args.name): return dict(epochs=args.epochs or 5, lr=args.lr or 5e-3, wd=0.1 if args.wd is None else args.wd)
+    if args.wd: raise ValueError(f"{args.name} trains by full-batch L-BFGS and its own L2 penalty: leave out --wd.")
+    return dict(epochs=args.epochs or EXPERIMENTS[args.name].epochs, lr=args.lr or 1., wd=None)
+
+def _train(args):
+    from ..train import distributed
+    from ..train.experiments import train_model
+    from ..train.saving import save
+    n, torchrun = args.processes or 1, distributed.launched_by_torchrun()
+    if torchrun and args.processes: raise ValueError("torchrun started this process as one of several: leave out --processes "
+                                                     "(torchrun's --nproc-per-node and --nnodes set how many).")
+    if n > 1 or torchrun:
+        distributed.check_distributable(args.name, int(os.environ['WORLD_SIZE']) if torchrun else n, fast=not args.faithful, cores=not torchrun)
+    rank = int(os.environ['RANK']) if torchrun else 0
+    out = args.out or cache_dir()/args.name
+    with writable(out, '--out folder') if rank == 0 else contextlib.nullcontext():
+        if torchrun: learn = distributed.train_from_env(args.name, out, **_schedule(args), seed=args.seed, progress=not args.json)
+        elif n > 1: learn = distributed.train_distributed(args.name, n, out, **_schedule(args), seed=args.seed, progress=not args.json)
+        else:
+            learn = train_model(args.name, **_schedule(args), seed=args.seed, progress=not args.json, fast=not args.faithful)
+            out = save(learn, out)
+    if rank: return  # torchrun's other processes: rank 0 saved the model and reports
+    if args.json: print(json.dumps(dict(model=args.name, saved=str(out), losses=learn.loss_table.df.to_dict('records')), indent=1))
+    else: print(f'Saved to {out}')
+
+def _recommend(args):
+    from ..recommendation.analysis import recommend
+    if args.model and args.by: raise ValueError("--by chooses between the default models; a model given with --model is used as it is.")
+    if (args.user is not None) + bool(args.rate or args.ratings is not None) != 1:
+        raise ValueError("give either --user ID (someone in the data) or your own ratings with --rate 'TITLE=STARS' / --ratings FILE")
+    if args.user is not None: return _show(recommend(_learner(args, args.by or 'ranking'), args.user, n=args.n), args, '{:.2f}')
+    from ..recommendation.foldin import recommend_for
+    rates = _read_rates(args)  # before any model is loaded or trained: a typo fails at once
+    _show_frame(recommend_for(_learner(args, args.by or 'ranking'), rates, n=args.n), args)
+
+def _similar(args):
+    from ..recommendation.analysis import similar_movies
+    _show(similar_movies(_learner(args), args.title, n=args.n), args)
+
+def _biases(args):
+    from ..recommendation.analysis import biases
+    _show(biases(_learner(args), n=args.n, lowest=not args.highest), args)
+
+def _serve(args):
+    "Take the port first (a port in use fails at once), then load the models, print the address and serve until Ctrl-C."
+    from .serve import listen, server, url
+    try: sock = listen(args.host, args.port)
+    except OSError as e: raise ValueError(str(e)) from None
+    try:
+        print('Loading the models and preparing the fold-in (the default models are trained once, on first use, and cached) ...',
+              file=sys.stderr, flush=True)
+        if args.model:
+            from ..models.registry import model_task
+            from ..train.saving import load
+            learn = load(args.model)
+            rater = learn if model_task(learn.model_spec['model']) == 'rating' else default_learner('rating')
+            from ..models.parts import vocab
+            if vocab(rater, 'movie') != vocab(learn, 'movie'):
+                print(f"movierecs: {args.model} was trained on other titles than the default rating model: the page shows "
+                      f"no predicted stars, biases or map.", file=sys.stderr)
+                rater = None
+        else: learn, rater = default_learner('ranking'), default_learner('rating')
+        srv = server(learn, rater)
+        print(f'movierecs: serving on {url(args.host, args.port)} (Ctrl-C stops it)', flush=True)
+        srv.run(sockets=[sock])
+    finally: sock.close()
+
+def parser(more=None # {command: (help, main(argv))} of commands another layer adds
+          ):
+    from ..core.checks import MAX_EPOCHS, MAX_RATE
+    from ..models.registry import list_models
+    p = Parser(prog='movierecs', description=__doc__)
+    sub = p.add_subparsers(dest='command', required=True, parser_class=Parser, metavar='COMMAND')
+    def cmd(name, f, help, **kw):
+        s = sub.add_parser(name, help=help, description=help, **kw)
+        s.set_defaults(func=f)
+        return s
+    def model_opts(s, n):
+        s.add_argument('-n', type=_positive(int), default=n, help=f'how many (default: {n})')
+        s.add_argument('--model', type=_folder, metavar='DIR', help='a model saved by `movierecs train` (default: ' + (
+                       'see --by' if n == 10 else f"{DEFAULT_MODEL['model']} trained once with the notebook's settings and "
+                       f"cached in {_cache_hint()}/default") + ')')
+        s.add_argument('--json', action='store_true', help='machine-readable output')
+    s = cmd('models', _models, 'list the models in the registry')
+    s.add_argument('--json', action='store_true', help='machine-readable output')
+    s = cmd('train', _train, 'train a model on ML-100k with fit_one_cycle (autorec, glocal_k: full-batch L-BFGS), print its loss table and save it')
+    s.add_argument('name', metavar='MODEL', choices=list_models(), help=f"one of: {', '.join(list_models())}")
+    s.add_argument('--epochs', type=number_arg(int, low=1, high=MAX_EPOCHS), help='epochs (default: 5; autorec 40, glocal_k 68)')
+    s.add_argument('--lr', type=number_arg(float, above=0, high=MAX_RATE), help='peak learning rate (default: 5e-3; autorec, glocal_k: the L-BFGS step, 1)')
+    s.add_argument('--wd', type=number_arg(float, low=0, high=MAX_RATE), help='weight decay (default: 0.1; none for autorec, glocal_k)')
+    s.add_argument('--seed', type=number_arg(int, low=0, high=2**32-1), default=42, help='seed of split, initialisation and shuffles (default: 42)')
+    s.add_argument('--out', type=_folder, metavar='DIR', help=f'folder to save the model to (default: {_cache_hint()}/MODEL)')
+    s.add_argument('--faithful', action='store_true', help="train on fastai's own loaders and Learner (slower; same maths)")
+    s.add_argument('--processes', type=_processes, metavar='N', help='train data-parallel on N processes of this machine '
+                   '(torch DDP, gloo): each takes 64 rows a step, so a step averages N x 64 rows at the same --lr; at most the CPU '
+                   'cores; the processes meet on a free local port, or $MASTER_PORT (default: 1). Several GPUs or machines: run '
+                   'this command under torchrun, see the README')
+    s.add_argument('--json', action='store_true', help='machine-readable output (no progress bar)')
+    s = cmd('recommend', _recommend, "the movies a user has not rated that the model ranks first: a user of the data "
+            "(--user), or you, from your own ratings (--rate, --ratings)")
+    s.add_argument('--user', type=_user_id, help='a user id, e.g. 196')
+    s.add_argument('--rate', action='append', metavar='TITLE=STARS', help="a movie you rated, e.g. 'Star Wars (1977)=5' (repeat it)")
+    s.add_argument('--ratings', metavar='FILE', help='a CSV file of your ratings: title,rating per line')
+    s.add_argument('--by', choices=('ranking', 'rating'), help='ranking (default): the ranking model that recommends best '
+                   '(results/topn.md), scores; rating: the notebook\'s collab model, highest predicted rating')
+    model_opts(s, 10)
+    s = cmd('similar', _similar, 'the movies whose factors are most cosine-similar to a title')
+    s.add_argument('title', help="a title with its year, e.g. 'Silence of the Lambs, The (1991)'")
+    model_opts(s, 5)
+    s = cmd('biases', _biases, 'the movies with the lowest (default) or highest learned bias')
+    g = s.add_mutually_exclusive_group()
+    g.add_argument('--lowest', action='store_true', help='lowest biases: disliked even by fitting users (default)')
+    g.add_argument('--highest', action='store_true', help='highest biases: liked even by unlikely users')
+    model_opts(s, 5)
+    s = cmd('serve', _serve, 'the web page: search and rate movies and see your top 10 update, a page per movie, the PCA map; '
+            'and its JSON API (POST /api/recommend, GET /api/similar)')
+    s.add_argument('--host', type=_host, default='127.0.0.1', help='address to listen on (default: 127.0.0.1: this machine only)')
+    s.add_argument('--port', type=number_arg(int, low=1, high=65535, what='a port number'), default=8000, help='TCP port, 1-65535 (default: 8000)')
+    s.add_argument('--model', type=_folder, metavar='DIR', help='a model saved by `movierecs train`: a ranking model recommends, a rating '
+                   'model recommends and gives the stars, biases and map (default: the default ranking model recommends, the '
+                   "notebook's collab model gives the stars, biases and map; each trained once and cached)")
+    for name, (text, _) in (more or {}).items():  # commands of a higher layer (`reproduce`, from the studies): they parse their own arguments
+        s = cmd(name, None, text, add_help=False)
+        s.add_argument('rest', nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return p
+
+def _interrupted_now(signum, frame):
+    "Ctrl-C while torch and fastai load: a KeyboardInterrupt inside their C initialisation is fatal; nothing is written yet, so stop."
+    os.write(2, b'movierecs: interrupted\n'); os._exit(130)
+
+def _import_libraries(command):
+    "Import the package and what `command` needs, with Ctrl-C ending the program at once instead of raising inside an import."
+    import importlib, signal
+    try: before = signal.signal(signal.SIGINT, _interrupted_now)
+    except ValueError: before = None  # not the main thread: signals are not ours to handle
+    try:
+        face = importlib.import_module('movierecs')
+        for m in face._FACE: importlib.import_module(f'movierecs.{m}')  # what every command but `reproduce` may need
+        if command == 'serve': importlib.import_module('movierecs.app.serve')
+    finally:
+        if before is not None: signal.signal(signal.SIGINT, before)
+
+def main(argv=None, # The arguments; default: the command line's
+         more=None # {command: (help, main(argv))}: commands of a higher layer, given everything after their name (-h too)
+        ):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    more = more or {}
+    _import_libraries(argv[0] if argv else None)
+    from ..core.errors import DataError, DistributedError, ModelFileError, NaNLossError
+    def run():
+        if argv[:1] and argv[0] in more: return more[argv[0]][1](argv[1:])
+        args = parser(more).parse_args(argv)  # inside the handler: the help texts name cache_dir(), which can fail
+        args.func(args)
+    try: run(); sys.stdout.flush()
+    except KeyboardInterrupt:
+        print('movierecs: interrupted', file=sys.stderr); sys.exit(130)
+    except BrokenPipeError:  # the reader went away (`| head`): nothing more to say to it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno()); sys.exit(141)
+    except (DataError, ModelFileError, NaNLossError, DistributedError, KeyError, ValueError, TypeError, OSError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        if isinstance(e, OSError) and e.filename and str(e.filename) not in msg: msg = f'{msg}: {e.filename}'
+        msg = re.sub(r'^Exception occured in `\w+` when calling event `\w+`:\s*', '', msg)  # fastai's wrapper of a callback's error
+        sys.exit(f"movierecs: error: {' '.join(msg.split())}")
+
+if __name__ == '__main__': main()

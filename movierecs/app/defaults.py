@@ -1,0 +1,59 @@
+"The default models of the command line and the web page: trained once with recorded settings, cached in `cache_dir()`."
+import json, os, sys
+from pathlib import Path
+from .args import writable
+__all__ = ['cache_dir', 'DEFAULT_MODEL', 'default_ranker', 'default_learner']
+
+DEFAULT_MODEL = dict(model='collab', epochs=5, lr=5e-3, wd=0.1, seed=42)  # the notebook's collab_learner run
+
+def default_ranker() -> dict:
+    "`train_model` arguments of the default recommender: the best ranking run of results/topn.md (`RANKERS`), seed 42."
+    from ..evaluation.topn import DEFAULT_RANKER, RANKERS
+    r = RANKERS[DEFAULT_RANKER]
+    return dict(model=r.model, epochs=r.epochs, lr=r.lr, wd=r.wd, seed=42, **r.kwargs)
+
+def cache_dir() -> Path:
+    "Where trained models are cached: env `MOVIERECS_CACHE`, else `$XDG_CACHE_HOME/movierecs`, else `~/.cache/movierecs`."
+    if os.environ.get('MOVIERECS_CACHE'):
+        try: return Path(os.environ['MOVIERECS_CACHE']).expanduser()
+        except RuntimeError as e: raise ValueError(f"MOVIERECS_CACHE={os.environ['MOVIERECS_CACHE']!r}: {e} Give a folder path.") from None
+    return Path(os.environ.get('XDG_CACHE_HOME') or Path.home()/'.cache')/'movierecs'
+
+def _cache_hint() -> str:
+    "cache_dir() for a help text; the variable as given when it cannot be resolved (the error comes when the cache is used)."
+    try: return str(cache_dir())
+    except ValueError: return os.environ.get('MOVIERECS_CACHE', '')
+
+def default_learner(by='ranking' # 'ranking': the recommender that ranks best (results/topn.md); 'rating': the notebook's collab run
+                   ):
+    "The default model on ML-100k, trained once with its recorded settings and cached in `cache_dir()`."
+    from ..train.saving import VERSION, load, save
+    from ..core.errors import ModelFileError
+    if by not in ('ranking', 'rating'): raise ValueError(f"by must be 'ranking' or 'rating', got {by!r}.")
+    spec, path = (DEFAULT_MODEL, cache_dir()/'default') if by == 'rating' else (default_ranker(), cache_dir()/'default-ranking')
+    why = 'once'
+    if (path/'model.json').is_file() and _format_version(path) not in (None, VERSION): why = 'again: the cached one was saved by another movierecs version'
+    elif (path/'model.json').is_file():
+        try: learn = load(path)
+        except ModelFileError as e: raise ModelFileError(f'{e} (The cached default model: delete {path} to retrain it.)') from None
+        if _trained_as(learn, spec): return learn
+        why = 'again: the cached one was trained with other settings'
+    from ..train.experiments import train_model
+    with writable(path, 'cache folder (set MOVIERECS_CACHE)'):
+        print(f"Training the default {by} model ({spec['model']}, {spec['epochs']} epochs) {why}; "
+              f"it is cached in {path}.", file=sys.stderr, flush=True)
+        learn = train_model(**spec, progress=False, cache=True)
+        save(learn, path)
+    return learn
+
+def _format_version(path):
+    "The format version a saved model's model.json declares (None if it cannot be read: `load` then says why)."
+    try: return json.loads((path/'model.json').read_text(encoding='utf-8')).get('version')
+    except (OSError, ValueError, AttributeError): return None
+
+def _trained_as(learn, spec):
+    "True if `learn` (loaded from the cache) was built and trained with `spec`, the `train_model` arguments of a default."
+    fit = ('epochs', 'lr', 'wd', 'seed')
+    model = getattr(learn, 'model_spec', None) or {}
+    return (model.get('model') == spec['model'] and (getattr(learn, 'train_spec', None) or {}) == {k: spec[k] for k in fit}
+            and all(model.get(k) == v for k, v in spec.items() if k not in fit and k != 'model'))

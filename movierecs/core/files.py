@@ -1,0 +1,109 @@
+"""Writing result files so that an interrupted run never leaves a half-written one, nor a group of files half replaced.
+A group is written like a database's redo journal: every file goes to a temporary name beside it, a journal naming the
+renames is committed in one rename, then the renames run and the journal goes. A crash before the journal's commit leaves
+the old files; after it, the next `write_atomic` in that folder, or `recover(folder)`, finishes the renames."""
+import contextlib, json, os, re, signal, tempfile, threading, time
+from pathlib import Path
+__all__ = ['write_atomic', 'recover', 'png_bytes']
+
+_JOURNAL = re.compile(r'\.movierecs-journal\.[A-Za-z0-9_]+\.json')  # committed journals (one per interrupted group)
+
+_TMP = re.compile(r'\.movierecs-tmp\.(.+)\.[A-Za-z0-9_]{8}\.tmp')  # our temporary files: `.movierecs-tmp.{name}.XXXXXXXX.tmp`
+
+STALE = 3600  # seconds after which a temporary file no journal names is a crash's leftover
+
+def _umask():
+    mask = os.umask(0); os.umask(mask)
+    return mask
+
+@contextlib.contextmanager
+def _no_interrupt():
+    "Hold back Ctrl-C and SIGTERM (delivered right after) while a group of renames runs, in the main thread."
+    if threading.current_thread() is not threading.main_thread(): yield; return
+    got = []
+    def hold(sig, frame): got.append(sig)
+    old = {s: signal.signal(s, hold) for s in (signal.SIGINT, signal.SIGTERM)}
+    try: yield
+    finally:
+        for s, h in old.items(): signal.signal(s, h)
+        for s in got: signal.raise_signal(s)
+
+def _tmp_beside(path, content, prefix=None):
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix or f'.movierecs-tmp.{path.name}.', suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(content.encode() if isinstance(content, str) else content)
+            f.flush(); os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
+    except BaseException:
+        if os.path.exists(tmp): os.remove(tmp)
+        raise
+    return tmp
+
+def _move(tmp, dest):
+    try: os.replace(tmp, dest)
+    except FileNotFoundError: pass  # already moved (a `recover` in another process finished it)
+
+def _own_moves(folder, moves):
+    "The (temporary, destination) pairs of a journal that write_atomic could have written: both in `folder`, the temporary named for its destination; nothing else is ever moved."
+    ok = []
+    for m in moves if isinstance(moves, list) else []:
+        if not (isinstance(m, list) and len(m) == 2 and all(isinstance(x, str) for x in m)): continue
+        tmp, dest = Path(m[0]), Path(m[1])
+        got = _TMP.fullmatch(tmp.name)
+        if tmp.parent == folder.absolute() and dest.parent == folder.absolute() and got and got.group(1) == dest.name: ok.append((tmp, dest))
+    return ok
+
+def recover(folder # A folder `write_atomic` wrote to
+           ) -> int:
+    "Finish the groups of renames a crash interrupted in `folder` (their journals say which); remove stale temporary files. Returns the files moved."
+    folder, done = Path(folder), 0
+    if not folder.is_dir(): return 0
+    for j in sorted(folder.iterdir()):
+        if not _JOURNAL.fullmatch(j.name): continue
+        try: moves = json.loads(j.read_text(encoding='utf-8'))
+        except (OSError, ValueError, RecursionError): continue  # gone meanwhile, or not ours
+        for tmp, dest in _own_moves(folder, moves):
+            if os.path.lexists(tmp): _move(tmp, dest); done += 1
+        j.unlink(missing_ok=True)
+    now = time.time()
+    for f in folder.iterdir():
+        try:
+            if _TMP.fullmatch(f.name) and f.is_file() and now - f.stat().st_mtime > STALE: f.unlink(missing_ok=True)
+        except OSError: pass
+    return done
+
+def write_atomic(files:dict # {path: text or bytes}, written together: all replaced, or none
+                ):
+    "Write every file to a temporary name beside it, commit a journal of the renames, then rename them all into place."
+    files = {Path(p).absolute(): c for p, c in files.items()}
+    if not files: return
+    for p in files:
+        if p.is_dir() or (p.exists() and not p.is_file()):
+            raise IsADirectoryError(f"cannot write {p}: it is a folder or a special file, not a file: move it away or choose another folder.")
+    folders = sorted({p.parent for p in files})
+    if len(folders) > 1 and len(files) > 1: raise ValueError(f"a group of files is written to one folder, got {len(folders)}: {', '.join(map(str, folders))}.")
+    for d in folders:
+        d.mkdir(parents=True, exist_ok=True)
+        recover(d)
+    tmps, journal, jtmp = [], None, None
+    try:
+        for path, content in files.items(): tmps.append((_tmp_beside(path, content), path))
+        if len(tmps) == 1: return os.replace(*tmps[0])
+        jtmp = _tmp_beside(folders[0]/'journal', json.dumps([[t, str(p)] for t, p in tmps]), prefix='.movierecs-journal.')
+        with _no_interrupt():
+            journal = Path(jtmp[:-len('.tmp')] + '.json')
+            os.replace(jtmp, journal)  # the commit point: from here the group is replaced, by us or by `recover`
+            for tmp, path in tmps: _move(tmp, path)
+            journal.unlink(missing_ok=True)
+    finally:
+        if journal is None or not journal.exists():
+            for tmp in [t for t, _ in tmps] + [jtmp]:
+                if tmp and os.path.exists(tmp): os.remove(tmp)
+
+def png_bytes(fig, dpi=80):
+    "A matplotlib figure as PNG bytes (no timestamp or software tag, so the same figure gives the same file)."
+    import io
+    buf = io.BytesIO()
+    fig.savefig(buf, format='png', dpi=dpi, bbox_inches='tight', metadata={'Software': None})
+    return buf.getvalue()

@@ -1,0 +1,1 @@
+"Layer 1: MovieLens as pandas frames: ML-100k and every release, found, verified and read; splits; synthetic ratings."

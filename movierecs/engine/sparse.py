@@ -1,0 +1,157 @@
+"""The sparse training path (`train_model(..., sparse=True)`): embeddings with sparse gradients and a row-wise Adam that
+touches only the rows of the batch, so a step costs the batch, not the model (fastai's Adam updates every row at every
+step). Unlike the lazy Adams (TensorFlow's LazyAdam, torch's SparseAdam), a row absent from batches is not frozen: when it
+comes back it is moved as fastai's dense Adam would have moved it meanwhile (weight decay, decaying moments, momentum)."""
+import math
+import torch
+from torch import nn
+from fastai.callback.core import Callback
+from fastai.optimizer import Adam, debias
+from .fast import FastAdam
+__all__ = ['WINDOW', 'SparseAdam', 'SparseFlush', 'make_sparse', 'sparse_embeddings']
+
+WINDOW = 300  # steps a row's momentum is followed after its last batch: (0.95/0.995)^300 < 1e-6, the rest is dropped
+
+def _log(v): return math.log(v) if v > 0 else -1e300  # beta = 0: nothing survives a step (and exp(-1e300 + 1e300) = 1 for none)
+
+class _Catchup:
+    "Per parameter: the cumulative logs of each step's beta1, beta2 and weight-decay factor, and each past step's momentum coefficient."
+    def __init__(self, n_rows):
+        self.last = torch.zeros(n_rows, dtype=torch.long)  # the step each row was last brought up to date (0: the start)
+        self.mark = torch.zeros(n_rows, dtype=torch.bool)  # scratch: the rows of a gradient (all False between steps)
+        self.pos = torch.zeros(n_rows, dtype=torch.long)  # scratch: a gradient's row -> its place among the gradient's rows
+        self.t, self.logs = 0, torch.zeros(1, 3, dtype=torch.float64)  # logs[k]: sum over steps <= k of log beta1, log beta2, log decay
+        self.a, self.coef = torch.zeros(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)  # per step s: running A/sqrt(B), its coefficient
+
+    def advance(self, b1, b2, shrink, lr_term):
+        "Record step t+1 for the rows it did not touch: their moments decay and they keep moving along their old moments."
+        t, n = self.t + 1, len(self.a)
+        if t >= n:  # grow the per-step arrays
+            self.logs = torch.cat([self.logs, self.logs.new_zeros(n, 3)]); self.a, self.coef = (torch.cat([v, v.new_zeros(n)]) for v in (self.a, self.coef))
+        self.logs[t] = self.logs[t-1] + torch.tensor([_log(b1), _log(b2), _log(shrink)], dtype=torch.float64)
+        w = slice(max(0, t - WINDOW), t)  # the steps s whose rows still move noticeably
+        self.a[w] *= 0. if b1 == 0 else b1 / math.sqrt(b2)
+        self.coef[w] = self.coef[w] * shrink + self.a[w] * lr_term
+        self.a[t], self.coef[t], self.t = 1., 0., t
+
+    def catch_up(self, p, st, rows, T):
+        "Bring `rows` (None: all) from their last step to step T as fastai's dense Adam would: decay, moments, and the momentum's moves."
+        s = self.last if rows is None else self.last.index_select(0, rows)
+        stale = s != T
+        if not bool(stale.any()): return
+        if rows is not None: rows, s = rows[stale], s[stale]  # a row listed twice is computed twice, to the same values
+        d = torch.exp(self.logs[T] - self.logs[s])  # (rows, 3): the products of beta1, beta2 and decay over steps s+1..T
+        coef = self.coef[s] * torch.exp(self.logs[T, 2] - self.logs[torch.clamp(s + WINDOW, max=T), 2])
+        shape = (-1,) + (1,)*(p.dim() - 1)
+        sel = (lambda v: v) if rows is None else (lambda v: v.index_select(0, rows))
+        w, avg, sqr = sel(p.data), sel(st['grad_avg']), sel(st['sqr_avg'])
+        w = w * d[:, 2].to(w.dtype).view(shape) - (coef.to(w.dtype).view(shape) * avg / (sqr.sqrt() + st['eps']))
+        avg, sqr = avg * d[:, 0].to(w.dtype).view(shape), sqr * d[:, 1].to(w.dtype).view(shape)
+        if rows is None: p.data.copy_(w); st['grad_avg'].copy_(avg); st['sqr_avg'].copy_(sqr); self.last.fill_(T)
+        else:
+            for v, new in ((p.data, w), (st['grad_avg'], avg), (st['sqr_avg'], sqr)): v.index_copy_(0, rows, new)
+            self.last.index_fill_(0, rows, T)
+
+    def rows_of(self, idx, vals):
+        "The distinct rows of a sparse gradient's (uncoalesced) indices `idx`, in order, and its `vals` summed per row."
+        self.mark.index_fill_(0, idx, True)
+        rows = self.mark.nonzero().squeeze(1)
+        self.mark.index_fill_(0, rows, False)
+        self.pos.index_copy_(0, rows, torch.arange(len(rows)))  # each row's place in `rows` (other entries are stale, never read)
+        return rows, vals.new_zeros((len(rows),) + vals.shape[1:]).index_add_(0, self.pos.index_select(0, idx), vals)
+
+class SparseAdam(FastAdam):
+    """fastai's `Adam` (its hypers, decoupled weight decay, defaults) on sparse gradients, row by row: a row absent from a batch
+    is brought up to date when it is next in one (or when the epoch ends) as fastai's dense step would have moved it — exactly
+    for the decay and the moments, and for the momentum's moves up to Adam's eps (the denominator of a row's missed steps
+    keeps the eps of its last one). Dense gradients step as fastai's."""
+    # FastAdam's hypers, defaults and `zero_grad` (set_to_none: sparse gradients would otherwise pile up)
+    def step(self, closure=None):
+        if closure is not None: raise NotImplementedError("fastai optimizers do not support closure")
+        for pg, h in zip(self.param_lists, self.hypers):
+            for p in pg:
+                st = self.state[p]
+                shrink = 1 - h['lr']*h['wd'] if h['wd'] != 0 and st.get('do_wd', True) else 1.
+                if shrink <= 0: raise ValueError(f"lr*wd must be below 1 (a step would flip every weight's sign), got lr={h['lr']}, wd={h['wd']}.")
+                if h['mom'] > 0 and h['sqr_mom'] <= 0: raise ValueError("The sparse path needs sqr_mom > 0 when mom > 0 (a skipped row's steps divide by it).")
+                if p.grad is None: continue  # as fastai's: a parameter without a gradient is not stepped
+                if 'grad_avg' not in st: st.update(grad_avg=torch.zeros_like(p.data), sqr_avg=torch.zeros_like(p.data), step=0)
+                if p.grad.is_sparse and p not in self.catchups: self.catchups[p] = _Catchup(p.shape[0])  # every row up to date now
+                st['step'] += 1
+                st['eps'] = h['eps']
+                d1, d2 = debias(h['mom'], 1-h['mom'], st['step']), debias(h['sqr_mom'], 1-h['sqr_mom'], st['step'])
+                c = self.catchups.get(p)
+                if c is None:
+                    _adam(p.data, st['grad_avg'], st['sqr_avg'], p.grad.data, h, shrink, d1, d2)
+                    continue
+                g = p.grad if p.grad.is_sparse else p.grad.to_sparse(1)
+                rows, g = c.rows_of(g._indices()[0], g._values())  # no sort: coalesce() would cost more than the step
+                c.catch_up(p, st, rows, c.t)
+                w, avg, sqr = (v.index_select(0, rows) for v in (p.data, st['grad_avg'], st['sqr_avg']))
+                _adam(w, avg, sqr, g, h, shrink, d1, d2)
+                for v, new in ((p.data, w), (st['grad_avg'], avg), (st['sqr_avg'], sqr)): v.index_copy_(0, rows, new)
+                c.advance(h['mom'], h['sqr_mom'], shrink, h['lr'] * math.sqrt(d2) / d1)
+                c.last.index_fill_(0, rows, c.t)
+
+    def bring_up(self, p, rows):
+        "Bring `rows` of `p` up to date before a forward pass reads them (`make_sparse` hooks this onto each embedding)."
+        c = self.catchups.get(p)
+        if c is not None: c.catch_up(p, self.state[p], rows.reshape(-1).long(), c.t)  # a row listed twice gets the same values twice
+
+    def settle(self):
+        "Bring every row up to date: the weights then equal what fastai's dense Adam gives (up to eps), for validation and saving."
+        for pg in self.param_lists:
+            for p in pg:
+                c = self.catchups.get(p)
+                if c is not None: c.catch_up(p, self.state[p], None, c.t)
+
+    @property
+    def catchups(self) -> dict:
+        "Each sparse parameter's `_Catchup`, kept out of `state` so that `state_dict` holds tensors and numbers only (torch.load's weights_only)."
+        return self.__dict__.setdefault('_catchups', {})
+
+    def load_state_dict(self, sd):
+        "fastai's, then every row counts as up to date at the loaded state (saved between epochs, after `SparseFlush` settled it)."
+        super().load_state_dict(sd)
+        self.catchups.clear()
+
+def _adam(w, avg, sqr, g, h, shrink, d1, d2):
+    "fastai's `weight_decay`, `average_grad`, `average_sqr_grad` and `adam_step`, in place."
+    if shrink != 1: w.mul_(shrink)
+    avg.mul_(h['mom']).add_(g, alpha=1-h['mom'])
+    sqr.mul_(h['sqr_mom']).addcmul_(g, g, value=1-h['sqr_mom'])
+    w.addcdiv_(avg, (sqr/d2).sqrt_().add_(h['eps']), value=-h['lr']/d1)
+
+class SparseFlush(Callback):
+    "Settle `SparseAdam`'s owed weight decay after each epoch's training and at the end of fitting, before anything reads the weights."
+    order = -10  # before the recorder validates
+    def after_train(self): self._settle()
+    def after_fit(self): self._settle()
+    def _settle(self):
+        if isinstance(self.learn.opt, SparseAdam): self.learn.opt.settle()
+
+def sparse_embeddings(model:nn.Module) -> int:
+    "Make every `nn.Embedding` of `model` give sparse gradients; the number of them."
+    embs = [m for m in model.modules() if isinstance(m, nn.Embedding)]
+    for e in embs: e.sparse = True
+    return len(embs)
+
+class _BringUp:
+    "An embedding's forward pre-hook: `learn.opt` brings the rows about to be read up to date (a class, so `learn.export` can pickle it)."
+    def __init__(self, learn): self.learn = learn
+    def __call__(self, emb, inp):
+        if isinstance(self.learn.opt, SparseAdam): self.learn.opt.bring_up(emb.weight, inp[0])
+
+def make_sparse(learn):
+    "Put `learn` on the sparse path: sparse embedding gradients, `SparseAdam` (each embedding brings its rows up to date before it reads them), and `SparseFlush`."
+    if any(isinstance(cb, SparseFlush) for cb in learn.cbs): return learn  # already on the sparse path
+    if learn.opt is not None: raise ValueError("make_sparse must come before the first fit: the optimizer already exists.")
+    if learn.opt_func not in (Adam, FastAdam, SparseAdam):
+        raise ValueError(f"The sparse path steps with SparseAdam, a row-wise Adam; this learner's opt_func is {learn.opt_func!r}.")
+    if not sparse_embeddings(learn.model):
+        raise ValueError(f"{type(learn.model).__name__} has no nn.Embedding: the sparse path has nothing to make sparse.")
+    learn.opt_func = SparseAdam
+    for e in learn.model.modules():
+        if isinstance(e, nn.Embedding): e.register_forward_pre_hook(_BringUp(learn))
+    learn.add_cb(SparseFlush())
+    return learn

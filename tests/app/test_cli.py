@@ -1,0 +1,151 @@
+"The `movierecs` command, in-process and as the installed console script."
+import json, subprocess, sys
+from pathlib import Path
+import pytest
+import movierecs, movierecs.train.experiments
+from movierecs.__main__ import main
+
+@pytest.fixture(scope='module')
+def model_dir(synth, seed, tmp_path_factory):
+    learn = movierecs.train_model('collab', epochs=2, wd=0.1, seed=seed, ratings=synth, progress=False)
+    return str(movierecs.save(learn, tmp_path_factory.mktemp('cli')/'collab')), learn
+
+def _run(capsys, *argv):
+    main(list(argv))
+    return capsys.readouterr().out
+
+def test_models(capsys):
+    out = _run(capsys, 'models')
+    assert out.splitlines()[0].startswith('dot ') and 'dot_bias  ' in out and 'experiments: dot_bias, dot_bias_wd' in out
+    rows = json.loads(_run(capsys, 'models', '--json'))
+    assert [r['model'] for r in rows] == movierecs.list_models()
+
+def test_recommend(model_dir, capsys):
+    path, learn = model_dir
+    expected = movierecs.recommend(learn, 5, n=3)
+    lines = _run(capsys, 'recommend', '--user', '5', '-n', '3', '--model', path).splitlines()
+    assert lines[0].split() == ['#', 'title', 'predicted_rating'] and len(lines) == 4
+    assert lines[1].split(None, 1)[1].rsplit(None, 1) == [expected.index[0], f'{expected.iloc[0]:.2f}']
+    rows = json.loads(_run(capsys, 'recommend', '--user', '5', '-n', '3', '--model', path, '--json'))
+    assert [r['title'] for r in rows] == expected.index.tolist()
+    assert [r['predicted_rating'] for r in rows] == pytest.approx(expected.tolist())
+
+def test_similar_and_biases(model_dir, capsys):
+    path, learn = model_dir
+    rows = json.loads(_run(capsys, 'similar', 'Movie 3 (1990)', '--model', path, '--json'))
+    assert [r['title'] for r in rows] == movierecs.similar_movies(learn, 'Movie 3 (1990)').index.tolist()
+    low = json.loads(_run(capsys, 'biases', '--model', path, '--json'))
+    high = json.loads(_run(capsys, 'biases', '--highest', '-n', '2', '--model', path, '--json'))
+    assert [r['title'] for r in low] == movierecs.biases(learn).index.tolist()
+    assert [r['title'] for r in high] == movierecs.biases(learn, n=2, lowest=False).index.tolist()
+
+@pytest.mark.parametrize('argv, code, problem', [
+    (['recommend', '--user', '5000'], 1, "User '5000' is not in the training data: valid users are 1 to 100"),
+    (['similar', 'Movie 3'], 1, "'Movie 3' is not a movie the model was trained on. Did you mean"),
+    (['recommend', '--user', '5', '-n', '0'], 2, 'argument -n: must be positive, got 0'),
+    (['recommend'], 1, 'give either --user ID (someone in the data) or your own ratings'),
+    (['train', 'svd'], 2, "argument MODEL: invalid choice: 'svd'"),
+    (['train', 'dot', '--lr', '-1'], 2, 'argument --lr: must be positive'),
+    (['train', 'dot', '--epochs', 'x'], 2, "argument --epochs: 'x' is not a number"),
+    (['biases', '--lowest', '--highest'], 2, 'not allowed with argument'),
+    (['fly'], 2, "invalid choice: 'fly'"),
+    (['recommend', '--user', '5', '--by', 'stars'], 2, "argument --by: invalid choice: 'stars'"),
+    (['recommend', '--user', '5', '--by', 'rating'], 1, '--by chooses between the default models'),
+])
+def test_bad_arguments_one_line_no_traceback(argv, code, problem, model_dir, capsys):
+    path, _ = model_dir
+    if argv[0] in ('recommend', 'similar', 'biases') and code == 1: argv = argv + ['--model', path]
+    with pytest.raises(SystemExit) as e: main(argv)
+    msg = e.value.code if isinstance(e.value.code, str) else capsys.readouterr().err
+    code_ = 1 if isinstance(e.value.code, str) else e.value.code
+    assert code_ == code and problem in msg and msg.strip().count('\n') == 0 and 'Traceback' not in msg
+
+def test_broken_model_folder_is_one_line(tmp_path):
+    with pytest.raises(SystemExit) as e: main(['biases', '--model', str(tmp_path)])
+    assert e.value.code.startswith('movierecs: error: No saved model at')
+
+def test_broken_default_model_says_how_to_retrain(tmp_path, monkeypatch):
+    monkeypatch.setenv('MOVIERECS_CACHE', str(tmp_path))
+    (tmp_path/'default').mkdir(); (tmp_path/'default'/'model.json').write_text('{')
+    with pytest.raises(SystemExit) as e: main(['biases'])
+    assert 'not valid JSON' in e.value.code and f"delete {tmp_path/'default'} to retrain" in e.value.code
+
+def test_help_on_every_command(capsys):
+    for cmd in ['models', 'train', 'recommend', 'similar', 'biases']:
+        with pytest.raises(SystemExit) as e: main([cmd, '--help'])
+        assert e.value.code == 0 and f'usage: movierecs {cmd}' in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e: main(['reproduce', '--help'])
+    assert e.value.code == 0 and 'usage: movierecs reproduce' in capsys.readouterr().out
+
+def test_console_script_is_installed():
+    exe = Path(sys.executable).parent/'movierecs'
+    r = subprocess.run([str(exe), 'models', '--json'], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and json.loads(r.stdout)[0]['model'] == 'dot'
+    r = subprocess.run([str(exe), 'recommend', '--user', '1', '--model', '/nonexistent'], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and r.stderr.strip().count('\n') == 0 and 'No saved model at /nonexistent' in r.stderr
+
+@pytest.mark.realdata
+def test_train_saves_a_model(tmp_path, capsys, ratings):
+    out = json.loads(_run(capsys, 'train', 'dot_bias', '--epochs', '1', '--out', str(tmp_path/'m'), '--json'))
+    # measured: 1 epoch of dot_bias (wd 0.1) 0.868-0.901 over seeds 42, 0, 1; the training mean rating 1.25-1.27
+    assert out['model'] == 'dot_bias' and len(out['losses']) == 1 and out['losses'][0]['valid_loss'] < 0.95
+    assert movierecs.load(tmp_path/'m').train_spec == dict(epochs=1, lr=5e-3, wd=0.1, seed=42)
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_default_model_trained_once_and_cached(tmp_path, capsys, monkeypatch, ratings):
+    "Without --model: the best ranking run recommends, the notebook's collab run (shared with test_accuracy through the cache) rates; each saved to the cache dir."
+    monkeypatch.setenv('MOVIERECS_CACHE', str(tmp_path))
+    first = json.loads(_run(capsys, 'recommend', '--user', '196', '--json'))
+    assert (tmp_path/'default-ranking'/'model.json').is_file() and len(first) == 10 and set(first[0]) == {'title', 'score'}
+    assert movierecs.load(tmp_path/'default-ranking').model_spec['model'] == movierecs.RANKERS[movierecs.DEFAULT_RANKER].model
+    rated = json.loads(_run(capsys, 'recommend', '--user', '196', '--by', 'rating', '--json'))
+    assert (tmp_path/'default'/'model.json').is_file() and set(rated[0]) == {'title', 'predicted_rating'}
+    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.rglob('*')}
+    def no_training(*a, **k): raise AssertionError('trained again instead of loading the cached model')
+    monkeypatch.setattr(movierecs.train.experiments, 'train_model', no_training)  # from here on, only the cache can answer
+    assert json.loads(_run(capsys, 'recommend', '--user', '196', '--json')) == first
+    assert json.loads(_run(capsys, 'recommend', '--user', '196', '--by', 'rating', '--json')) == rated
+    sim = json.loads(_run(capsys, 'similar', 'Silence of the Lambs, The (1991)', '--json'))
+    want = movierecs.similar_movies(movierecs.load(tmp_path/'default'), 'Silence of the Lambs, The (1991)', n=5)
+    assert [r['title'] for r in sim] == want.index.tolist() and [r['cosine'] for r in sim] == pytest.approx(want.tolist())
+    assert 'Silence of the Lambs, The (1991)' not in want.index
+    high = json.loads(_run(capsys, 'biases', '--highest', '--json'))
+    assert 'Titanic (1997)' in [r['title'] for r in high]  # the notebook's top-bias movie
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob('*')} == stamps  # nothing in the cache was rewritten
+
+def test_train_takes_the_faithful_path_on_request(synth, tmp_path, monkeypatch, capsys):
+    "`train --faithful` trains fastai's own `Learner` on its `TabDataLoader`s; without it, the fast path (here on the synthetic ratings)."
+    from fastai.learner import Learner
+    from fastai.tabular.core import TabDataLoader
+    from movierecs.engine.fastai_glue import FastLearner
+    from movierecs.engine.tensors import TensorDataLoader
+    monkeypatch.setattr(movierecs.train.experiments, 'load_ratings', lambda: synth)
+    trained, train_model = [], movierecs.train.experiments.train_model
+    monkeypatch.setattr(movierecs.train.experiments, 'train_model', lambda *a, **k: trained.append(train_model(*a, **k)) or trained[-1])
+    for flag in (['--faithful'], []):
+        _run(capsys, 'train', 'collab', '--epochs', '1', '--out', str(tmp_path/str(len(trained))), '--json', *flag)
+    (faithful, fast), _ = trained, capsys.readouterr()
+    assert type(faithful) is Learner and type(faithful.dls.train) is TabDataLoader
+    assert type(fast) is FastLearner and type(fast.dls.train) is TensorDataLoader
+
+def test_a_cached_default_trained_otherwise_is_retrained(model_dir, tmp_path, monkeypatch, capsys):
+    "A model in the cache that was not trained with the default's settings is not served: it is retrained (here: stopped at training)."
+    from types import SimpleNamespace
+    from movierecs.app.defaults import _trained_as, default_ranker
+    spec = default_ranker()
+    fit = {k: spec[k] for k in ('epochs', 'lr', 'wd', 'seed')}
+    good = SimpleNamespace(model_spec=dict(model=spec['model'], **{k: v for k, v in spec.items() if k not in fit and k != 'model'}),
+                           train_spec=fit)
+    assert _trained_as(good, spec)
+    assert not _trained_as(SimpleNamespace(model_spec=good.model_spec, train_spec={**fit, 'epochs': 2}), spec)
+    assert not _trained_as(SimpleNamespace(model_spec={**good.model_spec, 'model': 'collab'}, train_spec=fit), spec)
+    assert not _trained_as(SimpleNamespace(model_spec={**good.model_spec, 'low': 1.0}, train_spec=fit), spec)
+    path, _ = model_dir  # a collab trained 2 epochs on synthetic data, not the default's 5 on ML-100k
+    import shutil
+    monkeypatch.setenv('MOVIERECS_CACHE', str(tmp_path)); shutil.copytree(path, tmp_path/'default')
+    import movierecs.train.experiments
+    def stop(*a, **k): raise RuntimeError('retraining')
+    monkeypatch.setattr(movierecs.train.experiments, 'train_model', stop)
+    with pytest.raises(RuntimeError, match='retraining'): movierecs.default_learner('rating')
+    assert 'trained with other settings' in capsys.readouterr().err
