@@ -13,10 +13,10 @@ endif
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-install: $(STAMP) ## Create .venv and install movierecs with its test and bench extras under constraints.txt
+install: $(STAMP) ## Create .venv and install movierecs with its test, bench and docs extras under constraints.txt
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,bench]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,bench,docs]'
 	touch $@
 
 test: install ## Run every test: fast ones, then the slow ML-100k regression runs

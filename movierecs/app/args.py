@@ -62,5 +62,5 @@ def _processes(s):
     from ..train.distributed import usable_cores
     if n > usable_cores(): raise argparse.ArgumentTypeError(
         f"{n} processes on {usable_cores()} CPU cores: each process needs a core; give at most {usable_cores()} "
-        f"(more GPUs or machines: torchrun, see the README)")
+        f"(more GPUs or machines: torchrun, see docs/distributed.md)")
     return n

@@ -185,7 +185,7 @@ def parser(more=None # {command: (help, main(argv))} of commands another layer a
     s.add_argument('--processes', type=_processes, metavar='N', help='train data-parallel on N processes of this machine '
                    '(torch DDP, gloo): each takes 64 rows a step, so a step averages N x 64 rows at the same --lr; at most the CPU '
                    'cores; the processes meet on a free local port, or $MASTER_PORT (default: 1). Several GPUs or machines: run '
-                   'this command under torchrun, see the README')
+                   'this command under torchrun, see docs/distributed.md')
     s.add_argument('--json', action='store_true', help='machine-readable output (no progress bar)')
     s = cmd('recommend', _recommend, "the movies a user has not rated that the model ranks first: a user of the data "
             "(--user), or you, from your own ratings (--rate, --ratings)")

@@ -145,7 +145,7 @@ def spread_markdown(df:pd.DataFrame, env:dict) -> str:
         bar = e.published_bar if pd.isna(sd) else min(e.published_bar, mean + SPREAD_K*sd)
         md.append(f"| {name} | {' | '.join(f'{v[s]:.4f}' for s in seeds)} | {mean:.4f} ± {_fmt(sd)} | {_fmt(nb)} | {flag} | {bar:.4f} |")
     md += ['', 'The notebook split its data at random without a seed; a "no" says its value is unlikely under our '
-           f'seed-to-seed spread. The regression bar, which `tests/test_accuracy.py` and the notebooks hold each run to '
+           f'seed-to-seed spread. The regression bar, which `tests/train/test_accuracy.py` and the notebooks hold each run to '
            f'(`Experiment.threshold`), is the lower of mean + {SPREAD_K} sd and the published bar: the user\'s {USER_BAR} '
            f'where set, else the published value + {SLACK}.', '']
     return '\n'.join(md)

@@ -189,7 +189,7 @@ def check_distributable(model, # A name from `list_models()`
         raise ValueError(f"processes must be a positive integer, got {processes!r}.")
     if cores and processes > usable_cores():
         raise ValueError(f"{processes} processes on {usable_cores()} CPU cores: the processes step together, so each needs a core. "
-                         f"Give at most {usable_cores()}; for more, run torchrun on several machines (README).")
+                         f"Give at most {usable_cores()}; for more, run torchrun on several machines (docs/distributed.md).")
     if trains_by_lbfgs(model):
         raise ValueError(f"{model} trains by full-batch L-BFGS: each step needs every training row at once, so it does not "
                          f"split across processes. Train it in one process.")

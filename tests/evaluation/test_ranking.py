@@ -171,15 +171,6 @@ def test_tuned_settings_are_the_best_rows_of_the_tuning_table():
     for name, run in movierecs.RANKERS.items():
         assert dict(epochs=run.epochs, lr=run.lr, wd=run.wd, **run.kwargs) == best[name]
 
-def test_readme_numbers_are_the_tables():
-    "Every table row of the README's top-N section is a row of results/topn.md, character for character."
-    from pathlib import Path
-    root = Path(__file__).parents[2]
-    readme = root.joinpath('README.md').read_text().split('## Top-N recommendations', 1)[1].split('\n## ', 1)[0]
-    rows = [l for l in readme.splitlines() if l.startswith('| ') and not l.startswith('| method')]
-    table = set(root.joinpath('results', 'topn.md').read_text().splitlines())
-    assert len(rows) >= 5 and [r for r in rows if r not in table] == []
-
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_ranking_run_on_u1_holds_its_bar_and_beats_ease(ratings):
