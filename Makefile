@@ -8,7 +8,7 @@ export MOVIERECS_DATA ?= $(abspath ../shared/data/ml-100k)
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-check screenshot test test-fast test-floor reproduce benchmark accuracy topn foldin tune tune-accuracy tune-blend accuracy-attempts tune-topn tune-foldin notebooks distributed bench bench-scale clean
+.PHONY: help install install-check screenshot lint test test-tables test-fast test-floor reproduce benchmark accuracy topn foldin tune tune-accuracy tune-blend accuracy-attempts tune-topn tune-foldin notebooks distributed bench bench-scale clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -19,11 +19,18 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,bench,docs]'
 	touch $@
 
-test: install ## Run every test: fast ones, then the slow ML-100k regression runs
-	$(PY) -m pytest
+test: install lint ## The linter and the layer contract, then every test (fast ones, then the slow ML-100k regression runs); the slowest 25 are listed
+	$(PY) -m pytest -n 2 --dist loadgroup -m 'not tables' --durations=25
+
+lint: install ## ruff (pyproject.toml) and the layer contract (import-linter, setup.cfg)
+	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports setup.cfg
+
+test-tables: install ## The committed table rows that take minutes to re-run (GLocal-K on u1, ~3 min), left out of make test
+	$(PY) -m pytest -m tables --durations=10
 
 test-fast: install ## Run the fast tests only (seconds, synthetic data)
-	$(PY) -m pytest -m 'not slow'
+	$(PY) -m pytest -n 2 --dist loadgroup -m 'not slow'
 
 FLOOR := .venv-floor
 test-floor: ## The fast tests on the oldest versions setup.cfg allows (constraints-floor.txt), in .venv-floor (~5 min)

@@ -1,7 +1,18 @@
-"Shared fixtures: the test seed, synthetic and real ratings, and experiments trained at most once per run."
+"""Shared fixtures: the test seed, synthetic and real ratings, and experiments trained at most once per run.
+
+`make test` runs the suite on two pytest-xdist workers, one a core. The tests whose numbers are held to saved ones (the
+notebooks' outputs, the notebook experiments' losses, the faithful path) run together on one worker (`xdist_group`), which
+shares their trained learners, with the machine's torch threads: a network's losses depend on how many threads sum its
+matrix products (measured: notebook 05's final valid MSE 0.8707 on 2 threads, 0.8802 on 1; the same on AVX2 and AVX-512
+kernels). Every other test takes one thread, so the two workers never ask for more cores than there are."""
 import os
+if os.environ.get('PYTEST_XDIST_WORKER'):  # before torch starts OpenMP: idle threads sleep instead of spinning on a shared core
+    os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 import pytest
 import movierecs
+
+PARALLEL = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1')) > 1
+SAVED_NUMBERS = {'test_notebooks.py'}  # with the tests that use `trained`: runs held to saved numbers, on the machine's threads
 
 SEED = 42  # the one seed of the test suite
 
@@ -36,3 +47,26 @@ def ratings():
 def trained(ratings):
     "`trained(name)` -> the experiment's learner on ML-100k, trained once per test run (the notebooks share it)."
     return lambda name: movierecs.train_experiment(name, seed=SEED, ratings=ratings, progress=False, cache=True)
+
+def _held_to_saved_numbers(item):
+    return 'trained' in item.fixturenames or item.path.name in SAVED_NUMBERS
+
+def pytest_collection_modifyitems(config, items):
+    "One xdist group for the runs held to saved numbers: they share learners and the machine's threads."
+    for item in items:
+        if _held_to_saved_numbers(item): item.add_marker(pytest.mark.xdist_group('saved_numbers'))
+
+_MACHINE_THREADS = []
+
+@pytest.fixture(autouse=True)
+def _threads(request, monkeypatch):
+    "On two workers: the machine's torch threads for runs held to saved numbers, one for the rest (subprocesses too)."
+    if not PARALLEL: yield; return
+    import torch
+    if not _MACHINE_THREADS: _MACHINE_THREADS.append(torch.get_num_threads())
+    n = _MACHINE_THREADS[0] if _held_to_saved_numbers(request.node) else 1
+    monkeypatch.setenv('OMP_NUM_THREADS', str(n))
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    yield
+    torch.set_num_threads(before)

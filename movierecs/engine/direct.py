@@ -7,6 +7,7 @@ import numpy as np, pandas as pd, torch
 from fastai.data.core import DataLoaders
 from fastai.data.transforms import CategoryMap
 from fastai.tabular.core import df_shrink_dtypes
+from .fastai_glue import FASTAI_LOADER_ATTRS
 from .tensors import VAL_BS, TensorDataLoader
 __all__ = ['direct_ok', 'snapshot', 'random_split', 'encode', 'CollabRows', 'tensor_dataloaders']
 
@@ -47,8 +48,8 @@ def encode(col:pd.Series, # A user or item column
 
 class CollabRows:
     """One side (train or valid) of the rows, as the fast loaders' `src`: the vocabulary (`classes`), `cat_names`, `y_names`
-    and `items` (the frame's rows in loader order, ids replaced by their codes); anything else comes from fastai's own loader,
-    built once on first use."""
+    and `items` (the frame's rows in loader order, ids replaced by their codes); the names of `FASTAI_LOADER_ATTRS` come from
+    fastai's own loader, built once on first use; any other name is an AttributeError."""
     def __init__(self, ratings, pos, codes, classes, y_name, build, side):
         self.ratings, self.pos, self.codes, self.classes, self.build, self.side = ratings, pos, codes, classes, build, side
         self.cat_names, self.y_names = list(classes), [y_name]
@@ -73,6 +74,8 @@ class CollabRows:
 
     def __getattr__(self, k):
         if k.startswith('__') or 'build' not in self.__dict__: raise AttributeError(k)  # not set up yet (unpickling): nothing to ask
+        if k not in FASTAI_LOADER_ATTRS:  # a name fastai's loader lacks too: no build to find that out
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {k!r} (fastai's own loader, built on demand, has only FASTAI_LOADER_ATTRS)")
         return getattr(self.fastai_loader(), k)
 
 def tensor_dataloaders(ratings, # A checked ratings frame

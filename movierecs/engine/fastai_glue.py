@@ -4,7 +4,8 @@ and importing this module under a fastai outside `FASTAI_RANGE` fails at once in
 
 What is here: the fast path's `FastLearner` (fastai's per-batch callback work without its attribute lookups, `Learner._split`
 and `Learner._set_device` for tensor batches, `learn.__class__` swapped by `make_fast`), `_fast_sched` (the closure cells of
-`combine_scheds`), `TensorLoader` (what fastai's `Learner` and `DataLoaders` read from a loader), and `LBFGSWrapper`
+`combine_scheds`), `TensorLoader` (what fastai's `Learner` and `DataLoaders` read from a loader), `FASTAI_LOADER_ATTRS` (what only fastai's
+own loaders have), and `LBFGSWrapper`
 (`OptimWrapper._set_hyper`)."""
 import ctypes, re
 
@@ -17,7 +18,7 @@ from fastai.losses import BaseLoss
 from fastai.optimizer import Adam, OptimWrapper
 import fastai
 from .fast import FastAdam, FlatMSE
-__all__ = ['FASTAI_RANGE', 'TensorLoader', 'FastLearner', 'make_fast', 'LBFGSWrapper']
+__all__ = ['FASTAI_RANGE', 'FASTAI_LOADER_ATTRS', 'TensorLoader', 'FastLearner', 'make_fast', 'LBFGSWrapper']
 
 FASTAI_RANGE = ('2.8.8', '2.9')  # the fastai versions whose internals this module mirrors: from the first, up to the second (excluded)
 
@@ -25,6 +26,23 @@ def _version(v): return tuple(int(x) for x in re.findall(r'\d+', v)[:3])
 if not _version(FASTAI_RANGE[0]) <= _version(fastai.__version__) < _version(FASTAI_RANGE[1]):
     raise ImportError(f"movierecs mirrors internals of fastai {FASTAI_RANGE[0]} up to {FASTAI_RANGE[1]} (excluded), but fastai "
                       f"{fastai.__version__} is installed: pip install 'fastai>={FASTAI_RANGE[0]},<{FASTAI_RANGE[1]}'.")
+
+# What only fastai's own loader of collab rows has (a `TabDataLoader` of `CollabDataLoaders.from_df`, fastai 2.8): the fast
+# path's `CollabRows` builds fastai's loaders, once, when one of these names is asked for (`show_batch`, `dataset`, `decode_batch`
+# ...); any other unknown name is an AttributeError, with nothing built. tests/engine/test_loaders.py checks the list against
+# stock fastai.
+FASTAI_LOADER_ATTRS = frozenset({
+    '_component_attr_filter', '_dbunch_type', '_decode_batch', '_default', '_dir', '_dl_type',
+    '_is_showable', '_methods', '_n_inp', '_new', '_noop_methods', '_one_pass', '_pre_show_batch', '_retain_dl',
+    '_types', 'add', 'after_batch', 'after_item', 'after_iter', 'all_col_names', 'all_cols', 'before_batch',
+    'before_iter', 'categorify', 'cats', 'chunkify', 'cont_names', 'conts', 'copy', 'create_batch',
+    'create_batches', 'create_item', 'dataloaders', 'dataset', 'decode', 'decode_batch', 'decode_row', 'decodes',
+    'default', 'do_batch', 'do_item', 'encodes', 'fake_l', 'fs', 'iloc', 'indexed', 'loc', 'n_inp',
+    'n_subsets', 'name', 'new_empty', 'num_workers', 'o', 'offs', 'order', 'partial_dataloaders', 'pin_memory',
+    'prebatched', 'process', 'procs', 'randomize', 'retain', 'rng', 'sample', 'setup', 'setups', 'show',
+    'show_batch', 'show_results', 'shuffle_fn', 'split', 'split_idx', 'subset', 'targ', 'timeout', 'to_device',
+    'train', 'transform', 'valid', 'wif', 'with_cont', 'x_names', 'xs', 'ys'
+})
 
 class TensorLoader:
     "What fastai reads from a loader beyond iterating it, for loaders that are not fastai's (`TensorDataLoader`)."

@@ -112,3 +112,17 @@ def test_bs_check_counts_the_training_rows_as_the_split_does():
     r = _synth().iloc[:10]
     assert len(m.dataloaders(r, bs=8, valid_pct=0.25, item_name='movie').train.x) == 8  # 10 - int(2.5)
     with pytest.raises(m.DataError, match='fewer than bs=9'): m.dataloaders(r, bs=9, valid_pct=0.25, item_name='movie')
+
+def test_only_fastais_own_names_build_its_loaders(synth):
+    "A name fastai's loader lacks is an AttributeError with nothing built; each name of FASTAI_LOADER_ATTRS is one stock fastai's loader has."
+    from fastai.collab import CollabDataLoaders
+    from fastai.tabular.core import TabDataLoader
+    from movierecs.engine.fastai_glue import FASTAI_LOADER_ATTRS
+    dls = m.dataloaders(synth, seed=0)
+    for dl in (dls.train, dls.valid):
+        assert not hasattr(dl, 'no_such_attribute') and not hasattr(dl.src, 'shwo_batch')
+    assert dls.train.src.build['dls'] is None  # nothing asked for fastai's loaders yet
+    assert dls.train.dataset is not None and dls.train.src.build['dls'] is not None  # `dataset` is fastai's: built now
+    stock = CollabDataLoaders.from_df(synth, item_name='title', dl_type=TabDataLoader, seed=0)
+    missing = sorted(k for k in FASTAI_LOADER_ATTRS if not any(hasattr(dl, k) for dl in stock.loaders))
+    assert not missing, missing

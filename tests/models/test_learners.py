@@ -1,10 +1,10 @@
 "Every registered learner factory builds, trains and predicts inside y_range; the registry fails loudly."
-import inspect
+import inspect, re
 import pytest, torch
 from fastai.learner import Learner
 from fastai.torch_core import set_seed
 import movierecs
-from movierecs import get_learner, list_models, dataloaders, NaNLossError
+from movierecs import get_learner, list_models, dataloaders, NaNLossError, FastLearner
 
 @pytest.fixture(scope='module')
 def dls(synth, seed):
@@ -142,6 +142,19 @@ def test_lr_and_wd_follow_one_rule_everywhere(kw, synth):
     "`get_learner` and `train_model` apply core.checks' one rule for lr and wd, with its one cap (`MAX_RATE`)."
     from movierecs.core.checks import MAX_RATE
     k = next(iter(kw))
-    msg = f"{k} must be {'positive' if k == 'lr' else 'zero or positive'} \\(a finite number up to {MAX_RATE:g}"
+    msg = re.escape(f"{k} must be {'positive' if k == 'lr' else 'zero or positive'} (a finite number up to {MAX_RATE:g}")
     with pytest.raises(ValueError, match=msg): movierecs.get_learner('dot', movierecs.dataloaders(synth), **kw)
     with pytest.raises(ValueError, match=msg): movierecs.train_model('dot', epochs=1, ratings=synth, progress=False, **kw)
+
+def test_fast_path_trains_every_model(synth, seed):
+    "5 epochs through `train_model`: every rating model's valid MSE under its bar (a fraction of the mean rating's), mult_dae's NDCG@10 above popularity's."
+    for name in movierecs.list_models():
+        if movierecs.trains_by_lbfgs(name): continue  # full-batch L-BFGS: tests/models/test_autoencoders.py
+        learn = movierecs.train_model(name, epochs=5, wd=0.1, seed=seed, ratings=synth, progress=False, fast=True)
+        assert isinstance(learn, FastLearner)
+        if movierecs.model_task(name) == 'ranking':
+            ndcg, popular = ndcg_and_popular(learn, synth)
+            assert ndcg > popular + NDCG_MARGIN, (name, ndcg, popular)
+        else:
+            valid = learn.loss_table.df.valid_loss.iloc[-1]
+            assert valid < MSE_RATIO_BARS[name] * mean_mse(learn), (name, valid, mean_mse(learn))
