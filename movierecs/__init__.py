@@ -15,7 +15,7 @@ _FACE = {
     'engine.loaders': 'dataloaders check_dls epoch_rows shuffle_stats',
     'engine.tensors': 'VAL_BS TensorDataLoader fast_dataloaders',
     'engine.fast': 'FlatMSE FastAdam',
-    'engine.fastai_glue': 'FASTAI_RANGE TensorLoader FastLearner make_fast',
+    'engine.fastai_glue': 'FASTAI_RANGE FASTAI_LOADER_ATTRS TensorLoader FastLearner make_fast',
     'engine.sparse': 'WINDOW SparseAdam SparseFlush make_sparse sparse_embeddings',
     'engine.lbfgs': 'lbfgs LBFGSWrapper LBFGSStep',
     'engine.feedback': 'RELEVANT row_weights user_rows rows_dataloaders',
