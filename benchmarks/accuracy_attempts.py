@@ -110,7 +110,8 @@ def main():
         set_flat(v)
         for p in params: p.grad = None
         loss = loss_func(model(x), y); loss.backward()
-        return float(loss), torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params]).double().numpy()
+        return float(loss), torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                                       for p in params]).double().numpy()
     history = []
     for e in range(EPOCHS):
         if e == PRETRAIN: model.fine_tune.fill_(True)
@@ -129,17 +130,21 @@ def main():
     preds = {}
     for name, k in (('glocal_k', AVERAGE), ('autorec', 1), ('tuned', 1)):  # glocal_k on the 90%: the run of attempt 1
         preds[name] = [member_predictions(name, inner, inner_held, (SEED,), k, 'movie'),
-                       predict_(base, held, np.mean(histories[name][-k:], 0)) if name == 'glocal_k' else member_predictions(name, base, held, (SEED,), k, 'movie')]
+                       predict_(base, held, np.mean(histories[name][-k:], 0)) if name == 'glocal_k'
+                       else member_predictions(name, base, held, (SEED,), k, 'movie')]
     _, h = fit_curve('u_autorec', U_AUTOREC['epochs'], **{'l2': U_AUTOREC['l2']})
     e = add('U-AutoRec epochs', f"l2={U_AUTOREC['l2']:g}", h)
     _, hi = fit_curve('u_autorec', e + 1, inner, inner_held, l2=U_AUTOREC['l2'])
     preds['u_autorec'] = [predict_(inner, inner_held, hi[e]), predict_(base, held, h[e])]
     surprise = _surprise()
-    knn = lambda user_based: surprise.KNNBaseline(k=40, sim_options=dict(name='pearson_baseline', user_based=user_based, shrinkage=100), verbose=False)
-    for name, algo in (('knn_item', lambda: knn(False)), ('knn_user', lambda: knn(True)), ('svdpp', lambda: surprise.SVDpp(random_state=SEED))):
+    knn = lambda user_based: surprise.KNNBaseline(k=40, sim_options=dict(name='pearson_baseline', user_based=user_based, shrinkage=100),
+                                                  verbose=False)
+    for name, algo in (('knn_item', lambda: knn(False)), ('knn_user', lambda: knn(True)),
+                       ('svdpp', lambda: surprise.SVDpp(random_state=SEED))):
         preds[name] = []
         for b, t in ((inner, inner_held), (base, held)):
-            a = algo(); a.fit(surprise.Dataset.load_from_df(b[['user', 'movie', 'rating']], surprise.Reader(rating_scale=(1, 5))).build_full_trainset())
+            a = algo(); a.fit(surprise.Dataset.load_from_df(b[['user', 'movie', 'rating']],
+                                                            surprise.Reader(rating_scale=(1, 5))).build_full_trainset())
             preds[name].append(np.array([a.predict(u, i).est for u, i in zip(t.user, t.movie)]))
     core = ['glocal_k', 'autorec', 'tuned']
     extra = [n for n in preds if n not in core]
@@ -162,7 +167,8 @@ def main():
           '| attempt | variant | best epoch | best RMSE | epoch 68, average 3 | fit s |', '|---|---|---:|---:|---:|---:|']
     for r in df[df.attempt != 'blend members'].itertuples():
         md.append(f'| {r.attempt} | {r.variant} | {r.best_epoch:.0f} | {r.best_rmse:.4f} | '
-                  f"{'' if pd.isna(r.at_68_avg3) else f'{r.at_68_avg3:.4f}'} | {'' if pd.isna(r.fit_seconds) else f'{r.fit_seconds:.0f}'} |")
+                  f"{'' if pd.isna(r.at_68_avg3) else f'{r.at_68_avg3:.4f}'} | "
+                  f"{'' if pd.isna(r.fit_seconds) else f'{r.fit_seconds:.0f}'} |")
     md += ['', '## More blend members', '', 'Weights fitted on a carve-out of the 90% (members trained on the rest), members '
            'retrained on the 90%, scored on the 10%: `Blend`\'s protocol. The first row is `make accuracy`\'s blend.', '',
            '| members | RMSE |', '|---|---:|', *[f'| {r.variant} | {r.best_rmse:.4f} |' for r in blends.itertuples()], '']

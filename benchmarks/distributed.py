@@ -43,7 +43,8 @@ def markdown(df, env):
               "loss table); wall s: the whole call, which for 2 processes includes starting them (each imports torch and fastai) "
               "and loading the saved model back. Means over the seeds.", '',
               f"Load average {env['load_before']:.1f} before the run and {env['load_after']:.1f} after, on {env['cores']} cores"
-              + (": the machine was shared, so the seconds are rough. " if max(env['load_before'], env['load_after']) > SHARED * env['cores'] else ". ") +
+              + (": the machine was shared, so the seconds are rough. "
+                 if max(env['load_before'], env['load_after']) > SHARED * env['cores'] else ". ") +
               "What the 2 processes cost and buy here: each step all-reduces the "
               "whole gradient (the embeddings' dense gradients, ~0.5 MB for collab on ML-100k) between the processes, while one "
               "process's step on 64 rows is already cheap, so on 2 cores the split saves little or nothing; it pays where a step's "

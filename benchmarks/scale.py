@@ -100,12 +100,15 @@ def train_rate(which, bs):
     class Note(Callback):
         def after_epoch(self): rss.append(round(_rss_mb()))
     t = time.perf_counter()
-    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(EPOCHS if which == 'sparse' else 1, 5e-3 * (bs/64)**0.5, wd=0.1, cbs=Note())
+    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(EPOCHS if which == 'sparse' else 1, 5e-3 * (bs/64)**0.5, wd=0.1,
+                                                                 cbs=Note())
     secs = time.perf_counter() - t
-    print(json.dumps(dict(ratings_per_s=len(x) * (EPOCHS if which == 'sparse' else 1) / secs, seconds=secs, rss_mb=rss, peak_mb=_peak_mb())))
+    print(json.dumps(dict(ratings_per_s=len(x) * (EPOCHS if which == 'sparse' else 1) / secs, seconds=secs, rss_mb=rss,
+                          peak_mb=_peak_mb())))
 
 def side_by_side():
-    "ML-1M-sized data: Surprise's SVD (SVD_EPOCHS epochs, FACTORS factors) and the sparse path at each SPARSE_BS, alternately, SIDE_REPEATS times."
+    ("ML-1M-sized data: Surprise's SVD (SVD_EPOCHS epochs, FACTORS factors) and the sparse path at each SPARSE_BS, "
+     "alternately, SIDE_REPEATS times.")
     import warnings; warnings.filterwarnings('ignore')
     import surprise
     df = synthetic(**ML1M)
@@ -166,7 +169,8 @@ def _two_processes():
     "The 2-process table of results/distributed.md (`make distributed`), as it stands there."
     import importlib.util, pandas as pd
     csv, env = Path('results/distributed.csv'), Path('results/distributed.json')
-    if not (csv.exists() and env.exists()): return ['### Data-parallel training', '', 'Not run yet: `make distributed` writes the 2-process table.', '']
+    if not (csv.exists() and env.exists()): return ['### Data-parallel training', '',
+                                                    'Not run yet: `make distributed` writes the 2-process table.', '']
     spec = importlib.util.spec_from_file_location('distributed_bench', Path(__file__).parent/'distributed.py')
     mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
     table = [l for l in mod.markdown(pd.read_csv(csv), json.loads(env.read_text())).splitlines() if l.startswith('|')]
@@ -219,20 +223,27 @@ def write_markdown(raw):
           f"the loaders are built from holds {builds['direct']['frame_mb']:,.0f} MB.", '',
           '| step | seconds | before MB | peak MB | after MB |', '|---|---:|---:|---:|---:|',
           f"| `load_dataset('ml-25m')` of an ML-25M-format folder | {ld['seconds']:.1f} | {_mb(ld)} |",
-          f"| `dataloaders(item_name='movie')`: ids factorized straight into int64 tensors (the default) | {builds['direct']['seconds']:.1f} | {_mb(builds['direct'])} |",
-          f"| the same rows through fastai's `TabularPandas` (`dl_type=TabDataLoader`; the default until now) | {builds['fastai']['seconds']:.1f} | {_mb(builds['fastai'])} |", '',
+          f"| `dataloaders(item_name='movie')`: ids factorized straight into int64 tensors (the default) | "
+          f"{builds['direct']['seconds']:.1f} | {_mb(builds['direct'])} |",
+          f"| the same rows through fastai's `TabularPandas` (`dl_type=TabDataLoader`; the default until now) | "
+          f"{builds['fastai']['seconds']:.1f} | {_mb(builds['fastai'])} |", '',
           f"Both give the same rows, codes and vocabulary (tests/test_loaders.py); {builds['direct']['train_rows']:,} training rows.", '',
           '### Training', '',
           '| path | bs | ratings/s | resident MB after each epoch | peak MB |', '|---|---:|---:|---|---:|',
           f"| dense (default: `FastAdam` steps all {(ML25M['users'] + ML25M['movies'] + 2) * (FACTORS + 1) / 1e6:.1f}M parameters), "
-          f"{BATCHES} batches | 4096 | {dense['ratings_per_s']:,.0f} | {' / '.join(f'{v:,}' for v in dense['rss_mb'])} | {dense['peak_mb']:,.0f} |",
-          *[f"| sparse (`sparse=True`), {EPOCHS} epochs | {bs} | {r['ratings_per_s']:,.0f} | {' / '.join(f'{v:,}' for v in r['rss_mb'])} | {r['peak_mb']:,.0f} |"
+          f"{BATCHES} batches | 4096 | {dense['ratings_per_s']:,.0f} | "
+          f"{' / '.join(f'{v:,}' for v in dense['rss_mb'])} | {dense['peak_mb']:,.0f} |",
+          *[f"| sparse (`sparse=True`), {EPOCHS} epochs | {bs} | {r['ratings_per_s']:,.0f} | "
+            f"{' / '.join(f'{v:,}' for v in r['rss_mb'])} | {r['peak_mb']:,.0f} |"
             for bs, r in sparse.items()],
-          f"| Surprise's SVD (Cython SGD, one rating at a time), {SVD_25M_EPOCHS} epochs | 1 | {sv['ratings_per_s']:,.0f} | | {sv['peak_mb']:,.0f} |", '',
+          f"| Surprise's SVD (Cython SGD, one rating at a time), {SVD_25M_EPOCHS} epochs | 1 | "
+          f"{sv['ratings_per_s']:,.0f} | | {sv['peak_mb']:,.0f} |", '',
           f"Sparse over dense at bs 4096: **{sparse[4096]['ratings_per_s'] / dense['ratings_per_s']:.0f}×**. Surprise first builds its "
-          f"trainset (dicts of Python tuples, one per rating): {sv['build_s']:.0f} s here, and its peak memory is that of those tuples.", '',
+          f"trainset (dicts of Python tuples, one per rating): {sv['build_s']:.0f} s here, "
+          "and its peak memory is that of those tuples.", '',
           '### Side by side with Surprise on ML-1M-sized data', '',
-          f"{ML1M['n']:,} ratings, {ML1M['users']:,} users, {ML1M['movies']:,} movies; in one process, alternately, best of {SIDE_REPEATS}. "
+          f"{ML1M['n']:,} ratings, {ML1M['users']:,} users, {ML1M['movies']:,} movies; "
+          f"in one process, alternately, best of {SIDE_REPEATS}. "
           f"Surprise's SVD with {FACTORS} factors and its {SVD_EPOCHS} epochs (Cython SGD, one rating at a time).", '',
           '| method | ratings/s | / Surprise SVD |', '|---|---:|---:|',
           f"| Surprise SVD | {sbs['svd']:,.0f} | 1.00× |",

@@ -12,7 +12,8 @@ def _requests(titles, rng):
     "(label, method, path, kwargs) of every timed request kind; the ratings drawn (seeded) from the 400 most-rated titles."
     def body(k): return {'ratings': {t: int(rng.integers(1, 6)) for t in rng.choice(titles[:400], k, replace=False)}}
     rows = [(f'POST /api/recommend, {k} ratings', 'post', '/api/recommend', [dict(json=body(k)) for _ in range(REQUESTS)]) for k in SIZES]
-    rows.append(('POST /recommendations (the page), 20 ratings', 'post', '/recommendations', [dict(json=body(20)) for _ in range(REQUESTS)]))
+    rows.append(('POST /recommendations (the page), 20 ratings', 'post', '/recommendations',
+                 [dict(json=body(20)) for _ in range(REQUESTS)]))
     pick = lambda: str(rng.choice(titles[:400]))
     rows.append(('GET /api/similar, n=10', 'get', '/api/similar', [dict(params={'title': pick(), 'n': 10}) for _ in range(REQUESTS)]))
     rows.append(('GET /api/titles (search)', 'get', '/api/titles', [dict(params={'q': pick()[:4].lower()}) for _ in range(REQUESTS)]))

@@ -10,7 +10,8 @@ EPOCHS = 3  # timed epochs of each path in its own process, after one untimed wa
 PAIRS = 5   # bare and default epochs timed alternately in one process, after a warm-up of each; their medians give the ratio
 
 def bare_epochs(name, ratings, epochs):
-    "The reference: index tensors, AdamW (fastai's betas, eps, wd), a one-cycle schedule, no fastai in the loop; a function running one epoch."
+    ("The reference: index tensors, AdamW (fastai's betas, eps, wd), a one-cycle schedule, no fastai in the loop; "
+     "a function running one epoch.")
     import torch, torch.nn.functional as F
     import movierecs as m
     dls = m.dataloaders(ratings)  # the split, the vocabulary as tensors; the model built by the registry
@@ -95,7 +96,8 @@ def main():
                   f"{', '.join(f'{f/b:.2f}' for b, f in pr['times'])} |")
     md += ['', f"**Each path in its own process** (median of {EPOCHS} epochs after a warm-up), with its peak memory "
            '(max RSS, the data and fastai included):', '',
-           '| model | bare PyTorch loop | faithful (CollabDataLoaders) | movierecs default | faithful / bare | default / bare | peak MB bare / faithful / default |',
+           '| model | bare PyTorch loop | faithful (CollabDataLoaders) | movierecs default | faithful / bare | default / bare | '
+           'peak MB bare / faithful / default |',
            '|---|---:|---:|---:|---:|---:|---:|']
     for name, r in rows:
         b, f, d = (r[p]['seconds'] for p in ('bare', 'faithful', 'fast'))

@@ -48,7 +48,8 @@ def main():
           '|---|---|' + '---:|'*11]
     for (name, label), g in df[df.average == 1].groupby(['model', 'setting'], sort=False):
         v = g.set_index('epochs').valid_rmse
-        md.append(f"| {name} | {label} | " + ' | '.join(f'{v[e]:.4f}' if e in v else '' for e in (10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110)) + ' |')
+        md.append(f"| {name} | {label} | " + ' | '.join(f'{v[e]:.4f}' if e in v else ''
+                                                        for e in (10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110)) + ' |')
     md.append('')
     write_atomic({Path('results/accuracy_tuning.csv'): df.to_csv(index=False, float_format='%.6f'),
                   Path('results/accuracy_tuning.md'): '\n'.join(md)})

@@ -58,7 +58,8 @@ def main(runs=RUNS):
           f"{df.users.iloc[0]} users held out of the carve-out.", '',
           '| run | criterion | penalty (factors/bias) | RMSE fold-in | RMSE trained in | difference | NDCG@10 fold-in |',
           '|---|---|---|---:|---:|---:|---:|']
-    md += [f'| {r.run} | {r.criterion} | {r.penalty} | {r.rmse_foldin:.4f} | {r.rmse_trained:.4f} | {r.rmse_diff:+.4f} | {r.ndcg_foldin:.4f} |'
+    md += [f'| {r.run} | {r.criterion} | {r.penalty} | {r.rmse_foldin:.4f} | {r.rmse_trained:.4f} | '
+           f'{r.rmse_diff:+.4f} | {r.ndcg_foldin:.4f} |'
            for r in df.itertuples()]
     mean = df.groupby('criterion', sort=False).rmse_diff.agg(['mean', 'max'])
     best = mean['mean'].idxmin()

@@ -7,7 +7,8 @@ from pathlib import Path
 
 def _grid(**axes): return [dict(zip(axes, v)) for v in itertools.product(*axes.values())]
 GRIDS = {
-    'implicit.als': _grid(factors=[32, 64, 128], regularization=[0.1, 1.0, 10.0, 50.0, 100.0, 200.0], alpha=[1.0, 5.0, 10.0, 20.0, 40.0], iterations=[15]),
+    'implicit.als': _grid(factors=[32, 64, 128], regularization=[0.1, 1.0, 10.0, 50.0, 100.0, 200.0], alpha=[1.0, 5.0, 10.0, 20.0, 40.0],
+                          iterations=[15]),
     'implicit.bpr': _grid(factors=[32, 64, 128], learning_rate=[0.01, 0.05], regularization=[0.001, 0.01, 0.1], iterations=[100, 200]),
     # fastai ranking runs: the factory's arguments plus epochs, lr, wd of `fit_one_cycle`
     'mult_dae': _grid(epochs=[30, 50, 75], lr=[1e-3, 3e-3], wd=[0.01], low=[0.0, 0.25], low_in=[1.0, 0.25]),

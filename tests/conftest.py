@@ -25,7 +25,8 @@ def pytest_configure(config):
     if under_ci() and not config.option.help and not config.option.version:
         try: movierecs.load_ratings()
         except Exception as e:
-            pytest.exit(f"CI is set but ML-100k cannot be loaded, so the real-data tests cannot run: {' '.join(str(e).split())}", returncode=3)
+            pytest.exit(f"CI is set but ML-100k cannot be loaded, so the real-data tests cannot run: {' '.join(str(e).split())}",
+                        returncode=3)
 
 @pytest.fixture(scope='session')
 def seed(): return SEED

@@ -1,4 +1,5 @@
-"The house: layers that import only downwards (import-linter's contract in setup.cfg), no circles, no private names across subpackages, one lazy face."
+("The house: layers that import only downwards (import-linter's contract in setup.cfg), no circles, "
+ "no private names across subpackages, one lazy face.")
 import ast, importlib, shutil, subprocess, sys
 from pathlib import Path
 import pytest
@@ -52,7 +53,8 @@ def test_the_layers_are_the_subpackages():
     loose = [m for m in mods if m.count('.') < 1 or m.split('.')[1] not in LAYERS]
     assert sorted(loose) == ['movierecs', 'movierecs.__main__'], loose
     cfg = (ROOT/'setup.cfg').read_text().split('[importlinter:contract:layers]')[1]
-    listed = [line.strip().removeprefix('movierecs.') for line in cfg.split('layers =')[1].splitlines() if line.strip().startswith('movierecs')]
+    listed = [line.strip().removeprefix('movierecs.') for line in cfg.split('layers =')[1].splitlines()
+              if line.strip().startswith('movierecs')]
     assert listed == ['__main__', *LAYERS[::-1]]
 
 def test_no_private_name_crosses_a_subpackage():
@@ -66,7 +68,8 @@ def test_no_import_circles():
     mods = _modules()
     edges = {m: set() for m in mods}
     for a, b, _ in _imports(mods):
-        if b in mods and b != a and not (mods[b].name == '__init__.py' and a.startswith(b + '.')) and not (a + '.' in b and mods[a].name == '__init__.py'):
+        if (b in mods and b != a and not (mods[b].name == '__init__.py' and a.startswith(b + '.'))
+                and not (a + '.' in b and mods[a].name == '__init__.py')):
             edges[a].add(b)
     seen, stack, circles = {}, [], []
     def visit(v):

@@ -18,7 +18,8 @@ def main():
     exe = Path(sys.executable).with_name('movierecs')
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, 'MOVIERECS_CACHE': cache}
-        r = subprocess.run([str(exe), 'recommend', '--by', 'rating', '--rate', 'Star Wars (1977)=5', '--rate', 'Alien (1979)=5', '-n', '3', '--json'],
+        r = subprocess.run([str(exe), 'recommend', '--by', 'rating', '--rate', 'Star Wars (1977)=5', '--rate', 'Alien (1979)=5',
+                            '-n', '3', '--json'],
                            capture_output=True, text=True, env=env, timeout=1800)
         assert r.returncode == 0, r.stderr[-2000:]
         print('movierecs recommend --rate ...:', ', '.join(x['title'] for x in json.loads(r.stdout)))

@@ -7,7 +7,8 @@ class Parser(argparse.ArgumentParser):
 
 @contextlib.contextmanager
 def writable(folder, what, model=True):
-    "Check now, before any training, that results (a model if `model`) can be saved to `folder`; unmake the folders made for it if they stay empty."
+    ("Check now, before any training, that results (a model if `model`) can be saved to `folder`; "
+     "unmake the folders made for it if they stay empty.")
     import tempfile
     folder, made = Path(folder), []
     def unmake():
@@ -40,7 +41,8 @@ def number_arg(kind, low=None, high=None, above=None, what='a number'):
         v = kind(s)
         if kind is float and not math.isfinite(v): raise argparse.ArgumentTypeError(f'{s!r} is not a finite number')
         if (above is not None and not v > above) or (low is not None and v < low) or (high is not None and v > high):
-            bounds = [('positive' if above == 0 else f'above {above:g}') if above is not None else None, f'at least {low:g}' if low is not None else None,
+            bounds = [('positive' if above == 0 else f'above {above:g}') if above is not None else None,
+                      f'at least {low:g}' if low is not None else None,
                       (f'at most {high:,}' if isinstance(high, int) else f'at most {high:g}') if high is not None else None]
             raise argparse.ArgumentTypeError(f"must be {' and '.join(b for b in bounds if b)}, got {s}")
         return v
@@ -51,7 +53,8 @@ def _user_id(s):
     return s.strip()
 
 def _host(s):
-    if not s.strip(): raise argparse.ArgumentTypeError('is empty: give an address, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)')
+    if not s.strip(): raise argparse.ArgumentTypeError('is empty: give an address, e.g. 127.0.0.1 (this machine only) '
+                                                       'or 0.0.0.0 (every interface)')
     return s
 
 def _positive(kind): return number_arg(kind, above=0)

@@ -42,25 +42,30 @@ def _read_rates(args) -> dict:
     if args.ratings is not None:
         f = Path(args.ratings)
         if not args.ratings.strip(): raise ValueError("--ratings is empty: give a CSV file of title,rating lines.")
-        if f.exists() and not f.is_file(): raise ValueError(f"--ratings {f} is not a regular file (a folder, a device or a pipe?): give a CSV file.")
+        if f.exists() and not f.is_file(): raise ValueError(f"--ratings {f} is not a regular file (a folder, a device or a pipe?): "
+                                                            "give a CSV file.")
         cap = MAX_RATINGS * 400  # bytes: far more than MAX_RATINGS lines of title,rating
         try:
             if f.is_file() and f.stat().st_size > cap:
                 raise ValueError(f"--ratings {f} is {f.stat().st_size:,} bytes: more than {MAX_RATINGS:,} ratings fit in {cap:,}.")
             text = f.read_text(encoding='utf-8-sig')  # a byte-order mark, as Excel writes, is not part of the first title
-        except UnicodeDecodeError as e: raise ValueError(f"--ratings {f} is not UTF-8 text ({e.reason} at byte {e.start}): save it as UTF-8 CSV.") from None
-        except OSError as e: raise ValueError(f"cannot read --ratings {f} ({e.strerror or e}): give a readable CSV file of title,rating lines.") from None
+        except UnicodeDecodeError as e: raise ValueError(f"--ratings {f} is not UTF-8 text ({e.reason} at byte {e.start}): "
+                                                         "save it as UTF-8 CSV.") from None
+        except OSError as e: raise ValueError(f"cannot read --ratings {f} ({e.strerror or e}): "
+                                              "give a readable CSV file of title,rating lines.") from None
         if '\x00' in text: raise ValueError(f"--ratings {f} is not UTF-8 text (it holds NUL characters: UTF-16?): save it as UTF-8 CSV.")
         try: rows = [r for r in csv.reader(text.splitlines(), strict=True) if r and any(c.strip() for c in r)]
         except csv.Error as e:
             if 'field larger than field limit' in str(e):
-                raise ValueError(f"--ratings {f} has a field over {csv.field_size_limit():,} characters: no title is that long; give title,rating lines.") from None
+                raise ValueError(f"--ratings {f} has a field over {csv.field_size_limit():,} characters: no title is that long; "
+                                 "give title,rating lines.") from None
             raise ValueError(f"--ratings {f} is not valid CSV ({e}): quote a title holding a comma, e.g. \"Rock, The (1996)\",5") from None
         if rows and [c.strip().lower() for c in rows[0]] == ['rating', 'title']:
             raise ValueError(f"--ratings {f}: the columns are rating,title; put the title first: title,rating.")
         if rows and [c.strip().lower() for c in rows[0]] == ['title', 'rating']: rows = rows[1:]
         if not rows: raise ValueError(f"--ratings {f} holds no ratings: give one title,rating line per movie, e.g. \"Star Wars (1977)\",5")
-        if len(rows) > MAX_RATINGS: raise ValueError(f"--ratings {f} has {len(rows):,} rows, more than {MAX_RATINGS:,}: give one person's ratings.")
+        if len(rows) > MAX_RATINGS: raise ValueError(f"--ratings {f} has {len(rows):,} rows, more than {MAX_RATINGS:,}: "
+                                                     "give one person's ratings.")
         for i, r in enumerate(rows, 1):
             if len(r) != 2: raise ValueError(f"{args.ratings}, row {i}: expected 2 columns title,rating, got {len(r)}: {r!r}")
             pairs.append((r[0].strip(), r[1].strip()))
@@ -80,7 +85,8 @@ def _models(args):
     from ..models.registry import describe_model, list_models, model_task
     from ..evaluation.topn import RANKERS
     runs = [(e.name, e.model) for e in EXPERIMENTS.values()] + [(k, r.model) for k, r in RANKERS.items()]
-    rows = [dict(model=n, task=model_task(n), description=describe_model(n), experiments=[k for k, m in runs if m == n]) for n in list_models()]
+    rows = [dict(model=n, task=model_task(n), description=describe_model(n), experiments=[k for k, m in runs if m == n])
+            for n in list_models()]
     if args.json: print(json.dumps(rows, indent=1)); return
     w = max(len(r['model']) for r in rows)
     for r in rows: print(f"{r['model']:<{w}}  {r['description']}  [experiments: {', '.join(r['experiments']) or '-'}]")
@@ -101,7 +107,8 @@ def _train(args):
     if torchrun and args.processes: raise ValueError("torchrun started this process as one of several: leave out --processes "
                                                      "(torchrun's --nproc-per-node and --nnodes set how many).")
     if n > 1 or torchrun:
-        distributed.check_distributable(args.name, int(os.environ['WORLD_SIZE']) if torchrun else n, fast=not args.faithful, cores=not torchrun)
+        distributed.check_distributable(args.name, int(os.environ['WORLD_SIZE']) if torchrun else n, fast=not args.faithful,
+                                        cores=not torchrun)
     rank = int(os.environ['RANK']) if torchrun else 0
     out = args.out or cache_dir()/args.name
     with writable(out, '--out folder') if rank == 0 else contextlib.nullcontext():
@@ -174,12 +181,15 @@ def parser(more=None # {command: (help, main(argv))} of commands another layer a
         s.add_argument('--json', action='store_true', help='machine-readable output')
     s = cmd('models', _models, 'list the models in the registry')
     s.add_argument('--json', action='store_true', help='machine-readable output')
-    s = cmd('train', _train, 'train a model on ML-100k with fit_one_cycle (autorec, glocal_k: full-batch L-BFGS), print its loss table and save it')
+    s = cmd('train', _train, 'train a model on ML-100k with fit_one_cycle (autorec, glocal_k: full-batch L-BFGS), '
+            'print its loss table and save it')
     s.add_argument('name', metavar='MODEL', choices=list_models(), help=f"one of: {', '.join(list_models())}")
     s.add_argument('--epochs', type=number_arg(int, low=1, high=MAX_EPOCHS), help='epochs (default: 5; autorec 40, glocal_k 68)')
-    s.add_argument('--lr', type=number_arg(float, above=0, high=MAX_RATE), help='peak learning rate (default: 5e-3; autorec, glocal_k: the L-BFGS step, 1)')
+    s.add_argument('--lr', type=number_arg(float, above=0, high=MAX_RATE),
+                   help='peak learning rate (default: 5e-3; autorec, glocal_k: the L-BFGS step, 1)')
     s.add_argument('--wd', type=number_arg(float, low=0, high=MAX_RATE), help='weight decay (default: 0.1; none for autorec, glocal_k)')
-    s.add_argument('--seed', type=number_arg(int, low=0, high=2**32-1), default=42, help='seed of split, initialisation and shuffles (default: 42)')
+    s.add_argument('--seed', type=number_arg(int, low=0, high=2**32-1), default=42,
+                   help='seed of split, initialisation and shuffles (default: 42)')
     s.add_argument('--out', type=_folder, metavar='DIR', help=f'folder to save the model to (default: {_cache_hint()}/MODEL)')
     s.add_argument('--faithful', action='store_true', help="train on fastai's own loaders and Learner (slower; same maths)")
     s.add_argument('--processes', type=_processes, metavar='N', help='train data-parallel on N processes of this machine '
@@ -206,11 +216,13 @@ def parser(more=None # {command: (help, main(argv))} of commands another layer a
     s = cmd('serve', _serve, 'the web page: search and rate movies and see your top 10 update, a page per movie, the PCA map; '
             'and its JSON API (POST /api/recommend, GET /api/similar)')
     s.add_argument('--host', type=_host, default='127.0.0.1', help='address to listen on (default: 127.0.0.1: this machine only)')
-    s.add_argument('--port', type=number_arg(int, low=1, high=65535, what='a port number'), default=8000, help='TCP port, 1-65535 (default: 8000)')
+    s.add_argument('--port', type=number_arg(int, low=1, high=65535, what='a port number'), default=8000,
+                   help='TCP port, 1-65535 (default: 8000)')
     s.add_argument('--model', type=_folder, metavar='DIR', help='a model saved by `movierecs train`: a ranking model recommends, a rating '
                    'model recommends and gives the stars, biases and map (default: the default ranking model recommends, the '
                    "notebook's collab model gives the stars, biases and map; each trained once and cached)")
-    for name, (text, _) in (more or {}).items():  # commands of a higher layer (`reproduce`, from the studies): they parse their own arguments
+    # commands of a higher layer (`reproduce`, from the studies): they parse their own arguments
+    for name, (text, _) in (more or {}).items():
         s = cmd(name, None, text, add_help=False)
         s.add_argument('rest', nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return p

@@ -32,7 +32,8 @@ def default_learner(by='ranking' # 'ranking': the recommender that ranks best (r
     if by not in ('ranking', 'rating'): raise ValueError(f"by must be 'ranking' or 'rating', got {by!r}.")
     spec, path = (DEFAULT_MODEL, cache_dir()/'default') if by == 'rating' else (default_ranker(), cache_dir()/'default-ranking')
     why = 'once'
-    if (path/'model.json').is_file() and _format_version(path) not in (None, VERSION): why = 'again: the cached one was saved by another movierecs version'
+    if (path/'model.json').is_file() and _format_version(path) not in (None, VERSION):
+        why = 'again: the cached one was saved by another movierecs version'
     elif (path/'model.json').is_file():
         try: learn = load(path)
         except ModelFileError as e: raise ModelFileError(f'{e} (The cached default model: delete {path} to retrain it.)') from None

@@ -43,7 +43,8 @@ _SECURITY = [(b'content-security-policy', b"default-src 'self'; base-uri 'none';
 GRACE = 3  # seconds Ctrl-C waits for open requests before the server stops anyway (a stalled client cannot hold it)
 
 class _Guard:
-    "ASGI middleware: caps request bodies at `cap` bytes (413, before any of it is read when Content-Length says so), gives only POST a body, adds security headers."
+    ("ASGI middleware: caps request bodies at `cap` bytes (413, before any of it is read when Content-Length says so), "
+     "gives only POST a body, adds security headers.")
     def __init__(self, app, cap=MAX_BODY): self.app, self.cap = app, cap
 
     async def __call__(self, scope, receive, send):
@@ -70,7 +71,8 @@ class _Guard:
         if twice is not None: return await refuse(400, f'the query parameter {twice!r} is given more than once: give it once')
         length = dict(scope['headers']).get(b'content-length')
         if length is not None:
-            if not length.strip().isdigit(): return await refuse(400, f'Content-Length {length.decode("latin-1")!r} is not a number of bytes')
+            if not length.strip().isdigit(): return await refuse(400, f'Content-Length {length.decode("latin-1")!r} '
+                                                                 'is not a number of bytes')
             if len(length.strip()) > 15 or int(length) > self.cap: return await refuse(413, too_big)
         if scope['method'] != 'POST':  # no other route reads a body: it is never read, and the handlers see none
             scope = {**scope, 'headers': [(k, v) for k, v in scope['headers'] if k not in (b'content-type', b'content-length')]}
@@ -159,7 +161,8 @@ def app(learn, # A trained learner that recommends: a ranking model such as `def
         rater=None # A trained rating learner (e.g. `default_learner('rating')`): predicted stars, each movie's bias, the PCA map
        ) -> FastHTML:
     "The web page and JSON API around already loaded learners; nothing is loaded, trained or written while it serves."
-    if item_label(learn) != 'title': raise ValueError(f"serve needs a model whose items are titles, got one keyed by {item_label(learn)!r}.")
+    if item_label(learn) != 'title': raise ValueError("serve needs a model whose items are titles, "
+                                                      f"got one keyed by {item_label(learn)!r}.")
     titles = vocab(learn, 'movie')[1:]
     counts = {}
     for c in rated_pairs(learn)[:, 1].tolist(): counts[c] = counts.get(c, 0) + 1
@@ -274,7 +277,8 @@ def app(learn, # A trained learner that recommends: a ranking model such as `def
                    if path.startswith('/api/') else f'no page at {path}')
         else: msg = exc.detail
         if path.startswith('/api/'): return _error(path, status, msg, exc.headers)
-        return HTMLResponse(to_xml(page('Error', H1(f'Error {status}'), P(_one_line(msg), cls='error'), P(A('Back to your recommendations', href='/')))),
+        return HTMLResponse(to_xml(page('Error', H1(f'Error {status}'), P(_one_line(msg), cls='error'),
+                                        P(A('Back to your recommendations', href='/')))),
                             status_code=status, headers=exc.headers)
 
     async def server_error(req, exc):
@@ -288,7 +292,8 @@ def app(learn, # A trained learner that recommends: a ranking model such as `def
               Route('/static/app.css', asset(CSS, 'text/css'), methods=['GET']),
               *[Route(p, asset(ICON, 'image/svg+xml'), methods=['GET']) for p in ('/static/icon.svg', '/favicon.ico')]]
     web = FastHTML(routes=routes, default_hdrs=False, canonical=False, sess_cls=None, secret_key=secrets.token_hex(16),  # no .sesskey file
-                   middleware=[Middleware(_Guard)], exception_handlers={404: http_error, HTTPException: http_error, Exception: server_error})
+                   middleware=[Middleware(_Guard)],
+                   exception_handlers={404: http_error, HTTPException: http_error, Exception: server_error})
 
     # -- the pages (FastHTML routes returning components: every title is escaped by `to_xml`)
     @web.get('/')
@@ -356,9 +361,11 @@ def server(learn, # The recommending learner, as in `app`
            rater=None, # The rating learner, as in `app`
            log_level='info' # uvicorn's log level
           ):
-    "A uvicorn server of `app(learn, rater)`: `.run(sockets=[listen(host, port)])` serves until interrupted; `.should_exit = True` stops it."
+    ("A uvicorn server of `app(learn, rater)`: `.run(sockets=[listen(host, port)])` serves until interrupted; "
+     "`.should_exit = True` stops it.")
     import uvicorn
-    return uvicorn.Server(uvicorn.Config(app(learn, rater), log_level=log_level, server_header=False, timeout_graceful_shutdown=GRACE, lifespan='off'))
+    return uvicorn.Server(uvicorn.Config(app(learn, rater), log_level=log_level, server_header=False, timeout_graceful_shutdown=GRACE,
+                                         lifespan='off'))
 
 def serve(learn, # The recommending learner, as in `app`
           rater=None, # The rating learner, as in `app`

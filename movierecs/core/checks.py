@@ -2,7 +2,8 @@
 import math
 import numpy as np
 
-__all__ = ['MAX_EPOCHS', 'MAX_RATE', 'positive_int', 'check_seed', 'finite', 'check_penalty', 'check_lr', 'check_wd', 'check_schedule', 'plain_value']
+__all__ = ['MAX_EPOCHS', 'MAX_RATE', 'positive_int', 'check_seed', 'finite', 'check_penalty', 'check_lr', 'check_wd', 'check_schedule',
+           'plain_value']
 
 def positive_int(v, name, what=''):
     "Raise a ValueError naming `name` unless `v` is an integer >= 1 (not a bool)."
@@ -11,7 +12,8 @@ def positive_int(v, name, what=''):
 
 def check_seed(seed):
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
-        raise ValueError(f"seed must be an integer from 0 to 2**32-1, got {seed!r}: every result is seeded (the same seed gives the same numbers).")
+        raise ValueError(f"seed must be an integer from 0 to 2**32-1, got {seed!r}: "
+                         "every result is seeded (the same seed gives the same numbers).")
 
 def plain_value(v):
     "A numpy scalar or array as the Python value or list it holds; anything else as is."
@@ -34,12 +36,14 @@ def check_penalty(v, name):
 
 def check_lr(lr):
     "The learning rate: positive, finite, at most `MAX_RATE`."
-    if not (finite(lr) and 0 < lr <= MAX_RATE): raise ValueError(f"lr must be positive (a finite number up to {MAX_RATE:g}, e.g. 5e-3), got {lr!r}.")
+    if not (finite(lr) and 0 < lr <= MAX_RATE): raise ValueError(f"lr must be positive (a finite number up to {MAX_RATE:g}, e.g. 5e-3), "
+                                                                 f"got {lr!r}.")
 
 def check_wd(wd):
     "The weight decay: None (fastai's default) or zero or positive, finite, at most `MAX_RATE`."
     if wd is not None and not (finite(wd) and 0 <= wd <= MAX_RATE):
-        raise ValueError(f"wd must be zero or positive (a finite number up to {MAX_RATE:g}, e.g. 0.1; None for fastai's default), got {wd!r}.")
+        raise ValueError(f"wd must be zero or positive (a finite number up to {MAX_RATE:g}, e.g. 0.1; None for fastai's default), "
+                         f"got {wd!r}.")
 
 def check_schedule(epochs, lr, wd):
     "Epochs, learning rate and weight decay of a fit: the one rule every layer applies."

@@ -45,18 +45,21 @@ def _move(tmp, dest):
     except FileNotFoundError: pass  # already moved (a `recover` in another process finished it)
 
 def _own_moves(folder, moves):
-    "The (temporary, destination) pairs of a journal that write_atomic could have written: both in `folder`, the temporary named for its destination; nothing else is ever moved."
+    ("The (temporary, destination) pairs of a journal that write_atomic could have written: both in `folder`, "
+     "the temporary named for its destination; nothing else is ever moved.")
     ok = []
     for m in moves if isinstance(moves, list) else []:
         if not (isinstance(m, list) and len(m) == 2 and all(isinstance(x, str) for x in m)): continue
         tmp, dest = Path(m[0]), Path(m[1])
         got = _TMP.fullmatch(tmp.name)
-        if tmp.parent == folder.absolute() and dest.parent == folder.absolute() and got and got.group(1) == dest.name: ok.append((tmp, dest))
+        if tmp.parent == folder.absolute() and dest.parent == folder.absolute() and got and got.group(1) == dest.name:
+            ok.append((tmp, dest))
     return ok
 
 def recover(folder # A folder `write_atomic` wrote to
            ) -> int:
-    "Finish the groups of renames a crash interrupted in `folder` (their journals say which); remove stale temporary files. Returns the files moved."
+    ("Finish the groups of renames a crash interrupted in `folder` (their journals say which); remove stale temporary files. "
+     "Returns the files moved.")
     folder, done = Path(folder), 0
     if not folder.is_dir(): return 0
     for j in sorted(folder.iterdir()):
@@ -80,9 +83,11 @@ def write_atomic(files:dict # {path: text or bytes}, written together: all repla
     if not files: return
     for p in files:
         if p.is_dir() or (p.exists() and not p.is_file()):
-            raise IsADirectoryError(f"cannot write {p}: it is a folder or a special file, not a file: move it away or choose another folder.")
+            raise IsADirectoryError(f"cannot write {p}: it is a folder or a special file, not a file: "
+                                    "move it away or choose another folder.")
     folders = sorted({p.parent for p in files})
-    if len(folders) > 1 and len(files) > 1: raise ValueError(f"a group of files is written to one folder, got {len(folders)}: {', '.join(map(str, folders))}.")
+    if len(folders) > 1 and len(files) > 1: raise ValueError(f"a group of files is written to one folder, got {len(folders)}: "
+                                                             f"{', '.join(map(str, folders))}.")
     for d in folders:
         d.mkdir(parents=True, exist_ok=True)
         recover(d)

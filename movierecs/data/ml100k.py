@@ -50,8 +50,10 @@ def data_source(path=None # An extracted `ml-100k` folder or `ml-100k.zip`; defa
             raise DataError(f"ML-100k could not be downloaded ({type(e).__name__}: {' '.join(str(e).split())}): "
                             f"no network? Set {ENV_VAR} to an ml-100k folder or ml-100k.zip you have.") from None
     try: path = Path(path).expanduser()
-    except RuntimeError as e: raise DataError(f"{path} (from the {origin}): {e} Give the path of the ml-100k folder or ml-100k.zip.") from None
-    except TypeError as e: raise DataError(f"{path!r} (from the {origin}) is not a path ({e}): give the path of the ml-100k folder or ml-100k.zip as a str or Path.") from None
+    except RuntimeError as e: raise DataError(f"{path} (from the {origin}): {e} "
+                                              "Give the path of the ml-100k folder or ml-100k.zip.") from None
+    except TypeError as e: raise DataError(f"{path!r} (from the {origin}) is not a path ({e}): "
+                                           "give the path of the ml-100k folder or ml-100k.zip as a str or Path.") from None
     if not path.exists():
         raise DataError(f"ML-100k not found at {path} (from the {origin}): no such folder or file. "
                         f"Point it at the extracted ml-100k folder (holding u.data and u.item) or at ml-100k.zip, "

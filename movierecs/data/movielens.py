@@ -7,14 +7,16 @@ from .ml100k import _check_movies, _parse_udata, _parse_uitem, data_source, read
 from ..core.checks import check_seed, positive_int
 __all__ = ['load_ratings', 'stratified_split', 'synthetic_ratings']
 
-def load_ratings(path=None, # ml-100k folder or zip (default: env `MOVIERECS_DATA`, else fastai's download); or a release name, e.g. 'ml-25m'
+def load_ratings(path=None, # ml-100k folder or zip (default: env `MOVIERECS_DATA`, else fastai's download); or a release name like 'ml-25m'
                  verify=True # Check the files' sha256 (a release: its md5 and README counts)
                 ) -> pd.DataFrame:
-    "The notebook's `ratings`: `u.data` (user, movie, rating, timestamp) merged with titles from `u.item`; given a release name, `load_dataset(name)`."
+    ("The notebook's `ratings`: `u.data` (user, movie, rating, timestamp) merged with titles from `u.item`; "
+     "given a release name, `load_dataset(name)`.")
     if isinstance(path, str) and re.fullmatch(r'\s*ml[-_ ]\S*\s*', path, re.IGNORECASE):  # a release's name
         from .releases import DATASETS, load_dataset, _release
         here = Path(path).exists()  # e.g. the folder unzipping the release here leaves
-        if path in DATASETS and path != 'ml-100k': return load_dataset(path, path if here else None, verify)  # keyed by movie id: titles repeat
+        # keyed by movie id: titles repeat
+        if path in DATASETS and path != 'ml-100k': return load_dataset(path, path if here else None, verify)
         if not here:
             if path != 'ml-100k': _release(path)  # not a release's name: the error names the valid ones
             path = None  # 'ml-100k': the notebook's frame, from MOVIERECS_DATA or fastai's download
@@ -31,7 +33,8 @@ def stratified_split(ratings:pd.DataFrame, # Ratings like `load_ratings()` (each
                      by='movie', # The column to stratify by: 'movie' (Microsoft Recommenders' benchmark) or 'user'
                      seed=42 # Seed of the shuffle of each group
                     ) -> tuple:
-    "Microsoft Recommenders' `python_stratified_split` as their benchmark ran it: each group's rows shuffled by `RandomState(seed)`, the first round(ratio·n) to training."
+    ("Microsoft Recommenders' `python_stratified_split` as their benchmark ran it: each group's rows shuffled by `RandomState(seed)`, "
+     "the first round(ratio·n) to training.")
     if not 0 < ratio < 1: raise DataError(f"ratio must be between 0 and 1, got {ratio!r}.")
     if by not in ('movie', 'user') or by not in ratings.columns:
         raise DataError(f"by must be 'movie' or 'user', a column of ratings; got {by!r} (columns: {list(ratings.columns)}).")
@@ -51,7 +54,8 @@ def synthetic_ratings(n_users=100, # Number of users
     "A ratings frame shaped like `load_ratings`, drawn from a known low-rank model with biases."
     for v, k in ((n_users, 'n_users'), (n_movies, 'n_movies'), (n_factors, 'n_factors')): positive_int(v, k)
     if n_users * n_movies > 10**8 or n_factors > 10**4:
-        raise ValueError(f"n_users x n_movies must be at most 100,000,000 and n_factors at most 10,000, got {n_users:,} x {n_movies:,}, {n_factors:,}.")
+        raise ValueError("n_users x n_movies must be at most 100,000,000 and n_factors at most 10,000, "
+                         f"got {n_users:,} x {n_movies:,}, {n_factors:,}.")
     check_seed(seed)
     if not (isinstance(density, (int, float)) and 0 < density <= 1): raise ValueError(f"density must be in (0, 1], got {density!r}.")
     if not (isinstance(noise, (int, float)) and noise >= 0 and np.isfinite(noise)): raise ValueError(f"noise must be >= 0, got {noise!r}.")

@@ -33,7 +33,8 @@ _CSV = dict(ratings='ratings.csv', movies='movies.csv', sep=',', encoding='utf-8
 
 # Counts from each release's README at files.grouplens.org/datasets/movielens/<name>-README.{txt,html}; md5 from <name>.zip.md5
 DATASETS = {r.name: r for r in (
-    Release('ml-100k', 'ml-100k', 'u.data', 'u.item', '\t', 'latin-1', False, False, 100_000, 943, 1682, '0e33842e24a9c977be4e0107933c0723'),
+    Release('ml-100k', 'ml-100k', 'u.data', 'u.item', '\t', 'latin-1', False, False, 100_000, 943, 1682,
+            '0e33842e24a9c977be4e0107933c0723'),
     # "1,000,209 anonymous ratings of approximately 3,900 movies made by 6,040 MovieLens users": no exact movie count
     Release('ml-1m', 'ml-1m', **_DAT, encoding='latin-1', half_stars=False, n_ratings=1_000_209, n_users=6040, n_movies=None,
             md5='c4d9eecfca2ab87c1945afe126590906'),
@@ -174,7 +175,8 @@ class _Tail(io.RawIOBase):
         if got: self.last = got[-1:]
         return len(got)
 
-def _fmt(rel): return rel.sep.join(('userId', 'movieId', 'rating', 'timestamp') if rel.header else ('UserID', 'MovieID', 'Rating', 'Timestamp'))
+def _fmt(rel): return rel.sep.join(('userId', 'movieId', 'rating', 'timestamp') if rel.header
+                                   else ('UserID', 'MovieID', 'Rating', 'Timestamp'))
 
 def _scale(rel): return '0.5 to 5 stars in half stars' if rel.half_stars else 'whole stars 1 to 5'
 
@@ -197,7 +199,8 @@ def _malformed(rel, f, e):
                 what = f"line {n}: {line.decode('latin-1')!r}" if line else f"line {n}, an empty line"
                 break
     return DataError(f"{f.where} is malformed at {what}. Expected {rel.name}'s format, one rating per line: {_fmt(rel)!r} with "
-                     f"integer ids (1 to 2**31-1), a number of stars and an integer timestamp. Replace it with a fresh copy of {_official(rel)}.")
+                     f"integer ids (1 to 2**31-1), a number of stars and an integer timestamp. "
+                     f"Replace it with a fresh copy of {_official(rel)}.")
 
 def _read_ratings(rel, f:_File) -> pd.DataFrame:
     "The ratings file `f` parsed by pandas' C engine into compact columns, every field checked."
@@ -233,7 +236,8 @@ def _read_ratings(rel, f:_File) -> pd.DataFrame:
     except (zipfile.BadZipFile, zlib.error, EOFError) as e: raise f._damaged(e) from None
     except (ValueError, OverflowError) as e: raise _malformed(rel, f, e) from None  # pandas' ParserError is a ValueError
     if df.empty: raise DataError(f"{f.where} holds no ratings: replace it with a fresh copy of {_official(rel)}.")
-    if not ends: raise DataError(f"{f.where} is truncated: its last line does not end with a newline. Replace it with a fresh copy of {_official(rel)}.")
+    if not ends: raise DataError(f"{f.where} is truncated: its last line does not end with a newline. "
+                                 f"Replace it with a fresh copy of {_official(rel)}.")
     _check_values(rel, df, f.where, 1 + rel.header)
     return df
 

@@ -17,7 +17,8 @@ def direct_ok(ratings, cols) -> bool:
     return all(plain(ratings[c].dtype) for c in cols)
 
 def snapshot(df:pd.DataFrame) -> pd.DataFrame:
-    "`df` as it is now, kept by later loaders' reads whatever the caller then does to it: a shallow copy where pandas copies on write (pandas >= 3), else a copy."
+    ("`df` as it is now, kept by later loaders' reads whatever the caller then does to it: "
+     "a shallow copy where pandas copies on write (pandas >= 3), else a copy.")
     try: cow = int(pd.__version__.split('.')[0]) >= 3 or pd.get_option('mode.copy_on_write') is True
     except (ValueError, KeyError, pd.errors.OptionError): cow = False
     return df.copy(deep=not cow)
@@ -75,7 +76,8 @@ class CollabRows:
     def __getattr__(self, k):
         if k.startswith('__') or 'build' not in self.__dict__: raise AttributeError(k)  # not set up yet (unpickling): nothing to ask
         if k not in FASTAI_LOADER_ATTRS:  # a name fastai's loader lacks too: no build to find that out
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {k!r} (fastai's own loader, built on demand, has only FASTAI_LOADER_ATTRS)")
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {k!r} "
+                                 "(fastai's own loader, built on demand, has only FASTAI_LOADER_ATTRS)")
         return getattr(self.fastai_loader(), k)
 
 def tensor_dataloaders(ratings, # A checked ratings frame
@@ -88,7 +90,8 @@ def tensor_dataloaders(ratings, # A checked ratings frame
                        val_bs=None, # Validation batch size; default: the larger of `VAL_BS` and bs
                        path='.' # `dls.path`
                       ) -> DataLoaders:
-    "The fast path's `DataLoaders` built from `ratings` directly: the rows, codes and vocabulary fastai's `CollabDataLoaders.from_df` gives."
+    ("The fast path's `DataLoaders` built from `ratings` directly: "
+     "the rows, codes and vocabulary fastai's `CollabDataLoaders.from_df` gives.")
     train, valid = random_split(len(ratings), valid_pct, seed) if splits is None else (np.asarray(splits[0]), np.asarray(splits[1]))
     cols = ['user', item_name]
     with warnings.catch_warnings():  # pandas >= 3 hands out read-only arrays; they are only read (gathered into new tensors)

@@ -122,7 +122,8 @@ def _libc_trim():
 _malloc_trim = _libc_trim()
 
 class FastLearner(Learner):
-    "A fastai `Learner` that calls, for each event, only the callbacks that define it, and does fastai's own per-batch callback work without its attribute lookups."
+    ("A fastai `Learner` that calls, for each event, only the callbacks that define it, "
+     "and does fastai's own per-batch callback work without its attribute lookups.")
     def __call__(self, event_name):
         for e in ([event_name] if isinstance(event_name, str) else event_name): self._call_one(e)
 
@@ -166,7 +167,8 @@ def make_fast(learn):
     return learn
 
 class LBFGSWrapper(OptimWrapper):
-    "fastai's `OptimWrapper` of `torch.optim.LBFGS`, with a clear error for a hyper-parameter L-BFGS does not have (e.g. from `fit_one_cycle`)."
+    ("fastai's `OptimWrapper` of `torch.optim.LBFGS`, with a clear error for a hyper-parameter L-BFGS does not have "
+     "(e.g. from `fit_one_cycle`).")
     def _set_hyper(self, k, v):  # fastai's `OptimWrapper._set_hyper`, refusing a hyper-parameter L-BFGS lacks
         if k not in self.bwd_map:
             raise TypeError(f"L-BFGS has no {k!r} to set: train with learn.fit(epochs, lr=1.), not fit_one_cycle, and without wd "

@@ -1,4 +1,5 @@
-"Implicit feedback for the ranking models: each user's row of rated movies, served from tensors as a true permutation of the users every epoch."
+("Implicit feedback for the ranking models: each user's row of rated movies, "
+ "served from tensors as a true permutation of the users every epoch.")
 import torch
 from fastai.data.core import DataLoaders
 from .tensors import VAL_BS, TensorDataLoader

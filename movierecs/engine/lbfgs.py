@@ -13,7 +13,8 @@ def lbfgs(params, # The parameters fastai's `Learner` hands its `opt_func` (grou
           **kwargs # Other `torch.optim.LBFGS` arguments
          ) -> OptimWrapper:
     "An `opt_func`: `torch.optim.LBFGS` in fastai's `OptimWrapper`; train with the `LBFGSStep` callback, which gives it its closure."
-    if line_search_fn not in (None, 'strong_wolfe'): raise ValueError(f"line_search_fn must be None or 'strong_wolfe', got {line_search_fn!r}.")
+    if line_search_fn not in (None, 'strong_wolfe'): raise ValueError("line_search_fn must be None or 'strong_wolfe', "
+                                                                      f"got {line_search_fn!r}.")
     return LBFGSWrapper(params, torch.optim.LBFGS, lr=lr, max_iter=max_iter, history_size=history_size,
                         line_search_fn=line_search_fn, **kwargs)
 

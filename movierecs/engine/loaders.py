@@ -1,4 +1,5 @@
-"`dls` for every model: `dataloaders(ratings)`, a true permutation every epoch (fastai's own loaders or in-memory tensors), and the checks that guard it."
+("`dls` for every model: `dataloaders(ratings)`, a true permutation every epoch (fastai's own loaders or in-memory tensors), "
+ "and the checks that guard it.")
 import random, warnings
 from functools import partial
 from collections import Counter
@@ -39,7 +40,8 @@ def _check_ratings(ratings, item_name='title'):
     missing = [c for c in ('user', item_name, 'rating') if c not in ratings.columns]
     if missing: raise DataError(f"ratings lacks column(s) {missing}; it has {list(ratings.columns)}. "
                                 f"Build it with load_ratings() or give it user, {item_name} and rating columns"
-                                + (" (or pass item_name='movie' to key movies by id)." if item_name == 'title' and 'movie' in ratings.columns else '.'))
+                                + (" (or pass item_name='movie' to key movies by id)."
+                                   if item_name == 'title' and 'movie' in ratings.columns else '.'))
     if ratings.empty: raise DataError("ratings is empty: there is nothing to train on. Check the filter that built it.")
     for col in ('user', item_name):
         kinds = {type(v).__name__ for v in ratings[col].drop_duplicates()}
@@ -61,11 +63,12 @@ def dataloaders(ratings=None, # Ratings frame like `load_ratings()`; loaded when
                 valid_pct=0.2, # Fraction of rows held out for validation
                 seed=42, # Seed of the random train/valid split and of the training shuffles
                 splits=None, # (train, valid) row positions, instead of a random `valid_pct` split
-                fast=True, # Serve the batches from in-memory tensors (`loaders.tensor_dataloaders`); False: fastai's own loaders, the faithful path
+                fast=True, # Serve batches from in-memory tensors (`loaders.tensor_dataloaders`); False: fastai's loaders, the faithful path
                 item_name='title', # The item column: 'title' as in the notebook, or 'movie' (the id) as on the canonical splits
                 **kwargs # Passed to `CollabDataLoaders.from_df` (its dl_type is TabDataLoader unless given), e.g. `val_bs`
                ):
-    "`CollabDataLoaders.from_df(ratings, item_name='title', dl_type=TabDataLoader)`, a true permutation every epoch; unless `fast=False`, the same rows and codes as tensors, built without fastai's `TabularPandas` (`loaders.tensor_dataloaders`)."
+    ("`CollabDataLoaders.from_df(ratings, item_name='title', dl_type=TabDataLoader)`, a true permutation every epoch; "
+     "unless `fast=False`, the same rows and codes as tensors, built without fastai's `TabularPandas` (`loaders.tensor_dataloaders`).")
     odd = [k for k in kwargs if k not in LOADER_ARGS]
     if odd: raise TypeError(f"dataloaders() takes no argument {', '.join(map(repr, odd))}: it takes ratings, bs, valid_pct, seed, "
                             f"splits, fast, item_name and fastai's {', '.join(LOADER_ARGS)}.")
@@ -79,8 +82,10 @@ def dataloaders(ratings=None, # Ratings frame like `load_ratings()`; loaded when
     if kwargs.get('val_bs') is not None: positive_int(kwargs['val_bs'], 'val_bs')
     if kwargs.get('device') is not None:
         try: dev = torch.device(kwargs['device'])
-        except (RuntimeError, TypeError) as e: raise ValueError(f"device {kwargs['device']!r} is not a torch device ({e}): give e.g. 'cpu' or 'cuda'.") from None
-        if dev.type == 'cuda' and not torch.cuda.is_available(): raise ValueError(f"device {kwargs['device']!r}: this machine has no CUDA device; use 'cpu'.")
+        except (RuntimeError, TypeError) as e: raise ValueError(f"device {kwargs['device']!r} is not a torch device ({e}): "
+                                                                "give e.g. 'cpu' or 'cuda'.") from None
+        if dev.type == 'cuda' and not torch.cuda.is_available(): raise ValueError(f"device {kwargs['device']!r}: "
+                                                                                  "this machine has no CUDA device; use 'cpu'.")
     if splits is not None: splits = _check_splits(splits, len(ratings))
     n_train = len(ratings) - int(valid_pct*len(ratings)) if splits is None else len(splits[0])  # fastai's RandomSplitter's cut
     if n_train < bs:
@@ -89,7 +94,8 @@ def dataloaders(ratings=None, # Ratings frame like `load_ratings()`; loaded when
     if fast and not any(k in kwargs for k in FASTAI_ONLY) and direct_ok(ratings, ['user', item_name]):
         ratings = snapshot(ratings)  # fastai's loaders and `items` are built later, from the rows as they are now
         make = partial(_fastai_dls, ratings, bs, valid_pct, seed, splits, item_name, **kwargs)
-        return tensor_dataloaders(ratings, bs, valid_pct, seed, splits, item_name, make, val_bs=kwargs.get('val_bs'), path=kwargs.get('path', '.'))
+        return tensor_dataloaders(ratings, bs, valid_pct, seed, splits, item_name, make, val_bs=kwargs.get('val_bs'),
+                                  path=kwargs.get('path', '.'))
     dls = _fastai_dls(ratings, bs, valid_pct, seed, splits, item_name, **kwargs)
     if not fast: return dls
     if type(dls.train) is not TabDataLoader:
@@ -97,7 +103,8 @@ def dataloaders(ratings=None, # Ratings frame like `load_ratings()`; loaded when
                         f"pass fast=False to keep fastai's loader (e.g. for weighted sampling).")
     return fast_dataloaders(dls, seed=seed, val_bs=kwargs.get('val_bs'))
 
-FASTAI_ONLY = ('dl_type', 'dl_kwargs', 'device', 'num_workers', 'pin_memory')  # options only fastai's loaders take: the fast path wraps them
+# options only fastai's loaders take: the fast path wraps them
+FASTAI_ONLY = ('dl_type', 'dl_kwargs', 'device', 'num_workers', 'pin_memory')
 
 def _fastai_dls(ratings, bs, valid_pct, seed, splits, item_name, **kwargs):
     "fastai's `DataLoaders` of `ratings` (checked arguments): `CollabDataLoaders.from_df`, or its steps after the split for `splits`."

@@ -21,13 +21,15 @@ class _Catchup:
         self.mark = torch.zeros(n_rows, dtype=torch.bool)  # scratch: the rows of a gradient (all False between steps)
         self.pos = torch.zeros(n_rows, dtype=torch.long)  # scratch: a gradient's row -> its place among the gradient's rows
         self.t, self.logs = 0, torch.zeros(1, 3, dtype=torch.float64)  # logs[k]: sum over steps <= k of log beta1, log beta2, log decay
-        self.a, self.coef = torch.zeros(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)  # per step s: running A/sqrt(B), its coefficient
+        # per step s: running A/sqrt(B), its coefficient
+        self.a, self.coef = torch.zeros(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
 
     def advance(self, b1, b2, shrink, lr_term):
         "Record step t+1 for the rows it did not touch: their moments decay and they keep moving along their old moments."
         t, n = self.t + 1, len(self.a)
         if t >= n:  # grow the per-step arrays
-            self.logs = torch.cat([self.logs, self.logs.new_zeros(n, 3)]); self.a, self.coef = (torch.cat([v, v.new_zeros(n)]) for v in (self.a, self.coef))
+            self.logs = torch.cat([self.logs, self.logs.new_zeros(n, 3)])
+            self.a, self.coef = (torch.cat([v, v.new_zeros(n)]) for v in (self.a, self.coef))
         self.logs[t] = self.logs[t-1] + torch.tensor([_log(b1), _log(b2), _log(shrink)], dtype=torch.float64)
         w = slice(max(0, t - WINDOW), t)  # the steps s whose rows still move noticeably
         self.a[w] *= 0. if b1 == 0 else b1 / math.sqrt(b2)
@@ -72,8 +74,10 @@ class SparseAdam(FastAdam):
             for p in pg:
                 st = self.state[p]
                 shrink = 1 - h['lr']*h['wd'] if h['wd'] != 0 and st.get('do_wd', True) else 1.
-                if shrink <= 0: raise ValueError(f"lr*wd must be below 1 (a step would flip every weight's sign), got lr={h['lr']}, wd={h['wd']}.")
-                if h['mom'] > 0 and h['sqr_mom'] <= 0: raise ValueError("The sparse path needs sqr_mom > 0 when mom > 0 (a skipped row's steps divide by it).")
+                if shrink <= 0: raise ValueError("lr*wd must be below 1 (a step would flip every weight's sign), "
+                                                 f"got lr={h['lr']}, wd={h['wd']}.")
+                if h['mom'] > 0 and h['sqr_mom'] <= 0: raise ValueError("The sparse path needs sqr_mom > 0 when mom > 0 "
+                                                                        "(a skipped row's steps divide by it).")
                 if p.grad is None: continue  # as fastai's: a parameter without a gradient is not stepped
                 if 'grad_avg' not in st: st.update(grad_avg=torch.zeros_like(p.data), sqr_avg=torch.zeros_like(p.data), step=0)
                 if p.grad.is_sparse and p not in self.catchups: self.catchups[p] = _Catchup(p.shape[0])  # every row up to date now
@@ -107,7 +111,8 @@ class SparseAdam(FastAdam):
 
     @property
     def catchups(self) -> dict:
-        "Each sparse parameter's `_Catchup`, kept out of `state` so that `state_dict` holds tensors and numbers only (torch.load's weights_only)."
+        ("Each sparse parameter's `_Catchup`, kept out of `state` so that `state_dict` holds tensors and numbers only "
+         "(torch.load's weights_only).")
         return self.__dict__.setdefault('_catchups', {})
 
     def load_state_dict(self, sd):
@@ -143,7 +148,8 @@ class _BringUp:
         if isinstance(self.learn.opt, SparseAdam): self.learn.opt.bring_up(emb.weight, inp[0])
 
 def make_sparse(learn):
-    "Put `learn` on the sparse path: sparse embedding gradients, `SparseAdam` (each embedding brings its rows up to date before it reads them), and `SparseFlush`."
+    ("Put `learn` on the sparse path: sparse embedding gradients, "
+     "`SparseAdam` (each embedding brings its rows up to date before it reads them), and `SparseFlush`.")
     if any(isinstance(cb, SparseFlush) for cb in learn.cbs): return learn  # already on the sparse path
     if learn.opt is not None: raise ValueError("make_sparse must come before the first fit: the optimizer already exists.")
     if learn.opt_func not in (Adam, FastAdam, SparseAdam):

@@ -50,14 +50,16 @@ class TensorDataLoader(TensorLoader):
         return dl
 
     def _rows_of(self, ds):
-        "Codes and ratings (None when it has none) of a frame of ids, coded with this loader's vocabulary ('#na#' for an id it lacks), or of fastai's processed tabular rows."
+        ("Codes and ratings (None when it has none) of a frame of ids, coded with this loader's vocabulary ('#na#' for an id it lacks), "
+         "or of fastai's processed tabular rows.")
         frame = ds if isinstance(ds, pd.DataFrame) else getattr(ds, 'items', None)
         if not isinstance(frame, pd.DataFrame):
             raise TypeError(f"A loader of these rows is made from a DataFrame of ids (dls.test_dl(frame)), not a {type(ds).__name__}.")
         if len(frame) == 0: return self.x[:0], (None if self.y is None else self.y[:0])
         names, y_names = list(self.cat_names), list(self.y_names)
         if self.x.dim() != 2 or self.x.shape[1] != len(names):
-            raise TypeError(f"This loader serves rows of another shape than ({', '.join(names)}) codes: it cannot make a test set of a frame.")
+            raise TypeError(f"This loader serves rows of another shape than ({', '.join(names)}) codes: "
+                            "it cannot make a test set of a frame.")
         missing = [c for c in names if c not in frame.columns]
         if missing: raise ValueError(f"The test items lack column(s) {missing}: give a frame with {names} columns.")
         if ds is frame:  # ids, as the training frame held them
@@ -86,6 +88,7 @@ def fast_dataloaders(dls, # The faithful `DataLoaders` (their split and vocabula
                     ) -> DataLoaders:
     "`DataLoaders` over the same rows as `dls`, as in-memory tensors."
     train, valid = dls.train, dls.valid
-    return DataLoaders(TensorDataLoader(*loader_tensors(train), bs=train.bs, shuffle=train.shuffle, drop_last=train.drop_last, seed=seed, src=train),
+    return DataLoaders(TensorDataLoader(*loader_tensors(train), bs=train.bs, shuffle=train.shuffle, drop_last=train.drop_last, seed=seed,
+                                        src=train),
                        TensorDataLoader(*loader_tensors(valid), bs=val_bs or max(VAL_BS, valid.bs), drop_last=False, src=valid),
                        path=dls.path)

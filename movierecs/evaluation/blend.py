@@ -30,7 +30,8 @@ def carve(base:pd.DataFrame, # A base file's rows, e.g. `load_split('u1')[0]`
     return base.drop(valid.index).reset_index(drop=True), valid.reset_index(drop=True)
 
 class EpochAverage(Callback):
-    "The mean of the model's validation-set predictions over the last `last` epochs of a fit (`self.preds`): epoch averaging. `self.history`: each of those epochs' own."
+    ("The mean of the model's validation-set predictions over the last `last` epochs of a fit (`self.preds`): epoch averaging. "
+     "`self.history`: each of those epochs' own.")
     order = 60
     def __init__(self, last=1): positive_int(last, 'average_epochs'); self.last, self.preds = last, None
     def before_fit(self): self.history = []
@@ -69,11 +70,14 @@ def fit_weights(preds, # (rows, members) predictions on held-out rows
     "Least-squares weights (intercept first, then one per member) of the members' clipped predictions against `target`."
     preds, target = np.asarray(preds, dtype='float64'), np.asarray(target, dtype='float64')
     if preds.ndim == 1: preds = preds[:, None]
-    if preds.ndim != 2 or len(preds) != len(target): raise ValueError(f"preds must be (rows, members) with a row per target, got {preds.shape} for {len(target)} targets.")
+    if preds.ndim != 2 or len(preds) != len(target): raise ValueError("preds must be (rows, members) with a row per target, "
+                                                                      f"got {preds.shape} for {len(target)} targets.")
     if len(target) < MIN_ROWS_PER_WEIGHT * (preds.shape[1] + 1):
-        raise ValueError(f"{len(target)} held-out rows cannot fit {preds.shape[1] + 1} weights (at least {MIN_ROWS_PER_WEIGHT} rows per weight): "
+        raise ValueError(f"{len(target)} held-out rows cannot fit {preds.shape[1] + 1} weights "
+                         f"(at least {MIN_ROWS_PER_WEIGHT} rows per weight): "
                          "hold out more rows (a larger frac) or blend fewer members.")
-    if not (np.isfinite(preds).all() and np.isfinite(target).all()): raise ValueError("preds and target must be finite: a member predicted NaN or inf, or a rating is missing.")
+    if not (np.isfinite(preds).all() and np.isfinite(target).all()):
+        raise ValueError("preds and target must be finite: a member predicted NaN or inf, or a rating is missing.")
     X = np.column_stack([np.ones(len(target)), np.clip(preds, 1, 5)])
     return np.linalg.lstsq(X, target, rcond=None)[0]
 
@@ -101,7 +105,8 @@ class Blend:
         for name in m:
             k = self.average(name)
             positive_int(k, f'average_epochs of {name}')
-            if k > get_experiment(name).epochs: raise ValueError(f"average_epochs {k} is more epochs than {name} trains for ({get_experiment(name).epochs}).")
+            if k > get_experiment(name).epochs: raise ValueError(f"average_epochs {k} is more epochs than {name} trains for "
+                                                                 f"({get_experiment(name).epochs}).")
         if not isinstance(self.refit, bool): raise TypeError(f"refit must be True or False, got {self.refit!r}.")
         _check_frac(self.frac, (int, float))
 
@@ -117,8 +122,10 @@ def evaluate_blend(blend:Blend, # The blend's members and options
                    seed=42, # Seeds the carve-out and every member
                    item_name=None # 'movie' (the id) or 'title'; default: `item_column(split)`
                   ) -> dict:
-    "Fit the blend's weights on a carve-out of the split's base file, then score it once on the test file: `evaluate`'s row, plus the weights."
-    if not isinstance(blend, Blend): raise TypeError(f"blend must be a Blend, e.g. Blend(('glocal_k', 'autorec')), got {type(blend).__name__}.")
+    ("Fit the blend's weights on a carve-out of the split's base file, then score it once on the test file: "
+     "`evaluate`'s row, plus the weights.")
+    if not isinstance(blend, Blend): raise TypeError("blend must be a Blend, e.g. Blend(('glocal_k', 'autorec')), "
+                                                     f"got {type(blend).__name__}.")
     check_seed(seed)
     base, test = split_frames(split)
     item_name = item_column(split) if item_name is None else item_name

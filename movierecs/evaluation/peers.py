@@ -1,4 +1,5 @@
-"Peers on the very rows movierecs trains and scores (`pip install movierecs[bench]`): Surprise's BaselineOnly, SVD and SVD++ for ratings, implicit's ALS and BPR for top-N."
+("Peers on the very rows movierecs trains and scores (`pip install movierecs[bench]`): "
+ "Surprise's BaselineOnly, SVD and SVD++ for ratings, implicit's ALS and BPR for top-N.")
 import time
 import numpy as np
 from ..models.baselines import TopN
@@ -50,10 +51,11 @@ def _implicit():
     return implicit
 
 class ImplicitTopN(TopN):
-    "implicit's ALS or BPR (Hu et al. 2008; Rendle et al. 2009) as a top-N method on the rated-or-not matrix; one thread, so seeded runs repeat."
+    ("implicit's ALS or BPR (Hu et al. 2008; Rendle et al. 2009) as a top-N method on the rated-or-not matrix; "
+     "one thread, so seeded runs repeat.")
     def __init__(self, algorithm='als', # One of `IMPLICIT`
                  seed=42, # implicit's `random_state`
-                 **params # The algorithm's arguments (`factors`, `regularization`, `alpha`, `iterations`, `learning_rate`); default: implicit's
+                 **params # Algorithm's arguments (`factors`, `regularization`, `alpha`, `iterations`, `learning_rate`); default: implicit's
                 ):
         if algorithm not in IMPLICIT: raise ValueError(f"Unknown implicit algorithm {algorithm!r}. Valid: {', '.join(IMPLICIT)}.")
         self.algorithm, self.seed, self.kw = algorithm, seed, params

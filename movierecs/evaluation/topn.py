@@ -10,7 +10,8 @@ from ..core.errors import DataError
 from ..core.checks import positive_int
 from .rating import split_frames
 from ..engine.feedback import RELEVANT
-__all__ = ['RELEVANT', 'KS', 'METRICS', 'RankingRun', 'RANKERS', 'DEFAULT_RANKER', 'top_k', 'ranking_metrics', 'carve_out', 'LearnerTopN', 'fit_topn', 'evaluate_topn', 'tune_topn']
+__all__ = ['RELEVANT', 'KS', 'METRICS', 'RankingRun', 'RANKERS', 'DEFAULT_RANKER', 'top_k', 'ranking_metrics', 'carve_out', 'LearnerTopN',
+           'fit_topn', 'evaluate_topn', 'tune_topn']
 
 KS = (10, 20)  # the list lengths scored by default
 
@@ -38,7 +39,8 @@ def top_k(scores:np.ndarray, # (users, items) scores, higher is better
           exclude, # (users, items) bool array or sparse matrix: items that may not be recommended (the user's base items)
           k=10 # List length
          ) -> np.ndarray:
-    "The `k` best-scored items of each row that are not excluded, best first; ties go to the lower column; -1 pads a row with fewer candidates."
+    ("The `k` best-scored items of each row that are not excluded, best first; ties go to the lower column; "
+     "-1 pads a row with fewer candidates.")
     _check_k(k)
     s = np.array(scores, dtype='float64')
     ex = exclude.toarray() if sp.issparse(exclude) else np.asarray(exclude, dtype=bool)
@@ -107,7 +109,7 @@ class LearnerTopN(TopN):
                                  for c in codes.split(per)])
         return out.float().cpu().numpy()
 
-def fit_topn(method, # A baseline ('popular', 'itemknn', 'ease'), a peer ('implicit.als', ...), a ranking run (a name of `RANKERS` or a `RankingRun`), or a rating experiment of `EXPERIMENTS`
+def fit_topn(method, # A baseline ('popular', ...), a peer ('implicit.als', ...), a `RANKERS` name or `RankingRun`, an experiment
              base:pd.DataFrame, # Training rows
              item_name='movie', # The item column
              seed=42, # Seeds the method
@@ -175,7 +177,8 @@ def evaluate_topn(method, # A name `fit_topn` knows, or a fitted `TopN` (then `f
     tested = np.unique(test.user)
     users = np.intersect1d(np.unique(rel.user), base.user.unique())
     exclude = interactions(base, users, catalog, item_name).astype(bool)
-    relevant = (interactions(rel, users, catalog, item_name).astype(bool) > exclude).tocsr()  # a test pair the base holds too is no candidate
+    # a test pair the base holds too is no candidate
+    relevant = (interactions(rel, users, catalog, item_name).astype(bool) > exclude).tocsr()
     relevant.eliminate_zeros()
     keep = np.asarray(relevant.sum(1)).ravel() > 0
     users, exclude, relevant = users[keep], exclude[keep], relevant[keep]

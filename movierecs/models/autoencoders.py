@@ -81,7 +81,8 @@ class AutoRec(Module):
         return 'decoder.weight', 'decoder.bias', self.factors('movie').detach(), None, None
 
 class KernelLayer(Module):
-    "GLocal-K's local kernel layer: `activation(x @ (W * K(u, v)) + b)`, K(u, v) = max(0, 1 - ||u_i - v_j||^2) on learned points of `n_dim` dimensions."
+    ("GLocal-K's local kernel layer: `activation(x @ (W * K(u, v)) + b)`, K(u, v) = max(0, 1 - ||u_i - v_j||^2) "
+     "on learned points of `n_dim` dimensions.")
     def __init__(self, n_in, n_out, n_dim=5, activation=torch.sigmoid):
         self.W, self.b = nn.Parameter(_glorot_(torch.empty(n_in, n_out))), nn.Parameter(_glorot_(torch.empty(n_out)))
         self.u = nn.Parameter(nn.init.trunc_normal_(torch.empty(n_in, 1, n_dim), 0., 1e-3, -2e-3, 2e-3))
@@ -138,7 +139,8 @@ class GLocalK(Module):
     def penalty(self): return sum(l.penalty(self.l2, self.sparsity) for l in self.layers)
 
     def factors(self, side):
-        "Each movie's last hidden code ('movie'), or each user's kernelised output weights ('user'): the rating is their dot product plus a bias."
+        ("Each movie's last hidden code ('movie'), or each user's kernelised output weights ('user'): "
+         "the rating is their dot product plus a bias.")
         out = self.layers[-1]
         if side == 'user': return (out.W * out.kernel()).T
         x = self.ratings if not self.fine_tune else F.relu(F.conv2d(self.ratings[None, None], self.global_kernel(), padding='same'))[0, 0]
@@ -148,7 +150,8 @@ class GLocalK(Module):
 class FineTuneAfter(Callback):
     "Switch a `GLocalK` model to fine-tuning once it has been trained for `epochs` epochs (its pre-training), counted on the model."
     def __init__(self, epochs):
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0: raise ValueError(f"pretrain must be a whole number of epochs >= 0, got {epochs!r}.")
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+            raise ValueError(f"pretrain must be a whole number of epochs >= 0, got {epochs!r}.")
         self.epochs = epochs
     def before_train(self):
         if int(self.model.epochs_trained) >= self.epochs and not self.model.fine_tune: self.model.fine_tune.fill_(True)

@@ -69,7 +69,8 @@ class Popular(TopN):
     def _score(self, u): return np.broadcast_to(self.counts.astype('float64'), (len(u), len(self.items))).copy()
 
 class ItemKNN(TopN):
-    "Item-based kNN (Deshpande & Karypis 2004): cosine similarity of the items' user sets, the `k` nearest kept per item; a user's score is the sum over what they rated."
+    ("Item-based kNN (Deshpande & Karypis 2004): cosine similarity of the items' user sets, the `k` nearest kept per item; "
+     "a user's score is the sum over what they rated.")
     params = ('k',)
     def __init__(self, k=50 # Neighbours kept per item; None keeps them all
                 ):
@@ -88,7 +89,8 @@ class ItemKNN(TopN):
     def _score(self, u): return np.asarray(self.seen[u] @ self.sim)
 
 class EASE(TopN):
-    "EASE^R (Steck, WWW 2019): a linear item-item autoencoder with a zero diagonal, in closed form: B = I - P diagMat(1/diag(P)), P = (XᵀX + λI)⁻¹."
+    ("EASE^R (Steck, WWW 2019): a linear item-item autoencoder with a zero diagonal, in closed form: "
+     "B = I - P diagMat(1/diag(P)), P = (XᵀX + λI)⁻¹.")
     params = ('lam',)
     def __init__(self, lam=500. # L2 regularisation λ; choose it on a carve-out of the training rows (`tune_topn`)
                 ):

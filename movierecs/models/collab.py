@@ -9,7 +9,8 @@ from fastai.tabular.model import get_emb_sz
 from fastcore.meta import delegates
 from .registry import _learner, _models, check_model, register
 
-__all__ = ['DotProduct', 'DotProductBias', 'create_params', 'DotProductBiasParams', 'CollabNN', 'DotProductBiasImplicit', 'Ensemble', 'dot', 'dot_raw', 'dot_bias', 'dot_bias_params', 'collab', 'collab_nn', 'collab_emb_nn', 'svdpp', 'ensemble', 'EnsembleMSE']
+__all__ = ['DotProduct', 'DotProductBias', 'create_params', 'DotProductBiasParams', 'CollabNN', 'DotProductBiasImplicit', 'Ensemble', 'dot',
+           'dot_raw', 'dot_bias', 'dot_bias_params', 'collab', 'collab_nn', 'collab_emb_nn', 'svdpp', 'ensemble', 'EnsembleMSE']
 
 def _squash(x, y_range): return x if y_range is None else sigmoid_range(x, *y_range)
 

@@ -32,7 +32,8 @@ def vocab(learn, side):
 def title_index(learn, title):
     "Position of `title` in the title vocabulary; an error suggesting the closest titles when it is not there."
     titles = vocab(learn, 'movie')
-    if item_label(learn) == 'movie' and isinstance(title, str) and title.strip().isascii() and title.strip().isdigit() and len(title.strip()) < 19:
+    if (item_label(learn) == 'movie' and isinstance(title, str) and title.strip().isascii() and title.strip().isdigit()
+            and len(title.strip()) < 19):
         title = int(title)  # a movie id typed on the command line
     try: return titles.index(title, 1)  # never fastai's `#na#` placeholder at 0
     except ValueError: pass
@@ -50,7 +51,8 @@ def user_index(learn, user):
     if isinstance(user, (bool, np.bool_)) or not isinstance(user, (int, np.integer, str)):
         raise KeyError(f"User {shown} is not a user id: give an id such as 196.")
     for u in (user, *([int(user)] if isinstance(user, str) and re.fullmatch(r'\s*-?[0-9]{1,18}\s*', user) else [])):
-        hit = next((i for i, v in enumerate(users) if i and type(v) is not bool and isinstance(v, str) == isinstance(u, str) and v == u), None)
+        hit = next((i for i, v in enumerate(users)
+                    if i and type(v) is not bool and isinstance(v, str) == isinstance(u, str) and v == u), None)
         if hit is not None: return hit
     known = users[1:]
     span = f'{min(known)} to {max(known)}' if all(isinstance(u, (int, np.integer)) for u in known) else f'e.g. {known[:3]}'

@@ -9,7 +9,8 @@ from ..engine.loaders import check_dls
 from ..engine.fastai_glue import make_fast
 from ..core.errors import NaNLossError
 from ..core.checks import check_lr, check_wd, plain_value
-__all__ = ['RaiseOnNaN', 'TASKS', 'register', 'list_models', 'model_task', 'describe_model', 'trains_by_lbfgs', 'get_learner', 'check_model']
+__all__ = ['RaiseOnNaN', 'TASKS', 'register', 'list_models', 'model_task', 'describe_model', 'trains_by_lbfgs', 'get_learner',
+           'check_model']
 
 _models, _tasks, _lbfgs = {}, {}, set()
 
@@ -120,7 +121,8 @@ class RaiseOnNaN(Callback):
                                f"learning rate (or the weight decay), or check the ratings and the model's weights for NaN or inf values.")
 
 def _learner(dls, model=None, cbs=None, **kwargs):
-    "The notebook's `Learner(dls, model, loss_func=MSELossFlat())`, or fastai's `collab_learner` when `model` is None; checked `dls`, `RaiseOnNaN`."
+    ("The notebook's `Learner(dls, model, loss_func=MSELossFlat())`, or fastai's `collab_learner` when `model` is None; "
+     "checked `dls`, `RaiseOnNaN`.")
     dls, cbs = check_dls(dls), [RaiseOnNaN()] + listify(cbs)
     kwargs.setdefault('loss_func', MSELossFlat())
     learn = collab_learner(dls, cbs=cbs, **kwargs) if model is None else Learner(dls, model, cbs=cbs, **kwargs)

@@ -11,7 +11,8 @@ def _series(values, labels, name, label='title'):
 
 def movie_factors(learn) -> pd.DataFrame:
     "The learned factors of every movie, one row per title (fastai's `#na#` placeholder left out)."
-    return pd.DataFrame(model_weights(learn, 'movie', 'factors').numpy(), index=pd.Index(vocab(learn, 'movie'), name=item_label(learn))).iloc[1:]
+    return pd.DataFrame(model_weights(learn, 'movie', 'factors').numpy(),
+                        index=pd.Index(vocab(learn, 'movie'), name=item_label(learn))).iloc[1:]
 
 def movie_bias(learn) -> pd.Series:
     "The learned bias of every movie, by title (fastai's `#na#` placeholder left out)."

@@ -36,7 +36,8 @@ def parse_ratings(learn, # A trained learner
     index = {t: i for i, t in enumerate(titles) if i}  # once, not a list scan per title (never `#na#` at 0)
     codes, stars = [], []
     for title, s in ratings.items():
-        if isinstance(s, (bool, np.bool_, np.timedelta64)) or not isinstance(s, (int, float, np.integer, np.floating)) or not math.isfinite(s) or not lo <= s <= hi:
+        if (isinstance(s, (bool, np.bool_, np.timedelta64)) or not isinstance(s, (int, float, np.integer, np.floating))
+                or not math.isfinite(s) or not lo <= s <= hi):
             raise ValueError(f"{title!r} is rated {s!r}: stars must be numbers from {lo:g} to {hi:g}.")
         codes.append(index[title] if title in index else title_index(learn, title)); stars.append(float(s))  # a miss: its error
     return torch.tensor(codes), torch.tensor(stars)
@@ -55,7 +56,8 @@ def _dot_form(m):
     get = lambda n: m.get_parameter(n).detach()
     if hasattr(m, 'dot_form'): return m.dot_form()
     if type(m) is DotProduct: return 'user_factors.weight', None, get('movie_factors.weight'), None, m.y_range
-    if type(m) is DotProductBias: return 'user_factors.weight', 'user_bias.weight', get('movie_factors.weight'), get('movie_bias.weight')[:, 0], m.y_range
+    if type(m) is DotProductBias:
+        return 'user_factors.weight', 'user_bias.weight', get('movie_factors.weight'), get('movie_bias.weight')[:, 0], m.y_range
     if type(m) is DotProductBiasParams: return 'user_factors', 'user_bias', get('movie_factors'), get('movie_bias')[:, 0], m.y_range
     from fastai.collab import EmbeddingDotBias
     if type(m) is EmbeddingDotBias: return 'u_weight.weight', 'u_bias.weight', get('i_weight.weight'), get('i_bias.weight')[:, 0], m.y_range
@@ -64,20 +66,23 @@ def _dot_form(m):
 def _padded(codes, stars):
     "Lists of per-user code and star tensors as (users, longest) tensors and a mask."
     L = max(len(c) for c in codes)
-    C, R, W = torch.zeros(len(codes), L, dtype=torch.long), torch.zeros(len(codes), L, dtype=torch.float64), torch.zeros(len(codes), L, dtype=torch.float64)
+    C, R, W = (torch.zeros(len(codes), L, dtype=torch.long), torch.zeros(len(codes), L, dtype=torch.float64),
+               torch.zeros(len(codes), L, dtype=torch.float64))
     for b, (c, s) in enumerate(zip(codes, stars)): C[b, :len(c)], R[b, :len(c)], W[b, :len(c)] = c, s.double(), 1
     return C, R, W
 
 def _ridge_dot(form, codes, stars, lam, iters=50, tol=1e-6):
-    """Each user's (factors, bias) minimising Σ (prediction - stars)² + Σ λ‖weights‖² (`lam`: {tensor: λ}), the movies fixed: ridge least squares in
-    closed form, then Gauss-Newton steps (each a closed-form ridge solve, halved until the loss falls) through `sigmoid_range`."""
+    ("""Each user's (factors, bias) minimising Σ (prediction - stars)² + Σ λ‖weights‖² (`lam`: {tensor: λ}), """
+     """the movies fixed: ridge least squares in
+    closed form, then Gauss-Newton steps (each a closed-form ridge solve, halved until the loss falls) through `sigmoid_range`.""")
     uf, ub, M, mb, y_range = form
     C, R, W = _padded(codes, stars)
     X = M.double()[C]
     if ub is not None: X = torch.cat([X, torch.ones_like(X[..., :1])], -1)
     o = torch.zeros_like(R) if mb is None else mb.double()[C]
     eye = torch.diag(torch.tensor([lam[uf]] * M.shape[1] + ([lam[ub]] if ub is not None else []), dtype=torch.float64))
-    def solve(J, t): return torch.linalg.solve(J.transpose(1, 2) @ (W[..., None] * J) + eye, (J.transpose(1, 2) @ (W * t)[..., None]))[..., 0]
+    def solve(J, t): return torch.linalg.solve(J.transpose(1, 2) @ (W[..., None] * J) + eye,
+                                               (J.transpose(1, 2) @ (W * t)[..., None]))[..., 0]
     if y_range is None: p = solve(X, R - o)
     else:
         lo, hi = y_range
@@ -114,7 +119,8 @@ def predict_pairs(m, weights, movies, users=None):
         return functional_call(m, weights, (x,)).reshape(-1)
 
 def _descend(m, codes, stars, lam, max_iter=200):
-    "Each user's weights minimising Σ (prediction - stars)² + Σ λ‖weights‖² (`lam`: {tensor: λ}), the movies frozen: L-BFGS from the mean user."
+    ("Each user's weights minimising Σ (prediction - stars)² + Σ λ‖weights‖² (`lam`: {tensor: λ}), "
+     "the movies frozen: L-BFGS from the mean user.")
     names = _user_names(m)
     w = {n: m.get_parameter(n).detach().mean(0, keepdim=True).repeat(len(codes), 1).requires_grad_() for n in names}
     users = torch.cat([torch.full((len(c),), b) for b, c in enumerate(codes)])
@@ -197,7 +203,8 @@ def fold_in(learn, # A trained learner: a rating model (predicted stars) or a ra
     return pd.Series(scores[1:].numpy(), index=pd.Index(titles[1:], name=item_label(learn)), name='score' if ranking else 'stars')
 
 def _because(learn, cand, codes, stars):
-    "For each candidate code, the liked movie (rated >= `RELEVANT`) whose movie factors are most cosine-similar; None for all when nothing is liked."
+    ("For each candidate code, the liked movie (rated >= `RELEVANT`) whose movie factors are most cosine-similar; "
+     "None for all when nothing is liked.")
     liked = stars >= RELEVANT
     if not liked.any(): return [None] * len(cand)
     w = torch.nn.functional.normalize(model_weights(_members(learn.model)[0][1], 'movie', 'factors'), dim=1)  # an ensemble's first member's
@@ -218,9 +225,12 @@ def recommend_for(learn, # A trained learner, e.g. `default_learner()`: a rankin
     if stars is not None:
         if not hasattr(stars, 'model') or not hasattr(stars, 'dls'):
             raise TypeError(f"stars must be a rating model's learner (e.g. default_learner('rating')), got {type(stars).__name__}.")
-        if hasattr(stars.model, 'score_rows'): raise TypeError("stars must be a rating model's learner (e.g. default_learner('rating')), not a ranking model's.")
-        if not hasattr(learn.model, 'score_rows'): raise ValueError("stars adds predicted stars to a ranking model's list; a rating model's list has its own: leave stars out.")
-        if vocab(stars, 'movie') != vocab(learn, 'movie'): raise ValueError("stars: the rating learner was trained on other titles than learn.")
+        if hasattr(stars.model, 'score_rows'): raise TypeError("stars must be a rating model's learner (e.g. default_learner('rating')), "
+                                                               "not a ranking model's.")
+        if not hasattr(learn.model, 'score_rows'): raise ValueError("stars adds predicted stars to a ranking model's list; "
+                                                                    "a rating model's list has its own: leave stars out.")
+        if vocab(stars, 'movie') != vocab(learn, 'movie'): raise ValueError("stars: the rating learner was trained "
+                                                                            "on other titles than learn.")
     scores = (_ranking_scores if ranking else _rating_scores)(learn, codes, given)
     scores[0] = -math.inf  # fastai's `#na#` placeholder
     scores[codes] = -math.inf  # never what was rated

@@ -1,1 +1,2 @@
-"Layer 8: the drivers that write the result tables in results/ (`make reproduce`, `benchmark`, `accuracy`, `topn`, `foldin`, `notebooks`). They import the library; the library never imports them."
+("Layer 8: the drivers that write the result tables in results/ (`make reproduce`, `benchmark`, `accuracy`, `topn`, `foldin`, "
+ "`notebooks`). They import the library; the library never imports them.")

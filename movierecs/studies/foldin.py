@@ -1,4 +1,5 @@
-"`make foldin`: how good fold-in is — held-out users folded in from half their ratings, against training them in and against the most popular movies: results/foldin.{md,csv}."
+("`make foldin`: how good fold-in is — held-out users folded in from half their ratings, "
+ "against training them in and against the most popular movies: results/foldin.{md,csv}.")
 import argparse, time
 from pathlib import Path
 import numpy as np, pandas as pd, scipy.sparse as sp, torch
@@ -14,8 +15,10 @@ from ..evaluation.topn import RANKERS, ranking_metrics, top_k
 from .reproduce import cpu_label
 __all__ = ['FOLDIN_RUNS', 'foldin_split', 'foldin_run', 'foldin_benchmark', 'foldin_markdown']
 
-# every rating experiment of the notebook group (the autoencoders' output layer has a unit per training user: no fold-in), and the default ranking run
-FOLDIN_RUNS = {**{n: dict(model=e.model, epochs=e.epochs, lr=e.lr, wd=e.wd, **e.kwargs) for n, e in EXPERIMENTS.items() if e.group == 'notebook'},
+# every rating experiment of the notebook group (the autoencoders' output layer has a unit per training user: no fold-in),
+# and the default ranking run
+FOLDIN_RUNS = {**{n: dict(model=e.model, epochs=e.epochs, lr=e.lr, wd=e.wd, **e.kwargs)
+                  for n, e in EXPERIMENTS.items() if e.group == 'notebook'},
                **{n: dict(model=r.model, epochs=r.epochs, lr=r.lr, wd=r.wd, **r.kwargs) for n, r in RANKERS.items()}}
 
 def foldin_split(ratings:pd.DataFrame, # Ratings like `load_ratings()`
@@ -97,7 +100,8 @@ def foldin_run(name, # A name from `FOLDIN_RUNS`
     seen, relevant = matrix(given).toarray(), matrix(hidden, hidden.rating >= RELEVANT)
     has = np.asarray(relevant.sum(1)).ravel() > 0
     out = dict(run=name, model=model, task=model_task(model), users=len(users), ranked_users=int(has.sum()),
-               given=len(given), hidden=len(hidden), penalty='; '.join('/'.join(f'{v:.3g}' for v in d.values()) for d in lams.values()), train_seconds=round(train_seconds, 1), foldin_ms=round(fold_ms, 2))
+               given=len(given), hidden=len(hidden), penalty='; '.join('/'.join(f'{v:.3g}' for v in d.values()) for d in lams.values()),
+               train_seconds=round(train_seconds, 1), foldin_ms=round(fold_ms, 2))
     if out['task'] == 'rating':
         at = hidden.user.map(row).to_numpy(), hidden.title.map(col).to_numpy()
         out['rmse_foldin'] = scores(s_fold[at], hidden.rating)['rmse']
@@ -122,7 +126,8 @@ def foldin_benchmark(runs=None, # Names from `FOLDIN_RUNS`; default: all
         rows.append(foldin_run(name, ratings, parts, seed))
         r = rows[-1]
         log(f"{name:16} " + (f"RMSE fold-in {r['rmse_foldin']:.4f} trained-in {r['rmse_trained']:.4f}  " if 'rmse_foldin' in r else '')
-            + f"NDCG@10 fold-in {r['ndcg_foldin']:.4f} trained-in {r['ndcg_trained']:.4f} popular {r['ndcg_popular']:.4f}  ({r['train_seconds']:.0f} s)")
+            + f"NDCG@10 fold-in {r['ndcg_foldin']:.4f} trained-in {r['ndcg_trained']:.4f} popular {r['ndcg_popular']:.4f}  "
+              f"({r['train_seconds']:.0f} s)")
     return pd.DataFrame(rows)
 
 def foldin_markdown(df:pd.DataFrame, env:dict) -> str:
@@ -136,18 +141,21 @@ def foldin_markdown(df:pd.DataFrame, env:dict) -> str:
           "other users' rows are split 80/20 as the notebook does. Each run is trained twice with its recorded settings: "
           "without the held-out users, who are then folded in from their given half (`recommend_for`'s code: ridge least "
           "squares for the dot-product models, L-BFGS on the user weights with the movies frozen for the others, the penalty "
-          "of each user tensor (factors/bias; per member of an ensemble) matched to training by `foldin_lambdas`; the ranking model reads the given half as its input row), and with the "
+          "of each user tensor (factors/bias; per member of an ensemble) matched to training by `foldin_lambdas`; "
+          "the ranking model reads the given half as its input row), and with the "
           "given halves among the training rows (trained in). RMSE is over the hidden ratings (predictions clipped to 1–5); "
           f"NDCG@10 ranks every movie the user did not give, a hidden rating >= {RELEVANT} is relevant ({r0.ranked_users} users "
           "have one). The most-popular list ranks by the number of training ratings. Movies only held-out users rated are "
           "left out for every method.", '',
-          '| run | model | penalty | RMSE fold-in | RMSE trained in | difference | NDCG@10 fold-in | NDCG@10 trained in | NDCG@10 most popular | fold-in ms per user |',
+          '| run | model | penalty | RMSE fold-in | RMSE trained in | difference | NDCG@10 fold-in | NDCG@10 trained in | '
+          'NDCG@10 most popular | fold-in ms per user |',
           '|---|---|---|---:|---:|---:|---:|---:|---:|---:|']
     for r in df.itertuples():
         rm = (f'{r.rmse_foldin:.4f} | {r.rmse_trained:.4f} | {r.rmse_foldin - r.rmse_trained:+.4f}'
               if r.task == 'rating' else '– | – | –')
         pen = r.penalty if isinstance(r.penalty, str) and r.penalty else '–'
-        md.append(f'| {r.run} | {r.model} | {pen} | {rm} | {r.ndcg_foldin:.4f} | {r.ndcg_trained:.4f} | {r.ndcg_popular:.4f} | {r.foldin_ms:.1f} |')
+        md.append(f'| {r.run} | {r.model} | {pen} | {rm} | {r.ndcg_foldin:.4f} | {r.ndcg_trained:.4f} | '
+                  f'{r.ndcg_popular:.4f} | {r.foldin_ms:.1f} |')
     rating = df[df.task == 'rating']
     if len(rating):
         d = rating.rmse_foldin - rating.rmse_trained

@@ -46,7 +46,8 @@ def losses_markdown(losses:pd.DataFrame, # Rows of `run_experiment` tables with 
 VECTOR_FLAGS = ('avx', 'avx2', 'fma', 'avx512f', 'avx512_bf16', 'avx512_vnni', 'amx_tile')  # what decides which kernels run
 
 def cpu() -> dict:
-    "What tells this CPU from another of the same machine kind: its name, vendor, family and model, its vector units, and the kernels torch and the BLAS chose for it."
+    ("What tells this CPU from another of the same machine kind: its name, vendor, family and model, its vector units, "
+     "and the kernels torch and the BLAS chose for it.")
     import torch
     info = dict(name=platform.processor() or None)
     try:
@@ -56,18 +57,21 @@ def cpu() -> dict:
                 if not line.strip(): break  # the first processor's block
                 k, _, v = line.partition(':'); fields[k.strip()] = v.strip()
         flags = fields.get('flags', '').split()
-        info = dict(name=fields.get('model name'), vendor=fields.get('vendor_id'), family=int(fields['cpu family']), model=int(fields['model']),
+        info = dict(name=fields.get('model name'), vendor=fields.get('vendor_id'),
+                    family=int(fields['cpu family']), model=int(fields['model']),
                     stepping=int(fields.get('stepping', -1)), flags=[f for f in VECTOR_FLAGS if f in flags])
     except (OSError, KeyError, ValueError): pass
     info['torch_kernel'] = torch.backends.cpu.get_cpu_capability()
     try:
         from threadpoolctl import threadpool_info
-        info['blas'] = [f"{p.get('internal_api')} {p.get('version')} {p.get('architecture')}" for p in threadpool_info() if p.get('user_api') == 'blas']
+        info['blas'] = [f"{p.get('internal_api')} {p.get('version')} {p.get('architecture')}"
+                        for p in threadpool_info() if p.get('user_api') == 'blas']
     except ImportError: pass
     return info
 
 def cpu_label(env:dict) -> str:
-    "One line naming the CPU of `environment()`, for a table's header: e.g. 'AMD EPYC 9R14 (family 25 model 17; avx2, avx512f; torch AVX512)'."
+    ("One line naming the CPU of `environment()`, for a table's header: "
+     "e.g. 'AMD EPYC 9R14 (family 25 model 17; avx2, avx512f; torch AVX512)'.")
     c = env.get('cpu') if isinstance(env.get('cpu'), dict) else dict(name=env.get('cpu'))
     detail = [f"family {c['family']} model {c['model']}" if 'family' in c else None, ', '.join(c.get('flags', [])) or None,
               f"torch {c['torch_kernel']}" if c.get('torch_kernel') else None]

@@ -32,7 +32,8 @@ from torch.nn.parallel import DistributedDataParallel
 from ..engine.tensors import TensorDataLoader
 from ..models.registry import check_model, trains_by_lbfgs
 from ..core.errors import DistributedError
-__all__ = ['HOST', 'TIMEOUT', 'usable_cores', 'shard_slices', 'ShardedLoader', 'DataParallel', 'check_distributable', 'train_distributed_runs', 'launched_by_torchrun', 'train_rank', 'train_distributed', 'train_from_env']
+__all__ = ['HOST', 'TIMEOUT', 'usable_cores', 'shard_slices', 'ShardedLoader', 'DataParallel', 'check_distributable',
+           'train_distributed_runs', 'launched_by_torchrun', 'train_rank', 'train_distributed', 'train_from_env']
 
 HOST = '127.0.0.1'  # `train_distributed`'s processes meet on this machine
 
@@ -197,7 +198,8 @@ def check_distributable(model, # A name from `list_models()`
                                   "DistributedDL is CUDA-only. Use the default fast path.")
     if sparse: raise ValueError("The sparse path is not trained on several processes (DDP would all-reduce its sparse gradients "
                                 "densely). Train it in one process.")
-    if kwargs.get('cache'): raise ValueError("cache=True reuses a learner trained in this process: it has no meaning for several processes.")
+    if kwargs.get('cache'): raise ValueError("cache=True reuses a learner trained in this process: "
+                                             "it has no meaning for several processes.")
 
 def launched_by_torchrun() -> bool:
     "True when torchrun (or `accelerate launch`, which runs it) started this process as one of several."
@@ -263,7 +265,8 @@ def _listen(port):
     "The parent's rendezvous store, listening on `port` (None: env MASTER_PORT if set, else a free port); a clear error if taken."
     if port is None and os.environ.get('MASTER_PORT', '').strip():
         p = os.environ['MASTER_PORT'].strip()
-        if not p.isdigit() or not 0 < int(p) < 65536: raise ValueError(f"MASTER_PORT={p!r} is not a port number (1-65535): fix or unset it.")
+        if not p.isdigit() or not 0 < int(p) < 65536: raise ValueError(f"MASTER_PORT={p!r} is not a port number (1-65535): "
+                                                                       "fix or unset it.")
         port = int(p)
     if port is not None and (isinstance(port, bool) or not isinstance(port, (int, np.integer)) or not 0 <= port < 65536):
         raise ValueError(f"port must be a port number (1-65535; 0 for a free one), got {port!r}.")
@@ -309,7 +312,8 @@ def train_distributed_runs(runs, # `train_distributed`'s model, out, process_bs 
         check_folder(out)
         if process_bs is not None: _count(process_bs, 'process_bs')
         jobs.append(dict(model=model, out=str(out), progress=progress, process_bs=process_bs, **r))
-    if len({j['out'] for j in jobs}) < len(jobs): raise ValueError("Each run needs its own out folder: two runs would save to the same one.")
+    if len({j['out'] for j in jobs}) < len(jobs): raise ValueError("Each run needs its own out folder: "
+                                                                   "two runs would save to the same one.")
     if threads is None: threads = max(1, usable_cores() // processes)
     threads = _count(threads, 'threads')
     store = _listen(port)

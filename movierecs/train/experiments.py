@@ -18,7 +18,8 @@ from ..data.movielens import load_ratings
 from ..models.registry import check_model, get_learner, list_models, trains_by_lbfgs
 from ..engine.sparse import make_sparse
 from ..core.checks import check_schedule
-__all__ = ['USER_BAR', 'SLACK', 'SPREAD_K', 'MIN_SEEDS', 'SEEDS_CSV', 'spread_bars', 'SCHEDULES', 'GROUPS', 'Experiment', 'EXPERIMENTS', 'group_names', 'get_experiment', 'LossTable', 'train_model', 'train_experiment', 'run_experiment']
+__all__ = ['USER_BAR', 'SLACK', 'SPREAD_K', 'MIN_SEEDS', 'SEEDS_CSV', 'spread_bars', 'SCHEDULES', 'GROUPS', 'Experiment', 'EXPERIMENTS',
+           'group_names', 'get_experiment', 'LossTable', 'train_model', 'train_experiment', 'run_experiment']
 
 USER_BAR = 0.85  # the user's bar for the weight-decayed dot-product models and fastai's collab_learner
 
@@ -28,7 +29,8 @@ SPREAD_K = 3     # and every run must beat its seeds' mean + SPREAD_K sd (result
 
 MIN_SEEDS = 5    # ... measured over at least MIN_SEEDS seeds
 
-SEEDS_CSV = Path(__file__).with_name('seeds.csv')  # package data: the seed-spread table `make reproduce SEEDS=5` writes with results/seeds.csv
+# package data: the seed-spread table `make reproduce SEEDS=5` writes with results/seeds.csv
+SEEDS_CSV = Path(__file__).with_name('seeds.csv')
 
 @functools.lru_cache(maxsize=None)
 def spread_bars(path=SEEDS_CSV) -> dict:
@@ -80,7 +82,8 @@ class Experiment:
         check_schedule(self.epochs, self.lr, self.wd)
         if self.schedule not in SCHEDULES: raise ValueError(f"{self.name}: schedule must be one of {SCHEDULES}, got {self.schedule!r}.")
         if trains_by_lbfgs(self.model) and (self.schedule != 'fit' or self.wd):
-            raise ValueError(f"{self.name}: {self.model} trains by full-batch L-BFGS: give schedule='fit' and no wd (its l2 argument regularises it).")
+            raise ValueError(f"{self.name}: {self.model} trains by full-batch L-BFGS: "
+                             "give schedule='fit' and no wd (its l2 argument regularises it).")
         if self.group not in GROUPS: raise ValueError(f"{self.name}: group must be one of {GROUPS}, got {self.group!r}.")
         if self.bar is None and self.notebook is None and self.book is None:
             raise ValueError(f"{self.name}: give a published loss (notebook or book) or a bar to hold the run to.")
@@ -99,7 +102,8 @@ EXPERIMENTS = {e.name: e for e in [
     Experiment('tuned',           'ensemble',        0.2,  bar=USER_BAR, kwargs=dict(n_factors=50)),
     # autoencoders trained by full-batch L-BFGS, one "epoch" = 5 iterations from a fresh history (results/accuracy_tuning.md)
     Experiment('autorec',  'autorec',  None, bar=USER_BAR, epochs=40, lr=1., schedule='fit', group='accuracy'),
-    Experiment('glocal_k', 'glocal_k', None, bar=USER_BAR, epochs=68, lr=1., schedule='fit', group='accuracy'),  # 30 pre-training + 38 fine-tuning
+    # 30 pre-training + 38 fine-tuning
+    Experiment('glocal_k', 'glocal_k', None, bar=USER_BAR, epochs=68, lr=1., schedule='fit', group='accuracy'),
 ]}
 
 def group_names(group='notebook'):
@@ -165,7 +169,8 @@ def train_model(model, # A name from `list_models()`
                          f"argument regularises it), got schedule={schedule!r}, wd={wd!r}.")
     check_schedule(epochs, lr, wd)
     check_seed(seed)
-    seed, epochs, lr, wd = int(seed), int(epochs), float(lr), None if wd is None else float(wd)  # numpy scalars as Python values (model.json)
+    # numpy scalars as Python values (model.json)
+    seed, epochs, lr, wd = int(seed), int(epochs), float(lr), None if wd is None else float(wd)
     check_model(model)  # before loading any data
     if schedule not in SCHEDULES: raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}.")
     if not isinstance(sparse, bool): raise TypeError(f"sparse must be True or False, got {sparse!r}.")
@@ -173,7 +178,8 @@ def train_model(model, # A name from `list_models()`
     positive_int(bs, 'bs'); bs = int(bs)
     if ratings is None: ratings = load_ratings()
     split_key = None if splits is None else tuple(hash(np.asarray(p).tobytes()) for p in splits)
-    key = (model, epochs, lr, wd, seed, fast, fingerprint(ratings), split_key, item_name, schedule, bs, sparse, repr(sorted(kwargs.items())))
+    key = (model, epochs, lr, wd, seed, fast, fingerprint(ratings), split_key, item_name, schedule, bs, sparse,
+           repr(sorted(kwargs.items())))
     if cache and key in _trained: return _trained[key]
     set_seed(seed, reproducible=True)
     learn = get_learner(model, dataloaders(ratings, seed=seed, fast=fast, splits=splits, item_name=item_name, bs=bs), **kwargs)

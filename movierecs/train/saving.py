@@ -35,7 +35,8 @@ def _locked(path, shared=False):
 def save(learn, # A learner from `get_learner` / `train_model`
          path # Folder to write model.pt and model.json to (created)
         ) -> Path:
-    "Write `learn`'s weights, how to rebuild it, its vocabularies and its ratings (the rated pairs) to `path` (not its `cbs`, `metrics` or `wd`)."
+    ("Write `learn`'s weights, how to rebuild it, its vocabularies and its ratings (the rated pairs) to `path` "
+     "(not its `cbs`, `metrics` or `wd`).")
     spec = getattr(learn, 'model_spec', None)
     if spec is None: raise ValueError("This learner was not built by a movierecs factory (get_learner), so it cannot be "
                                       "rebuilt on load: use learn.export() for fastai's pickle format.")
@@ -82,7 +83,8 @@ def check_folder(path):
     path = Path(path)
     if path.exists() and not path.is_dir(): raise ValueError(f"Cannot save to {path}: it is a file, not a folder. Choose a folder.")
     for f in (path/LOCK, path/META):
-        if f.exists() and not f.is_file(): raise ValueError(f"Cannot save to {path}: {f.name} there is not a regular file. Choose another folder.")
+        if f.exists() and not f.is_file(): raise ValueError(f"Cannot save to {path}: {f.name} there is not a regular file. "
+                                                            "Choose another folder.")
 
 def _read_meta(path):
     f = path/META
@@ -107,7 +109,8 @@ def _check_size(f, cap):
     "Refuse a model file that is not a regular file, or is larger than any model this movierecs writes, before reading it."
     if not f.exists(): raise FileNotFoundError(f)
     if not f.is_file(): raise ModelFileError(f"{f} is not a regular file (a folder, a device or a pipe?): save the model again.")
-    if f.stat().st_size > cap: raise ModelFileError(f"{f} is {f.stat().st_size:,} bytes, more than a saved model's {cap:,}: it is not one. Save the model again.")
+    if f.stat().st_size > cap: raise ModelFileError(f"{f} is {f.stat().st_size:,} bytes, more than a saved model's {cap:,}: "
+                                                    "it is not one. Save the model again.")
 
 def _read(path):
     "model.json and the weights it names, under the folder's shared lock when it has one (a folder from before locks: retried)."

@@ -9,7 +9,8 @@ from movierecs.app.serve import background
 
 import os
 
-SCREENSHOT = 'MOVIERECS_SCREENSHOT'  # where the ML-100k run saves its screenshot; unset: a temporary folder (`make screenshot`: results/serve.png)
+# where the ML-100k run saves its screenshot; unset: a temporary folder (`make screenshot`: results/serve.png)
+SCREENSHOT = 'MOVIERECS_SCREENSHOT'
 
 def _missing():
     try: import selenium  # noqa: F401
@@ -83,13 +84,15 @@ def test_rate_three_movies_synthetic(browser, synth, seed):
     learn = movierecs.train_model('mult_dae', epochs=3, seed=seed, ratings=synth, progress=False)
     rater = movierecs.train_model('dot_bias', epochs=2, seed=seed, ratings=synth, progress=False)
     base, stop = background(learn, rater)
-    try: _rate_three_and_check(browser, base, [('movie 3', 'Movie 3 (1990)', 5), ('MOVIE 7', 'Movie 7 (1990)', 4), ('vie 9 (', 'Movie 9 (1990)', 1)])
+    try: _rate_three_and_check(browser, base, [('movie 3', 'Movie 3 (1990)', 5), ('MOVIE 7', 'Movie 7 (1990)', 4),
+                                               ('vie 9 (', 'Movie 9 (1990)', 1)])
     finally: stop()
 
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_rate_three_movies_ml100k(browser, ratings, trained, seed, tmp_path):
-    "The same on ML-100k (the ranking model trained briefly, the notebook's collab run for the stars): the screenshot README shows (`make screenshot`)."
+    ("The same on ML-100k (the ranking model trained briefly, the notebook's collab run for the stars): "
+     "the screenshot README shows (`make screenshot`).")
     shot = Path(os.environ.get(SCREENSHOT) or tmp_path/'serve.png')
     learn = movierecs.train_model(**{**default_ranker(), 'epochs': 15}, ratings=ratings, progress=False, cache=True)
     base, stop = background(learn, trained('collab'))

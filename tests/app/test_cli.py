@@ -94,7 +94,8 @@ def test_train_saves_a_model(tmp_path, capsys, ratings):
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_default_model_trained_once_and_cached(tmp_path, capsys, monkeypatch, ratings):
-    "Without --model: the best ranking run recommends, the notebook's collab run (shared with test_accuracy through the cache) rates; each saved to the cache dir."
+    ("Without --model: the best ranking run recommends, the notebook's collab run (shared with test_accuracy through the cache) rates; "
+     "each saved to the cache dir.")
     monkeypatch.setenv('MOVIERECS_CACHE', str(tmp_path))
     first = json.loads(_run(capsys, 'recommend', '--user', '196', '--json'))
     assert (tmp_path/'default-ranking'/'model.json').is_file() and len(first) == 10 and set(first[0]) == {'title', 'score'}

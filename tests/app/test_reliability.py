@@ -158,7 +158,8 @@ def test_a_group_with_a_folder_in_the_way_changes_nothing(tmp_path):
 @pytest.fixture(scope='module')
 def learn(synth, seed): return train_model('dot_bias', epochs=1, seed=seed, ratings=synth, progress=False)
 
-def _fit(synth, **kw): return train_model(kw.pop('model', 'dot'), epochs=kw.pop('epochs', 1), ratings=kw.pop('ratings', synth), progress=False, **kw)
+def _fit(synth, **kw): return train_model(kw.pop('model', 'dot'), epochs=kw.pop('epochs', 1), ratings=kw.pop('ratings', synth),
+                                          progress=False, **kw)
 
 BAD_ARGUMENTS = {  # name: (call(synth, learn), error, the problem and the fix, as a regex)
     'bs 0': (lambda s, l: movierecs.dataloaders(s, bs=0), ValueError, 'bs must be a positive integer, got 0'),
@@ -169,17 +170,24 @@ BAD_ARGUMENTS = {  # name: (call(synth, learn), error, the problem and the fix, 
     'y_range reversed': (lambda s, l: _fit(s, y_range=(5, 0)), ValueError, 'low < high'),
     'seed None': (lambda s, l: _fit(s, seed=None), ValueError, 'seed must be an integer from 0 to 2\\*\\*32-1, got None'),
     'ensemble of nothing': (lambda s, l: _fit(s, model='ensemble', members=()), ValueError, 'members must be a non-empty list.*e.g.'),
-    'ensemble in an ensemble': (lambda s, l: _fit(s, model='ensemble', members=('ensemble',)), ValueError, "'ensemble' cannot be a member; use.*collab"),
-    'splits overlap': (lambda s, l: movierecs.dataloaders(s, splits=(np.arange(100), np.arange(50, 150))), movierecs.DataError, 'in both train and valid.*must not overlap'),
-    'splits outside': (lambda s, l: movierecs.dataloaders(s, splits=(np.arange(100), np.arange(100, 10**6))), movierecs.DataError, 'outside the 3051 rows'),
-    'empty training set': (lambda s, l: movierecs.dataloaders(s, splits=([], np.arange(len(s)))), movierecs.DataError, 'train set is empty: give it some rows'),
-    'string ratings': (lambda s, l: movierecs.dataloaders(s.assign(rating=s.rating.astype(str))), movierecs.DataError, 'not numbers: convert it'),
-    'ratings outside y_range': (lambda s, l: _fit(s, ratings=s.assign(rating=s.rating * 10)), ValueError, r"outside the model's y_range \(0, 5.5\).*Pass y_range"),
+    'ensemble in an ensemble': (lambda s, l: _fit(s, model='ensemble', members=('ensemble',)), ValueError,
+                                "'ensemble' cannot be a member; use.*collab"),
+    'splits overlap': (lambda s, l: movierecs.dataloaders(s, splits=(np.arange(100), np.arange(50, 150))), movierecs.DataError,
+                       'in both train and valid.*must not overlap'),
+    'splits outside': (lambda s, l: movierecs.dataloaders(s, splits=(np.arange(100), np.arange(100, 10**6))), movierecs.DataError,
+                       'outside the 3051 rows'),
+    'empty training set': (lambda s, l: movierecs.dataloaders(s, splits=([], np.arange(len(s)))), movierecs.DataError,
+                           'train set is empty: give it some rows'),
+    'string ratings': (lambda s, l: movierecs.dataloaders(s.assign(rating=s.rating.astype(str))), movierecs.DataError,
+                       'not numbers: convert it'),
+    'ratings outside y_range': (lambda s, l: _fit(s, ratings=s.assign(rating=s.rating * 10)), ValueError,
+                                r"outside the model's y_range \(0, 5.5\).*Pass y_range"),
     'recommend n 0': (lambda s, l: movierecs.recommend(l, 1, n=0), ValueError, 'n must be a positive integer, got 0'),
     'similar n 0': (lambda s, l: movierecs.similar_movies(l, 'Movie 3 (1990)', n=0), ValueError, 'n must be a positive integer, got 0'),
     'similar users n -1': (lambda s, l: movierecs.similar_users(l, 1, n=-1), ValueError, 'n must be a positive integer, got -1'),
     'biases n 0': (lambda s, l: movierecs.biases(l, n=0), ValueError, 'n must be a positive integer, got 0'),
-    "fastai's #na# as a title": (lambda s, l: movierecs.similar_movies(l, '#na#'), KeyError, r"#na#\\*.? is not a movie the model was trained on"),
+    "fastai's #na# as a title": (lambda s, l: movierecs.similar_movies(l, '#na#'), KeyError,
+                                 r"#na#\\*.? is not a movie the model was trained on"),
     "#na# rated by someone new": (lambda s, l: movierecs.recommend_for(l, {'#na#': 4}), KeyError, r"#na#\\*.? is not a movie"),
 }
 
@@ -198,7 +206,8 @@ U_DATA = {  # a u.data line read with verify=False: (line, what the error points
 def test_u_data_values_are_never_silently_changed(case):
     from movierecs.data.ml100k import _parse_udata
     line, where = U_DATA[case]
-    with pytest.raises(movierecs.DataError, match=f"malformed at {where}.*expected 4 tab-separated integers.*Replace it"): _parse_udata(line)
+    with pytest.raises(movierecs.DataError, match=f"malformed at {where}.*expected 4 tab-separated integers.*Replace it"):
+        _parse_udata(line)
 
 def _zip(path, files, **kw):
     import zipfile
@@ -232,13 +241,15 @@ def test_hostile_archives(tmp_path):
     data = bytearray(good.read_bytes())
     data[60:70] = b'\xff' * 10  # corrupt the deflate stream
     bad = tmp_path/'bad.zip'; bad.write_bytes(bytes(data))
-    with pytest.raises(movierecs.DataError, match='damaged zip archive.*replace it with a fresh ml-100k.zip'): read_file(bad, 'u.data', verify=False)
+    with pytest.raises(movierecs.DataError, match='damaged zip archive.*replace it with a fresh ml-100k.zip'):
+        read_file(bad, 'u.data', verify=False)
 
 # --- the command line: one line, the right exit code, never a traceback ---
 
 def _cli(*argv, env=None, **kw):
     return subprocess.run([sys.executable, '-W', 'ignore', '-m', 'movierecs', *argv], capture_output=True, text=True,
-                          env={**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': str(Path(movierecs.__file__).parents[1]), **(env or {})}, **kw)
+                          env={**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': str(Path(movierecs.__file__).parents[1]),
+                               **(env or {})}, **kw)
 
 @pytest.fixture(scope='module')
 def saved_model(learn, tmp_path_factory): return str(save(learn, tmp_path_factory.mktemp('rel')/'m'))
@@ -274,7 +285,8 @@ def test_cli_closed_pipe_is_quiet(tmp_path):
 
 def test_cli_ctrl_c_is_exit_130_and_one_line(tmp_path, synth):
     "SIGINT in the middle of training: exit 130, 'movierecs: interrupted', no traceback, no model written."
-    p = subprocess.Popen([sys.executable, '-W', 'ignore', '-m', 'movierecs', 'train', 'collab', '--epochs', '50', '--out', str(tmp_path/'m')],
+    p = subprocess.Popen([sys.executable, '-W', 'ignore', '-m', 'movierecs', 'train', 'collab', '--epochs', '50',
+                          '--out', str(tmp_path/'m')],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          env={**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': str(Path(movierecs.__file__).parents[1])})
     time.sleep(12)  # past the imports, into the training
@@ -311,7 +323,8 @@ def test_hostile_model_folders(learn, tmp_path, what):
         (folder/'.model.lock').unlink(); os.mkfifo(folder/'.model.lock')
         with pytest.raises(ValueError, match='.model.lock there is not a regular file'): save(learn, folder)
         return
-    problem = {'weights a pipe': 'is not a regular file', 'weights huge': 'more than a saved model', 'model.json huge': 'more than a saved model',
+    problem = {'weights a pipe': 'is not a regular file', 'weights huge': 'more than a saved model',
+               'model.json huge': 'more than a saved model',
                'model.json nested': 'is not valid JSON'}[what]
     with pytest.raises(ModelFileError, match=problem): load(folder)
 
@@ -324,7 +337,8 @@ def test_save_refuses_what_cannot_be_loaded(learn, synth, tmp_path):
     with pytest.raises(ValueError, match='hold NaN or inf values.*lower learning rate'): save(broken, tmp_path/'nan')
 
 MORE_BAD_ARGUMENTS = {
-    'user ids of two types': (lambda s, l: movierecs.dataloaders(s.assign(user=s.user.astype(object).where(s.user != 5, 'five'))), movierecs.DataError, 'user column mixes int and str.*same type'),
+    'user ids of two types': (lambda s, l: movierecs.dataloaders(s.assign(user=s.user.astype(object).where(s.user != 5, 'five'))),
+                              movierecs.DataError, 'user column mixes int and str.*same type'),
     'complex ratings': (lambda s, l: movierecs.dataloaders(s.assign(rating=s.rating + 1j)), movierecs.DataError, 'not numbers'),
     'epochs absurd': (lambda s, l: _fit(s, epochs=10**23), ValueError, r'epochs must be a positive integer \(at most 100,000\)'),
     'epochs True': (lambda s, l: _fit(s, epochs=True), ValueError, 'epochs must be a positive integer'),
@@ -333,11 +347,14 @@ MORE_BAD_ARGUMENTS = {
     'wd infinite': (lambda s, l: _fit(s, wd=float('inf')), ValueError, 'wd must be zero or positive'),
     'seed past 2**32': (lambda s, l: _fit(s, seed=2**70), ValueError, 'seed must be an integer from 0 to 2\\*\\*32-1'),
     'n_act 0': (lambda s, l: _fit(s, model='collab_nn', n_act=0), ValueError, 'n_act must be a positive integer'),
-    'layers negative': (lambda s, l: _fit(s, model='collab_emb_nn', layers=(-5,)), ValueError, 'every width in layers must be a positive integer'),
+    'layers negative': (lambda s, l: _fit(s, model='collab_emb_nn', layers=(-5,)), ValueError,
+                        'every width in layers must be a positive integer'),
     'no DataLoaders': (lambda s, l: movierecs.get_learner('dot', None), TypeError, 'dls must be the DataLoaders of movierecs.dataloaders'),
     'True as a user': (lambda s, l: movierecs.recommend(l, True), KeyError, 'not a user id: give an id such as 196'),
-    'valid_pct None': (lambda s, l: movierecs.dataloaders(s, valid_pct=None), movierecs.DataError, 'valid_pct must be a number between 0 and 1, e.g. 0.2'),
-    'two rating columns': (lambda s, l: movierecs.dataloaders(pd.concat([s, s.rating], axis=1)), movierecs.DataError, "more than one column named 'rating': keep one"),
+    'valid_pct None': (lambda s, l: movierecs.dataloaders(s, valid_pct=None), movierecs.DataError,
+                       'valid_pct must be a number between 0 and 1, e.g. 0.2'),
+    'two rating columns': (lambda s, l: movierecs.dataloaders(pd.concat([s, s.rating], axis=1)), movierecs.DataError,
+                           "more than one column named 'rating': keep one"),
     'no learner': (lambda s, l: movierecs.recommend(None, 1), TypeError, 'learn must be a trained Learner'),
     'lowest None': (lambda s, l: movierecs.biases(l, lowest=None), TypeError, 'lowest must be True or False'),
 }
@@ -350,7 +367,8 @@ def test_more_bad_arguments(case, synth, learn):
 def test_an_archive_with_two_u_data_is_refused(tmp_path):
     from movierecs.data.ml100k import read_file
     z = _zip(tmp_path/'two.zip', {'evil/u.data': b'1\t1\t5\t1\n', 'ml-100k/u.data': b'1\t2\t3\t4\n'})
-    with pytest.raises(movierecs.DataError, match='holds 2 files named u.data.*Use the archive from GroupLens'): read_file(z, 'u.data', verify=False)
+    with pytest.raises(movierecs.DataError, match='holds 2 files named u.data.*Use the archive from GroupLens'):
+        read_file(z, 'u.data', verify=False)
 
 def test_cli_special_ratings_file_and_empty_out(saved_model, tmp_path):
     fifo = tmp_path/'f.csv'; os.mkfifo(fifo)
@@ -397,27 +415,37 @@ def test_cli_refusals_leave_no_folder_behind(tmp_path):
 
 def test_ids_model_json_cannot_hold_are_refused_before_writing(synth, tmp_path):
     learn = _fit(synth.assign(user=pd.to_datetime(synth.user, unit='D')))
-    with pytest.raises(ValueError, match=r"user ids include Timestamp\('1970-01-0.*Convert the column.*astype\(str\)"): save(learn, tmp_path/'m')
+    with pytest.raises(ValueError, match=r"user ids include Timestamp\('1970-01-0.*Convert the column.*astype\(str\)"):
+        save(learn, tmp_path/'m')
     assert not (tmp_path/'m').exists()
 
 THIRD_ROUND = {  # the third hostile round (about 450 cases): each a clear error naming the problem and the fix
     'a list as a user': (lambda s, l: movierecs.recommend(l, [1]), KeyError, r'\[1\] is not a user id: give an id such as 196'),
     'an array as a user': (lambda s, l: movierecs.recommend(l, np.array([1, 2])), KeyError, 'is not a user id'),
     'a complex user': (lambda s, l: movierecs.recommend(l, 1+0j), KeyError, 'is not a user id'),
-    'a superscript digit as a user': (lambda s, l: movierecs.recommend(l, '²'), KeyError, "'²' is not in the training data: valid users are"),
+    'a superscript digit as a user': (lambda s, l: movierecs.recommend(l, '²'), KeyError,
+                                      "'²' is not in the training data: valid users are"),
     'Arabic-Indic digits as a user': (lambda s, l: movierecs.recommend(l, '١'), KeyError, 'is not in the training data'),
-    'no learner to fold into': (lambda s, l: movierecs.recommend_for(None, {'Movie 1 (1990)': 5}), TypeError, 'learn must be a trained Learner'),
-    'a title twice in a Series': (lambda s, l: movierecs.recommend_for(l, pd.Series([5, 3], index=['Movie 1 (1990)']*2)), ValueError, "'Movie 1 \\(1990\\)' is rated twice: rate each movie once"),
-    'n_factors of a trillion': (lambda s, l: movierecs.get_learner('dot', movierecs.dataloaders(s), n_factors=10**12), ValueError, 'n_factors must be at most 100,000'),
-    'an option the model lacks': (lambda s, l: movierecs.get_learner('dot_raw', movierecs.dataloaders(s), y_range=(0, 5)), TypeError, "Model 'dot_raw' takes no argument 'y_range': it takes n_factors"),
-    'a typo in a loader option': (lambda s, l: movierecs.dataloaders(s, vaild_pct=0.1), TypeError, "dataloaders\\(\\) takes no argument 'vaild_pct': it takes ratings, bs, valid_pct"),
+    'no learner to fold into': (lambda s, l: movierecs.recommend_for(None, {'Movie 1 (1990)': 5}), TypeError,
+                                'learn must be a trained Learner'),
+    'a title twice in a Series': (lambda s, l: movierecs.recommend_for(l, pd.Series([5, 3], index=['Movie 1 (1990)']*2)), ValueError,
+                                  "'Movie 1 \\(1990\\)' is rated twice: rate each movie once"),
+    'n_factors of a trillion': (lambda s, l: movierecs.get_learner('dot', movierecs.dataloaders(s), n_factors=10**12), ValueError,
+                                'n_factors must be at most 100,000'),
+    'an option the model lacks': (lambda s, l: movierecs.get_learner('dot_raw', movierecs.dataloaders(s), y_range=(0, 5)), TypeError,
+                                  "Model 'dot_raw' takes no argument 'y_range': it takes n_factors"),
+    'a typo in a loader option': (lambda s, l: movierecs.dataloaders(s, vaild_pct=0.1), TypeError,
+                                  "dataloaders\\(\\) takes no argument 'vaild_pct': it takes ratings, bs, valid_pct"),
     'a map of no movies': (lambda s, l: movierecs.pca_map(l, n_movies=0), ValueError, 'n_movies must be a positive integer'),
     'a PCA of no movies': (lambda s, l: movierecs.pca_map(l, n_top=0), ValueError, 'n_top must be a positive integer'),
     'no users to draw': (lambda s, l: movierecs.synthetic_ratings(n_users=0), ValueError, 'n_users must be a positive integer'),
     'EASE before fit': (lambda s, l: movierecs.EASE(lam=500).recommend(1, n=2), ValueError, r'EASE is not fitted: call fit\(base\) first'),
-    'a split that is None': (lambda s, l: movierecs.evaluate('collab', None), TypeError, "split must be a name from SPLITS \\(e.g. 'u1'\\) or a \\(base, test\\) pair"),
-    'stratified by a column that is not there': (lambda s, l: movierecs.stratified_split(s, by='nope'), movierecs.DataError, "by must be 'movie' or 'user'"),
-    'the home of no user': (lambda s, l: movierecs.data_source('~nosuchuser-movierecs/x'), movierecs.DataError, 'from the path argument.*Give the path of the ml-100k folder'),
+    'a split that is None': (lambda s, l: movierecs.evaluate('collab', None), TypeError,
+                             "split must be a name from SPLITS \\(e.g. 'u1'\\) or a \\(base, test\\) pair"),
+    'stratified by a column that is not there': (lambda s, l: movierecs.stratified_split(s, by='nope'), movierecs.DataError,
+                                                 "by must be 'movie' or 'user'"),
+    'the home of no user': (lambda s, l: movierecs.data_source('~nosuchuser-movierecs/x'), movierecs.DataError,
+                            'from the path argument.*Give the path of the ml-100k folder'),
     'k for a baseline': (lambda s, l: movierecs.evaluate_topn('popular', (s, s), k=0), TypeError, "'popular' takes no parameter 'k'.*ks="),
 }
 
@@ -489,19 +517,29 @@ def test_serve_stops_on_ctrl_c_while_a_client_stalls(saved_model, presses):
 FOURTH_ROUND = {  # the fourth hostile round (about 630 cases): neighbours of the third round's defects
     'lr past float32': (lambda s, l: _fit(s, lr=1e39), ValueError, r'lr must be positive \(a finite number up to 1e\+06'),
     'wd past any use': (lambda s, l: _fit(s, wd=1e308), ValueError, 'wd must be zero or positive'),
-    'a user of 5,000 digits': (lambda s, l: movierecs.recommend(l, '9'*5000), KeyError, r"User '9{50,56}\.\.\. is not in the training data"),
-    'cbs that are not callbacks': (lambda s, l: movierecs.get_learner('dot', movierecs.dataloaders(s), cbs=5), TypeError, 'cbs must be one or a list of fastai Callbacks'),
-    'a layer of a trillion': (lambda s, l: movierecs.get_learner('collab_emb_nn', movierecs.dataloaders(s), layers=[10**12]), ValueError, 'every width in layers must be at most 100,000'),
-    'layers from a generator': (lambda s, l: movierecs.get_learner('collab_emb_nn', movierecs.dataloaders(s), layers=(w for w in [10, 7])), ValueError, r'layers must be a list of layer widths'),
+    'a user of 5,000 digits': (lambda s, l: movierecs.recommend(l, '9'*5000), KeyError,
+                               r"User '9{50,56}\.\.\. is not in the training data"),
+    'cbs that are not callbacks': (lambda s, l: movierecs.get_learner('dot', movierecs.dataloaders(s), cbs=5), TypeError,
+                                   'cbs must be one or a list of fastai Callbacks'),
+    'a layer of a trillion': (lambda s, l: movierecs.get_learner('collab_emb_nn', movierecs.dataloaders(s), layers=[10**12]), ValueError,
+                              'every width in layers must be at most 100,000'),
+    'layers from a generator': (lambda s, l: movierecs.get_learner('collab_emb_nn', movierecs.dataloaders(s), layers=(w for w in [10, 7])),
+                                ValueError, r'layers must be a list of layer widths'),
     'a device that is not one': (lambda s, l: movierecs.dataloaders(s, device='nope'), ValueError, "device 'nope' is not a torch device"),
     'val_bs 0': (lambda s, l: movierecs.dataloaders(s, val_bs=0), ValueError, 'val_bs must be a positive integer'),
-    'a trillion synthetic users': (lambda s, l: movierecs.synthetic_ratings(n_users=10**12), ValueError, 'n_users x n_movies must be at most 100,000,000'),
-    'a negative synthetic seed': (lambda s, l: movierecs.synthetic_ratings(seed=-1), ValueError, r'seed must be an integer from 0 to 2\*\*32-1'),
+    'a trillion synthetic users': (lambda s, l: movierecs.synthetic_ratings(n_users=10**12), ValueError,
+                                   'n_users x n_movies must be at most 100,000,000'),
+    'a negative synthetic seed': (lambda s, l: movierecs.synthetic_ratings(seed=-1), ValueError,
+                                  r'seed must be an integer from 0 to 2\*\*32-1'),
     'wd a string': (lambda s, l: movierecs.get_learner('dot', movierecs.dataloaders(s), wd='x'), ValueError, 'wd must be zero or positive'),
-    'wd negative': (lambda s, l: movierecs.get_learner('dot', movierecs.dataloaders(s), wd=-1.0), ValueError, 'wd must be zero or positive'),
-    'metrics a string': (lambda s, l: movierecs.get_learner('dot', movierecs.dataloaders(s), metrics='x'), TypeError, 'metrics must be one or a list of callables'),
-    'loss_func a string': (lambda s, l: movierecs.get_learner('dot', movierecs.dataloaders(s), loss_func='x'), TypeError, 'loss_func must be callable'),
-    'moms a number': (lambda s, l: movierecs.get_learner('dot', movierecs.dataloaders(s), moms=5), ValueError, 'moms must be three momentums'),
+    'wd negative': (lambda s, l: movierecs.get_learner('dot', movierecs.dataloaders(s), wd=-1.0), ValueError,
+                    'wd must be zero or positive'),
+    'metrics a string': (lambda s, l: movierecs.get_learner('dot', movierecs.dataloaders(s), metrics='x'), TypeError,
+                         'metrics must be one or a list of callables'),
+    'loss_func a string': (lambda s, l: movierecs.get_learner('dot', movierecs.dataloaders(s), loss_func='x'), TypeError,
+                           'loss_func must be callable'),
+    'moms a number': (lambda s, l: movierecs.get_learner('dot', movierecs.dataloaders(s), moms=5), ValueError,
+                      'moms must be three momentums'),
 }
 
 @pytest.mark.parametrize('case', FOURTH_ROUND)
@@ -539,6 +577,8 @@ def test_cli_help_and_models_with_a_broken_cache_variable(saved_model, tmp_path)
 
 def test_cli_ratings_in_utf16_without_a_bom_and_a_giant_field(saved_model, tmp_path):
     (tmp_path/'u16.csv').write_bytes('Movie 1 (1990),5\n'.encode('utf-16-le'))
-    _one_line(_cli('recommend', '--ratings', str(tmp_path/'u16.csv'), '--model', saved_model, timeout=60), r'not UTF-8 text \(it holds NUL characters: UTF-16\?\)')
+    _one_line(_cli('recommend', '--ratings', str(tmp_path/'u16.csv'), '--model', saved_model, timeout=60),
+              r'not UTF-8 text \(it holds NUL characters: UTF-16\?\)')
     (tmp_path/'big.csv').write_text('"' + 'x'*300_000 + '",5\n')
-    _one_line(_cli('recommend', '--ratings', str(tmp_path/'big.csv'), '--model', saved_model, timeout=60), 'has a field over 131,072 characters')
+    _one_line(_cli('recommend', '--ratings', str(tmp_path/'big.csv'), '--model', saved_model, timeout=60),
+              'has a field over 131,072 characters')

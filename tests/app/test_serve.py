@@ -117,7 +117,8 @@ def test_too_many_ratings(client, monkeypatch):
     assert '3 ratings are more than 2' in _one_line_error(r, 400)
 
 def test_the_body_cap_fits_the_most_ratings_the_library_takes():
-    assert MAX_BODY >= movierecs.recommendation.foldin.MAX_RATINGS * 100  # 5,000 ratings of 100 bytes: a title of ~80 characters, its stars, the JSON
+    # 5,000 ratings of 100 bytes: a title of ~80 characters, its stars, the JSON
+    assert MAX_BODY >= movierecs.recommendation.foldin.MAX_RATINGS * 100
 
 def test_oversized_bodies_are_413(client):
     r = client.post('/api/recommend', content=b'{"ratings": {"' + b'x' * MAX_BODY + b'": 5}}')
@@ -177,7 +178,8 @@ def test_similar(client, learn):
     assert "Did you mean 'Movie 3 (1990)'" in _one_line_error(client.get('/api/similar', params={'title': 'Movie 3'}), 404)
     assert 'give a title' in _one_line_error(client.get('/api/similar'), 400)
     for n in ('0', '101', 'ten', '-1', '2.5'):
-        assert 'n must be an integer from 1 to 100' in _one_line_error(client.get('/api/similar', params={'title': 'Movie 3 (1990)', 'n': n}), 400)
+        assert 'n must be an integer from 1 to 100' in _one_line_error(client.get('/api/similar',
+                                                                                  params={'title': 'Movie 3 (1990)', 'n': n}), 400)
 
 def test_titles(client):
     found = client.get('/api/titles', params={'q': 'MOVIE 1'}).json()['titles']
@@ -197,7 +199,8 @@ def test_search_prefers_titles_that_start_with_the_query_then_popular_ones(synth
 def test_index_page_works_offline(client):
     r = client.get('/')
     assert r.status_code == 200 and r.headers['content-type'].startswith('text/html')
-    for needle in ('id="q"', 'id="matches"', 'id="rated"', 'id="recs"', '<script src="/static/app.js"></script>', 'data-stars="[1, 2, 3, 4, 5]"'):
+    for needle in ('id="q"', 'id="matches"', 'id="rated"', 'id="recs"', '<script src="/static/app.js"></script>',
+                   'data-stars="[1, 2, 3, 4, 5]"'):
         assert needle in r.text
     assert 'http://' not in r.text and 'https://' not in r.text  # no CDN: every script and style is served here
     assert "default-src 'self'" in r.headers['content-security-policy'] and r.headers['x-content-type-options'] == 'nosniff'
@@ -326,7 +329,8 @@ def test_serve_command(saved, learn, rater, monkeypatch, capsys):
     assert got.model_spec['model'] == 'dot_bias' and by is got
     main(['serve', '--port', str(port)])
     assert calls[-1][:2] == (learn, rater)
-    defaults['rating'] = movierecs.train_model('dot_bias', epochs=1, ratings=movierecs.synthetic_ratings(n_movies=40, seed=3), progress=False)
+    defaults['rating'] = movierecs.train_model('dot_bias', epochs=1, ratings=movierecs.synthetic_ratings(n_movies=40, seed=3),
+                                               progress=False)
     main(['serve', '--port', str(port), '--model', saved[0]])  # the default rating model knows other titles: served without it
     assert calls[-1][1] is None and 'trained on other titles than the default rating model' in capsys.readouterr().err
 

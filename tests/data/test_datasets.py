@@ -19,7 +19,8 @@ def stars(rel, k): return (k % 10 + 1) / 2 if rel.half_stars else k % 5 + 1
 
 def some_ratings(rel):
     "A few dozen (user, movie, stars, timestamp) in the files' order (by user), half stars where the release has them."
-    rows = [(u, m, stars(rel, 3*u + j), 881_250_949 + 7_919*(5*u + j)) for u in range(1, 8) for j, m in enumerate((1, 2, 5, 7)) if (u + j) % 5]
+    rows = [(u, m, stars(rel, 3*u + j), 881_250_949 + 7_919*(5*u + j))
+            for u in range(1, 8) for j, m in enumerate((1, 2, 5, 7)) if (u + j) % 5]
     return rows + [(8, 1, 5 if not rel.half_stars else 4.5, 1_700_000_000)]
 
 def csv_field(s): return f'"{s.replace(chr(34), chr(34)*2)}"' if ',' in s or '"' in s else s
@@ -32,7 +33,8 @@ def ratings_text(rel, rows):
 def movies_text(rel, movies):
     if rel.name == 'ml-100k':
         genres = datasets.GENRES_100K
-        return ''.join(f"{m}|{t}|01-Jan-1995||http://us.imdb.com/M/title-exact?{m}|" + '|'.join('1' if n in g.split('|') else '0' for n in genres) + '\n'
+        return ''.join(f"{m}|{t}|01-Jan-1995||http://us.imdb.com/M/title-exact?{m}|"
+                       + '|'.join('1' if n in g.split('|') else '0' for n in genres) + '\n'
                        for m, t, g in movies)
     if rel.header: return 'movieId,title,genres\n' + ''.join(f'{m},{csv_field(t)},{g}\n' for m, t, g in movies)
     return ''.join(f'{m}::{t}::{g}\n' for m, t, g in movies)
@@ -160,10 +162,12 @@ def test_dat_title_with_colons(name, tmp_path):
 def test_csv_without_its_header(name, tmp_path):
     rel = DATASETS[name]
     dat = ratings_text(DATASETS['ml-10m'], some_ratings(rel)).encode()
-    with pytest.raises(DataError, match=f"ratings.csv starts with '1::1::[0-9:]+', not {name}'s header line 'userId,movieId,rating,timestamp'"):
+    with pytest.raises(DataError, match="ratings.csv starts with '1::1::[0-9:]+', "
+                                        f"not {name}'s header line 'userId,movieId,rating,timestamp'"):
         load_dataset(name, write(rel, tmp_path, ratings=dat), verify=False)
     headless = ratings_text(rel, some_ratings(rel)).split('\n', 1)[1].encode()
-    with pytest.raises(DataError, match="ratings.csv starts with '1,1,"): load_dataset(name, write(rel, tmp_path, ratings=headless), verify=False)
+    with pytest.raises(DataError, match="ratings.csv starts with '1,1,"):
+        load_dataset(name, write(rel, tmp_path, ratings=headless), verify=False)
     movies = movies_text(rel, MOVIES).split('\n', 1)[1].encode()
     with pytest.raises(DataError, match="movies.csv starts with .1,Toy Story.*header line 'movieId,title,genres'"):
         load_dataset(name, write(rel, tmp_path, movies=movies), verify=False)
@@ -197,7 +201,8 @@ def test_ratings_off_the_scale(name, tmp_path):
     for value in ([0.0, 5.5, 3.25, 7.0] if rel.half_stars else [0, 6, 3.5]):
         data, line = bad_line(rel, 3, 2, value)
         if name == 'ml-100k': msg = f"u.data is malformed at line {line}.*rating 1-5"  # data.py's parser, as for load_ratings
-        else: msg = rf"{rel.ratings} line {line} \(user \d+, movie \d+\) has rating {value:g}, outside {name}'s scale \({datasets._scale(rel)}\)"
+        else: msg = (rf"{rel.ratings} line {line} \(user \d+, movie \d+\) has rating {value:g}, "
+                     rf"outside {name}'s scale \({datasets._scale(rel)}\)")
         with pytest.raises(DataError, match=msg): load_dataset(name, write(rel, tmp_path, ratings=data), verify=False)
 
 @pytest.mark.parametrize('name', NAMES[1:])
@@ -294,7 +299,8 @@ def test_published_md5(name, tmp_path):
     rel = DATASETS[name]
     z = write(rel, tmp_path, 'zip')
     actual = hashlib.md5(z.read_bytes()).hexdigest()
-    with pytest.raises(DataError, match=f"{name}.zip has md5 {actual}, but GroupLens publishes {rel.md5} for {name}.zip.*download it again"):
+    with pytest.raises(DataError, match=f"{name}.zip has md5 {actual}, but GroupLens publishes {rel.md5} for {name}.zip"
+                                        ".*download it again"):
         load_dataset(name, z)
     check_frame(load_dataset(name, z, verify=False), rel)
     sample = z.rename(tmp_path/'sample.zip')
@@ -341,7 +347,8 @@ REAL_ENV = os.environ.get(movierecs.ENV_VAR)  # read at import, before the autou
 def test_real_release(name):
     "A real archive where MOVIERECS_DATA points, read whole with every check on."
     src = real_source(name)
-    if src is None: pytest.skip(f'{name} is not where {movierecs.ENV_VAR} points ({REAL_ENV or "unset"}): put {name}.zip or its folder there')
+    if src is None: pytest.skip(f'{name} is not where {movierecs.ENV_VAR} points ({REAL_ENV or "unset"}): '
+                                f'put {name}.zip or its folder there')
     rel = DATASETS[name]
     df = load_dataset(name, src)
     assert len(df) == rel.n_ratings and df.notna().all().all()
@@ -362,7 +369,8 @@ def test_feeds_dataloaders(tmp_path):
         assert len(dls.classes[item]) == n + 1 and dls.one_batch()[1].dtype.is_floating_point
 
 def test_load_ratings_takes_release_names(tmp_path, monkeypatch):
-    "load_ratings('ml-1m') reads the release as load_dataset does; 'ml-100k' and no name give the notebook's frame; a wrong name lists the valid ones."
+    ("load_ratings('ml-1m') reads the release as load_dataset does; 'ml-100k' and no name give the notebook's frame; "
+     "a wrong name lists the valid ones.")
     for name in NAMES: write(DATASETS[name], tmp_path/'all')
     monkeypatch.setenv(movierecs.ENV_VAR, str(tmp_path/'all'))
     for name in NAMES[1:]: pd.testing.assert_frame_equal(movierecs.load_ratings(name, verify=False), load_dataset(name, verify=False))
@@ -374,7 +382,8 @@ def test_load_ratings_takes_release_names(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize('name', ['ML-1M', 'ml-1m ', 'ml-1m/', 'ml_1m', 'ml-'])
 def test_load_ratings_near_miss_names(name):
-    with pytest.raises(DataError, match=r"Unknown MovieLens release .*did you mean 'ml-1m'\?\)\. Valid names: ml-100k"): movierecs.load_ratings(name)
+    with pytest.raises(DataError, match=r"Unknown MovieLens release .*did you mean 'ml-1m'\?\)\. Valid names: ml-100k"):
+        movierecs.load_ratings(name)
 
 def test_load_ratings_release_extracted_in_the_working_folder(tmp_path, monkeypatch):
     write(DATASETS['ml-1m'], tmp_path)  # what unzipping ml-1m.zip here leaves: ./ml-1m

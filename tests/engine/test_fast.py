@@ -162,9 +162,11 @@ def test_heap_is_trimmed_while_training(synth, seed, monkeypatch):
     assert len(calls) == 2*(len(learn.dls.train)//10 + len(learn.dls.valid)//10) > 0
     assert fast._libc_trim()() in (None, 0, 1)  # glibc's malloc_trim returns 0 or 1; elsewhere a no-op
 
-@pytest.mark.parametrize('name', [m for m in movierecs.list_models('rating') if not movierecs.trains_by_lbfgs(m) and m != 'ensemble'])  # MSE models
+@pytest.mark.parametrize('name', [m for m in movierecs.list_models('rating')
+                                  if not movierecs.trains_by_lbfgs(m) and m != 'ensemble'])  # MSE models
 def test_fast_path_is_stock_fastai_bit_for_bit(name, synth, seed):
-    "The default path (`FastLearner`, `FastAdam`, `FlatMSE`) and a stock `Learner` with fastai's `Adam` and `MSELossFlat`, on the same batches: the same weights and losses."
+    ("The default path (`FastLearner`, `FastAdam`, `FlatMSE`) and a stock `Learner` with fastai's `Adam` and `MSELossFlat`, "
+     "on the same batches: the same weights and losses.")
     import copy
     from fastai.losses import MSELossFlat
     fast = get_learner(name, dataloaders(synth, bs=32, seed=seed, fast=True), wd=0.1)

@@ -1,4 +1,5 @@
-"The default loaders are built from the frame directly (`loaders.tensor_dataloaders`): fastai's rows, codes and vocabulary, without its TabularPandas."
+("The default loaders are built from the frame directly (`loaders.tensor_dataloaders`): "
+ "fastai's rows, codes and vocabulary, without its TabularPandas.")
 import pickle, random, tempfile
 
 import numpy as np, pytest, torch
@@ -35,7 +36,8 @@ FRAMES = {  # each a frame and dataloaders' arguments: text ids, ints of every w
     'text users': (lambda: _synth(user=lambda d: 'u' + d.user.astype(str)), dict(bs=8)),
     'object ints': (lambda: _synth(movie=lambda d: d.movie.astype(object)), dict(bs=8, item_name='movie')),
     'wide ints': (lambda: _synth(user=lambda d: d.user * 10**6, movie=lambda d: d.movie * 10**11), dict(bs=8, item_name='movie')),
-    'int8 ids, half stars': (lambda: _synth(movie=lambda d: d.movie.astype('int8'), rating=lambda d: d.rating / 2 + .25), dict(bs=16, item_name='movie', seed=3)),
+    'int8 ids, half stars': (lambda: _synth(movie=lambda d: d.movie.astype('int8'), rating=lambda d: d.rating / 2 + .25),
+                             dict(bs=16, item_name='movie', seed=3)),
     'valid-only ids': (lambda: _synth(), dict(bs=8, item_name='movie', splits=(np.arange(0, 300), np.arange(300, 450)))),
 }
 
@@ -114,7 +116,8 @@ def test_bs_check_counts_the_training_rows_as_the_split_does():
     with pytest.raises(m.DataError, match='fewer than bs=9'): m.dataloaders(r, bs=9, valid_pct=0.25, item_name='movie')
 
 def test_only_fastais_own_names_build_its_loaders(synth):
-    "A name fastai's loader lacks is an AttributeError with nothing built; each name of FASTAI_LOADER_ATTRS is one stock fastai's loader has."
+    ("A name fastai's loader lacks is an AttributeError with nothing built; "
+     "each name of FASTAI_LOADER_ATTRS is one stock fastai's loader has.")
     from fastai.collab import CollabDataLoaders
     from fastai.tabular.core import TabDataLoader
     from movierecs.engine.fastai_glue import FASTAI_LOADER_ATTRS

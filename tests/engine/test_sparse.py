@@ -33,7 +33,8 @@ def _train(dense, sp, o1, o2, batches):
 
 def _batches(n=400, bs=8, n_users=50, n_movies=80, rare=None):
     g = torch.Generator().manual_seed(2)
-    out = [torch.stack([torch.randint(1, n_users, (bs,), generator=g), torch.randint(1, n_movies, (bs,), generator=g)], 1) for _ in range(n)]
+    out = [torch.stack([torch.randint(1, n_users, (bs,), generator=g), torch.randint(1, n_movies, (bs,), generator=g)], 1)
+           for _ in range(n)]
     if rare is not None:  # user 0 and movie 0 only in these batches: absent for longer than WINDOW steps in between
         for i in rare: out[i][0] = torch.tensor([0, 0])
     return out

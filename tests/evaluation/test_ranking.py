@@ -239,7 +239,8 @@ def test_coverage_popularity_and_counts_by_hand():
     one, two = r
     # k=1 lists: user 1 -> [30], user 2 -> [20], user 3 -> [30]; relevant: {30}, {20}, {40}
     assert (one['users'], one['skipped_users']) == (3, 1)
-    assert one['precision'] == pytest.approx(2/3) and one['coverage'] == pytest.approx(2/4) and one['popularity'] == pytest.approx((1+2+1)/3)
+    assert (one['precision'] == pytest.approx(2/3) and one['coverage'] == pytest.approx(2/4)
+            and one['popularity'] == pytest.approx((1+2+1)/3))
     # k=2: user 3's only other candidate is 40, which no method scores: lists [30], [20], [30]
     assert two['coverage'] == pytest.approx(2/4) and two['popularity'] == pytest.approx((1+2+1)/3)
     assert two['recall'] == pytest.approx(2/3) and two['precision'] == pytest.approx((1/2 + 1/2 + 0)/3)

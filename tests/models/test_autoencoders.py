@@ -96,7 +96,8 @@ def test_lbfgs_restarts_every_epoch_as_a_new_scipy_call(synth):
 
 @pytest.mark.parametrize('name', ['autorec', 'glocal_k'])
 def test_the_same_seed_gives_the_same_losses_in_place(synth, name, seed):
-    "Two runs in this process at one seed: every epoch's losses equal (what results/accuracy.csv's reruns rely on, on any CPU); another seed differs."
+    ("Two runs in this process at one seed: every epoch's losses equal (what results/accuracy.csv's reruns rely on, on any CPU); "
+     "another seed differs.")
     run = lambda s: train_model(name, epochs=4, seed=s, ratings=synth, progress=False).loss_table.df[['train_loss', 'valid_loss']]
     a = run(seed)
     assert a.equals(run(seed)) and not a.equals(run(seed + 1))
@@ -154,10 +155,12 @@ def test_the_settings_are_the_carve_outs_best():
         e = movierecs.EXPERIMENTS[name]
         assert (e.epochs, BEST.average(name)) == (best.epochs, best.average), name
         for k, v in (kv.split('=') for kv in best.setting.split(',')):  # the setting is the factory's default
-            assert float(e.kwargs.get(k, inspect.signature(getattr(movierecs.models.autoencoders, name)).parameters[k].default)) == float(v), (name, k)
+            assert (float(e.kwargs.get(k, inspect.signature(getattr(movierecs.models.autoencoders, name)).parameters[k].default))
+                    == float(v)), (name, k)
 
 def test_autorec_folds_in_someone_new_as_it_predicts_a_user_it_was_trained_on(synth):
-    "Fold-in fits a new output unit (weights and bias) on the movies' hidden codes; for a training user it recovers the model's own predictions."
+    ("Fold-in fits a new output unit (weights and bias) on the movies' hidden codes; "
+     "for a training user it recovers the model's own predictions.")
     learn = _fit('autorec', synth, epochs=20, n_hidden=32, l2=1.)
     mine = synth[synth.user == 7]
     folded = movierecs.fold_in(learn, dict(zip(mine.movie, mine.rating.astype(float))))  # movies keyed by id
@@ -176,7 +179,8 @@ def test_autoencoders_have_movie_and_user_factors(synth, name):
     learn = _fit(name, synth, epochs=2, n_hidden=8)
     sim = movierecs.similar_movies(learn, 1, n=3)
     assert len(sim) == 3 and 1 not in sim.index
-    with pytest.raises(KeyError, match=r"'Movie 1 \(1990\)' is not a movie id the model was trained on: it keys movies by id \(from 1 to 60\)"):
+    with pytest.raises(KeyError, match=r"'Movie 1 \(1990\)' is not a movie id the model was trained on: "
+                                       r"it keys movies by id \(from 1 to 60\)"):
         movierecs.similar_movies(learn, 'Movie 1 (1990)')
     assert len(movierecs.similar_users(learn, 7, n=3)) == 3
     with torch.no_grad():  # the factors give the predictions: movie code · user weights + the user's bias
@@ -187,7 +191,8 @@ def test_autoencoders_have_movie_and_user_factors(synth, name):
 def test_cli_train_uses_each_models_recipe():
     from argparse import Namespace as ns
     from movierecs.app.cli import _schedule
-    assert _schedule(ns(name='autorec', epochs=None, lr=None, wd=None)) == dict(epochs=movierecs.EXPERIMENTS['autorec'].epochs, lr=1., wd=None)
+    assert _schedule(ns(name='autorec', epochs=None, lr=None, wd=None)) == dict(epochs=movierecs.EXPERIMENTS['autorec'].epochs,
+                                                                                lr=1., wd=None)
     assert _schedule(ns(name='glocal_k', epochs=3, lr=0.5, wd=None)) == dict(epochs=3, lr=0.5, wd=None)
     assert _schedule(ns(name='collab', epochs=None, lr=None, wd=None)) == dict(epochs=5, lr=5e-3, wd=0.1)
     with pytest.raises(ValueError, match='glocal_k trains by full-batch L-BFGS and its own L2 penalty: leave out --wd'):
@@ -215,14 +220,17 @@ def _dls(): return dataloaders(movierecs.synthetic_ratings(seed=0), seed=0)
 
 PROBE15 = {
     'autorec negative l2': (lambda: get_learner('autorec', _dls(), l2=-1.), ValueError, 'l2 must be a finite number >= 0'),
-    'glocal_k negative sparsity': (lambda: get_learner('glocal_k', _dls(), sparsity=-0.1), ValueError, 'sparsity must be a finite number >= 0'),
+    'glocal_k negative sparsity': (lambda: get_learner('glocal_k', _dls(), sparsity=-0.1), ValueError,
+                                   'sparsity must be a finite number >= 0'),
     'glocal_k nan l2': (lambda: get_learner('glocal_k', _dls(), l2=float('nan')), ValueError, 'l2 must be a finite number >= 0'),
     'glocal_k no layers': (lambda: get_learner('glocal_k', _dls(), n_layers=0), ValueError, 'n_layers must be a positive integer'),
     'glocal_k n_dim 0': (lambda: get_learner('glocal_k', _dls(), n_dim=0), ValueError, 'n_dim must be a positive integer'),
     'glocal_k even kernel': (lambda: get_learner('glocal_k', _dls(), gk_size=4), ValueError, 'gk_size must be odd'),
     'glocal_k kernel 0': (lambda: get_learner('glocal_k', _dls(), gk_size=0), ValueError, 'gk_size must be a positive integer'),
-    'glocal_k nan dot_scale': (lambda: get_learner('glocal_k', _dls(), dot_scale=float('nan')), ValueError, 'dot_scale must be a finite nonzero number'),
-    'glocal_k pretrain -1': (lambda: get_learner('glocal_k', _dls(), pretrain=-1), ValueError, 'pretrain must be a whole number of epochs >= 0'),
+    'glocal_k nan dot_scale': (lambda: get_learner('glocal_k', _dls(), dot_scale=float('nan')), ValueError,
+                               'dot_scale must be a finite nonzero number'),
+    'glocal_k pretrain -1': (lambda: get_learner('glocal_k', _dls(), pretrain=-1), ValueError,
+                             'pretrain must be a whole number of epochs >= 0'),
     'glocal_k pretrain 1.5': (lambda: get_learner('glocal_k', _dls(), pretrain=1.5), ValueError, 'pretrain must be a whole number'),
     'lbfgs armijo': (lambda: movierecs.engine.lbfgs.lbfgs([torch.zeros(1, requires_grad=True)], line_search_fn='armijo'), ValueError,
                      "line_search_fn must be None or 'strong_wolfe'"),
@@ -230,25 +238,31 @@ PROBE15 = {
     'blend one string': (lambda: Blend('dot_bias'), ValueError, 'members must be a non-empty list'),
     'blend unknown member': (lambda: Blend(('dot_bias', 'svd')), ValueError, "Unknown experiment 'svd'"),
     'blend seeds 0': (lambda: Blend(('dot_bias',), seeds=0), ValueError, 'seeds must be a positive integer'),
-    'blend average 0': (lambda: Blend(('dot_bias',), average_epochs=0), ValueError, 'average_epochs of dot_bias must be a positive integer'),
-    'blend average past the epochs': (lambda: Blend(('dot_bias',), average_epochs=9), ValueError, r'average_epochs 9 is more epochs than dot_bias trains for \(5\)'),
+    'blend average 0': (lambda: Blend(('dot_bias',), average_epochs=0), ValueError,
+                        'average_epochs of dot_bias must be a positive integer'),
+    'blend average past the epochs': (lambda: Blend(('dot_bias',), average_epochs=9), ValueError,
+                                      r'average_epochs 9 is more epochs than dot_bias trains for \(5\)'),
     'blend average of a non-member': (lambda: Blend(('dot_bias',), average_epochs={'autorec': 2}), ValueError, "'autorec' is not a member"),
     'blend twice the same member': (lambda: Blend(('dot_bias', 'dot_bias')), ValueError, 'names an experiment twice; use seeds='),
     'blend not a Blend': (lambda: evaluate_blend(('dot_bias',), 'u1'), TypeError, r'blend must be a Blend'),
     'carve frac as text': (lambda: carve(movierecs.synthetic_ratings(), '0.1'), ValueError, 'frac must be a number between 0 and 1'),
     'carve a list': (lambda: carve([1, 2], 0.1), TypeError, 'base must be a DataFrame'),
     'carve seed -1': (lambda: carve(movierecs.synthetic_ratings(), 0.1, -1), ValueError, 'seed'),
-    'blend carve-out too small': (lambda: evaluate_blend(Blend(('dot_bias', 'collab'), frac=0.01), carve(movierecs.synthetic_ratings(), 0.2, 0)),
+    'blend carve-out too small': (lambda: evaluate_blend(Blend(('dot_bias', 'collab'), frac=0.01),
+                                                         carve(movierecs.synthetic_ratings(), 0.2, 0)),
                                   ValueError, r'frac=0.01 holds out \d+ of \d+ base rows, too few to fit 3 weights'),
     'fit_weights nan target': (lambda: fit_weights(np.ones((200, 1)), np.r_[np.ones(199), np.nan]), ValueError, 'must be finite'),
-    'fit_weights lengths': (lambda: fit_weights(np.ones((200, 2)), np.ones(199)), ValueError, r'preds must be \(rows, members\) with a row per target'),
+    'fit_weights lengths': (lambda: fit_weights(np.ones((200, 2)), np.ones(199)), ValueError,
+                            r'preds must be \(rows, members\) with a row per target'),
     'fit_weights empty': (lambda: fit_weights(np.ones((0, 2)), np.ones(0)), ValueError, 'held-out rows cannot fit 3 weights'),
     'epoch average 0': (lambda: EpochAverage(0), ValueError, 'average_epochs must be a positive integer'),
-    'lbfgs step without closure': (lambda: movierecs.engine.lbfgs.lbfgs([torch.zeros(1, requires_grad=True)]).step(), TypeError, 'add the LBFGSStep'),
+    'lbfgs step without closure': (lambda: movierecs.engine.lbfgs.lbfgs([torch.zeros(1, requires_grad=True)]).step(), TypeError,
+                                   'add the LBFGSStep'),
     'an experiment of an lbfgs model with one_cycle': (lambda: movierecs.Experiment('x', 'autorec', bar=0.85), ValueError,
                                                         "autorec trains by full-batch L-BFGS: give schedule='fit' and no wd"),
     'lr_find': (lambda: get_learner('autorec', _dls(), n_hidden=8).lr_find(show_plot=False), TypeError, 'lr_find does not apply to L-BFGS'),
-    'no title column': (lambda: dataloaders(movierecs.synthetic_ratings().drop(columns='title')), movierecs.DataError, "pass item_name='movie'"),
+    'no title column': (lambda: dataloaders(movierecs.synthetic_ratings().drop(columns='title')), movierecs.DataError,
+                        "pass item_name='movie'"),
 }
 
 @pytest.mark.parametrize('case', list(PROBE15))

@@ -12,7 +12,8 @@ def dls(synth, seed):
     return dataloaders(synth, bs=32, seed=seed)
 
 def test_registry_names():
-    rating = ['dot', 'dot_raw', 'dot_bias', 'dot_bias_params', 'collab', 'collab_nn', 'collab_emb_nn', 'svdpp', 'ensemble', 'autorec', 'glocal_k']
+    rating = ['dot', 'dot_raw', 'dot_bias', 'dot_bias_params', 'collab', 'collab_nn', 'collab_emb_nn', 'svdpp', 'ensemble', 'autorec',
+              'glocal_k']
     assert list_models('rating') == rating and list_models('ranking') == ['mult_dae'] and list_models() == rating + ['mult_dae']
     assert movierecs.model_task('mult_dae') == 'ranking' and movierecs.model_task('dot') == 'rating'
     with pytest.raises(ValueError, match="Unknown task 'stars'. Valid tasks: rating, ranking"): list_models('stars')
@@ -147,7 +148,8 @@ def test_lr_and_wd_follow_one_rule_everywhere(kw, synth):
     with pytest.raises(ValueError, match=msg): movierecs.train_model('dot', epochs=1, ratings=synth, progress=False, **kw)
 
 def test_fast_path_trains_every_model(synth, seed):
-    "5 epochs through `train_model`: every rating model's valid MSE under its bar (a fraction of the mean rating's), mult_dae's NDCG@10 above popularity's."
+    ("5 epochs through `train_model`: every rating model's valid MSE under its bar (a fraction of the mean rating's), "
+     "mult_dae's NDCG@10 above popularity's.")
     for name in movierecs.list_models():
         if movierecs.trains_by_lbfgs(name): continue  # full-batch L-BFGS: tests/models/test_autoencoders.py
         learn = movierecs.train_model(name, epochs=5, wd=0.1, seed=seed, ratings=synth, progress=False, fast=True)

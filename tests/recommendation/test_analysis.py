@@ -81,7 +81,8 @@ def test_similar_users(name, dls):
     learn = get_learner(name, dls)
     users = list(dls.classes['user'])
     torch.manual_seed(0)
-    w = torch.randn(len(users), movierecs.models.parts.model_weights(learn, 'user', 'factors').shape[1] if name != 'mult_dae' else len(dls.classes['title']))
+    w = torch.randn(len(users), movierecs.models.parts.model_weights(learn, 'user', 'factors').shape[1] if name != 'mult_dae'
+                    else len(dls.classes['title']))
     w[2] = w[1] * 3
     w[3] = w[1] + 0.1*w[4]
     _set_user_factors(learn, w)

@@ -155,7 +155,8 @@ def test_penalty_makes_the_trained_users_stationary(raters):
             assert lam == movierecs.MIN_LAMBDA or abs(along) < 1e-3 * float((P.grad[users] * P.detach()[users]).abs().sum())
 
 def test_fold_in_series(raters, learn):
-    "Training users folded in from their own training ratings: near the rating model's predictions for them; exactly the ranking model's row scores."
+    ("Training users folded in from their own training ratings: near the rating model's predictions for them; "
+     "exactly the ranking model's row scores.")
     rater = raters('collab')
     s = movierecs.fold_in(rater, RATES)
     assert s.name == 'stars' and len(s) == len(rater.dls.classes['title']) - 1 and s.index.name == 'title'

@@ -17,7 +17,8 @@ def test_split_holds_out_whole_users_and_halves_them(synth):
     assert (g.index == h.index).all() and ((h - g) >= 0).all() and ((h - g) <= 1).all()
     assert abs(len(p['train']) / (len(p['train']) + len(p['valid'])) - 0.8) < 0.01
     again, other = foldin_split(synth, 0.1, 42), foldin_split(synth, 0.1, 43)
-    assert all((again[k] == p[k]).all() for k in p) and not (other['given'].shape == p['given'].shape and (other['given'] == p['given']).all())
+    assert all((again[k] == p[k]).all() for k in p) and not (other['given'].shape == p['given'].shape
+                                                             and (other['given'] == p['given']).all())
     with pytest.raises(ValueError, match='frac must be between 0 and 1'): foldin_split(synth, 1.0)
 
 @pytest.mark.parametrize('name', ['collab', 'collab_nn', 'mult_dae'])
@@ -37,7 +38,8 @@ def test_one_run_end_to_end(synth, name):
     assert r['ndcg_foldin'] > r['ndcg_popular'] + 0.05 and 0 < r['ndcg_trained'] <= 1, (r['ndcg_foldin'], r['ndcg_popular'])
 
 def test_runs_are_the_recorded_settings():
-    assert {n: FOLDIN_RUNS[n]['model'] for n in ('collab', 'tuned', 'mult_dae')} == {'collab': 'collab', 'tuned': 'ensemble', 'mult_dae': 'mult_dae'}
+    assert {n: FOLDIN_RUNS[n]['model'] for n in ('collab', 'tuned', 'mult_dae')} == {'collab': 'collab', 'tuned': 'ensemble',
+                                                                                     'mult_dae': 'mult_dae'}
     assert FOLDIN_RUNS['collab']['wd'] == movierecs.EXPERIMENTS['collab'].wd
 
 def test_committed_table_is_the_csv():

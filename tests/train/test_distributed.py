@@ -6,7 +6,8 @@ import torch
 import movierecs
 from movierecs.__main__ import main
 from movierecs.core.errors import DistributedError
-from movierecs.train.distributed import ShardedLoader, _rebuilt, check_distributable, shard_slices, train_distributed, train_distributed_runs, usable_cores
+from movierecs.train.distributed import (ShardedLoader, _rebuilt, check_distributable, shard_slices, train_distributed,
+                                         train_distributed_runs, usable_cores)
 from movierecs.engine.tensors import TensorDataLoader
 from movierecs.core.errors import NaNLossError
 
@@ -96,9 +97,11 @@ def test_a_port_in_use_is_a_clear_error(synth, tmp_path, monkeypatch):
         with pytest.raises(ValueError, match=f'Port {port} on 127.0.0.1 is in use'):
             train_distributed('collab', 1, tmp_path/'m', port=port, ratings=synth)
         monkeypatch.setenv('MASTER_PORT', str(port))
-        with pytest.raises(ValueError, match=f'Port {port} on 127.0.0.1 is in use'): train_distributed('collab', 1, tmp_path/'m', ratings=synth)
+        with pytest.raises(ValueError, match=f'Port {port} on 127.0.0.1 is in use'):
+            train_distributed('collab', 1, tmp_path/'m', ratings=synth)
     monkeypatch.setenv('MASTER_PORT', 'x9')
-    with pytest.raises(ValueError, match="MASTER_PORT='x9' is not a port number"): train_distributed('collab', 1, tmp_path/'m', ratings=synth)
+    with pytest.raises(ValueError, match="MASTER_PORT='x9' is not a port number"):
+        train_distributed('collab', 1, tmp_path/'m', ratings=synth)
     assert not (tmp_path/'m').exists()
 
 def test_a_process_error_comes_back_as_its_own():

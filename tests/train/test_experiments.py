@@ -35,7 +35,8 @@ def test_thresholds_come_from_the_measured_spread():
         assert e.threshold == pytest.approx(min(e.published_bar, statistics.mean(v) + 3*statistics.stdev(v)), abs=1e-9), name
         if e.bar == movierecs.USER_BAR: assert e.threshold <= 0.85, name  # the user's bar still holds
     md = (RESULTS/'seeds.md').read_text()
-    shown = {r.split('|')[1].strip(): r.split('|')[-2].strip() for r in md.splitlines() if r.startswith('| ') and r.split('|')[1].strip() in EXPERIMENTS}
+    shown = {r.split('|')[1].strip(): r.split('|')[-2].strip() for r in md.splitlines()
+             if r.startswith('| ') and r.split('|')[1].strip() in EXPERIMENTS}
     assert shown == {n: f'{EXPERIMENTS[n].threshold:.4f}' for n in movierecs.group_names()}  # seeds.md shows the bars the tests use
 
 def test_spread_bars_need_the_table_and_enough_seeds(tmp_path):
@@ -52,7 +53,8 @@ def test_loss_table_like_fastai(synth, seed):
 
 def test_learner_keeps_its_table(synth, seed):
     learn = train_experiment('collab', seed=seed, ratings=synth, epochs=2)
-    assert len(learn.loss_table.df) == 2 and len(learn.loss_table.seconds) == 2 and learn.loss_table.df.valid_loss.iloc[-1] == pytest.approx(learn.recorder.values[-1][1])
+    assert (len(learn.loss_table.df) == 2 and len(learn.loss_table.seconds) == 2
+            and learn.loss_table.df.valid_loss.iloc[-1] == pytest.approx(learn.recorder.values[-1][1]))
     assert learn.validate()[0] == pytest.approx(learn.loss_table.df.valid_loss.iloc[-1], abs=1e-6)
     assert len(learn.loss_table.df) == 2  # validating afterwards adds no row
 
@@ -149,4 +151,5 @@ def test_seed_spread_flags_the_notebook(synth, seed):
 
 def test_the_package_carries_the_bars_of_results():
     "`Experiment.threshold` reads the package's copy of results/seeds.csv (an installed wheel has no results/): the two agree."
-    assert movierecs.SEEDS_CSV.is_relative_to(Path(movierecs.__file__).parent) and movierecs.SEEDS_CSV.read_bytes() == (RESULTS/'seeds.csv').read_bytes()
+    assert (movierecs.SEEDS_CSV.is_relative_to(Path(movierecs.__file__).parent)
+            and movierecs.SEEDS_CSV.read_bytes() == (RESULTS/'seeds.csv').read_bytes())

@@ -22,7 +22,8 @@ def test_round_trip(name, learners, tmp_path):
     learn = learners[name]
     back = load(save(learn, tmp_path/name))
     assert isinstance(back, Learner) and type(back.model) is type(learn.model) and back.model_spec == learn.model_spec
-    assert back.train_spec == (dict(epochs=1, lr=1., wd=None, seed=42, schedule='fit') if movierecs.trains_by_lbfgs(name) else dict(epochs=1, lr=5e-3, wd=0.1, seed=42))
+    assert back.train_spec == (dict(epochs=1, lr=1., wd=None, seed=42, schedule='fit') if movierecs.trains_by_lbfgs(name)
+                               else dict(epochs=1, lr=5e-3, wd=0.1, seed=42))
     assert back.dls.classes == learn.dls.classes
     assert torch.equal(back.get_preds()[0], learn.get_preds()[0])  # same weights, same validation rows
     assert back.validate()[0] == pytest.approx(learn.validate()[0])
