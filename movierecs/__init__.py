@@ -9,7 +9,7 @@ import importlib
 # checks that this table holds each listed module's `__all__`.
 _FACE = {
     'core.errors': 'DataError NaNLossError ModelFileError DistributedError',
-    'data.ml100k': 'ML_100K_SHA256 SPLITS ENV_VAR data_source read_file load_udata load_movies load_split',
+    'data.ml100k': 'ML_100K_SHA256 SPLITS ENV_VAR data_source zip_members read_file load_udata load_movies load_split',
     'data.movielens': 'load_ratings stratified_split synthetic_ratings',
     'data.releases': 'Release DATASETS GROUPLENS_URL list_datasets dataset_source load_dataset',
     'engine.loaders': 'dataloaders check_dls epoch_rows shuffle_stats',

@@ -3,7 +3,7 @@ import hashlib, io, os, zipfile, zlib
 from pathlib import Path
 import numpy as np, pandas as pd
 from ..core.errors import DataError
-__all__ = ['ML_100K_SHA256', 'SPLITS', 'ENV_VAR', 'data_source', 'read_file', 'load_udata', 'load_movies', 'load_split']
+__all__ = ['ML_100K_SHA256', 'SPLITS', 'ENV_VAR', 'data_source', 'zip_members', 'read_file', 'load_udata', 'load_movies', 'load_split']
 
 ENV_VAR = 'MOVIERECS_DATA'
 
@@ -66,6 +66,10 @@ def data_source(path=None # An extracted `ml-100k` folder or `ml-100k.zip`; defa
                         f"Give the extracted ml-100k folder or the ml-100k.zip archive.")
     return path
 
+def zip_members(z:zipfile.ZipFile, name:str) -> list:
+    "The members of archive `z` that are the file `name`: at its top, or in any folder of it."
+    return [m for m in z.infolist() if m.filename == name or m.filename.endswith('/' + name)]
+
 def read_file(src:Path, # Folder or zip from `data_source`
               name:str, # File name inside ml-100k, e.g. 'u.data'
               verify=True # Check the sha256 against `ML_100K_SHA256`
@@ -82,7 +86,7 @@ def read_file(src:Path, # Folder or zip from `data_source`
     else:
         try:
             with zipfile.ZipFile(src) as z:
-                members = [m for m in z.infolist() if m.filename == name or m.filename.endswith('/'+name)]
+                members = zip_members(z, name)
                 if not members:
                     raise DataError(f"{src} holds no {name}: is it the ML-100k archive (ml-100k.zip from GroupLens)?")
                 if len(members) > 1:

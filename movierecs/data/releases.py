@@ -136,7 +136,7 @@ class _File:
                                 f"{rel.ratings} and {rel.movies}. Extract {_official(rel)} again.")
             return
         with self._zip() as z:
-            found = [m.filename for m in z.infolist() if m.filename == name or m.filename.endswith('/'+name)]
+            found = [m.filename for m in ml100k.zip_members(z, name)]
         if len(found) > 1: found = [f for f in found if f == f'{rel.folder}/{name}'] or found
         if not found: raise DataError(f"{src} holds no {name}: is it {rel.name}'s archive? Use {_official(rel)}.")
         if len(found) > 1:

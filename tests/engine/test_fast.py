@@ -75,13 +75,18 @@ FAITHFUL = ['dot_bias_wd', 'collab', 'collab_emb_nn']
 @pytest.mark.realdata
 @pytest.mark.parametrize('name', FAITHFUL)
 def test_default_path_matches_the_faithful_losses(name, ratings, seed):
-    "The experiment within 0.01 of the faithful path's final valid MSE, same seed (only the shuffles differ)."
+    """The experiment's final valid MSE on both paths, same seed, within 3 sd of the difference of two runs (sqrt(2) x its
+    seeds' sd in results/seeds.csv): only the shuffles differ, and a network's trajectory moves with them (collab_emb_nn's
+    sd is 0.0098; on one thread against two its final MSE moved by 0.0227)."""
+    import pandas as pd
+    sd = pd.read_csv(movierecs.SEEDS_CSV).query('experiment == @name').valid_loss.std(ddof=1)
+    tol = movierecs.SPREAD_K * 2**0.5 * sd
     fast = movierecs.train_experiment(name, seed=seed, ratings=ratings, progress=False).loss_table.df.valid_loss.iloc[-1]
     learn = movierecs.train_experiment(name, seed=seed, ratings=ratings, progress=False, fast=False)
     assert type(learn) is Learner and type(learn.dls.train) is TabDataLoader
     faithful = learn.loss_table.df.valid_loss.iloc[-1]
-    print(f'{name}: fast {fast:.4f} faithful {faithful:.4f} diff {fast-faithful:+.4f}')
-    assert abs(fast - faithful) < 0.01, (fast, faithful)
+    print(f'{name}: fast {fast:.4f} faithful {faithful:.4f} diff {fast-faithful:+.4f}, tolerance {tol:.4f}')
+    assert abs(fast - faithful) < tol, (fast, faithful, tol)
 
 @pytest.mark.parametrize('fast', [False, True])
 def test_fastai_tools_keep_working(fast, synth, seed, tmp_path, monkeypatch):
