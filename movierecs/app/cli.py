@@ -37,17 +37,19 @@ _STARS = re.compile(r'[+-]?(\d+(\.\d*)?|\.\d+)', re.ASCII)  # a plain decimal nu
 def _read_rates(args) -> dict:
     "The {title: stars} of `--rate TITLE=STARS` options or of the `--ratings` CSV file (title,rating); each title once."
     import csv
+    from ..core.checks import regular_size
     from ..recommendation.foldin import MAX_RATINGS
     pairs = []
     if args.ratings is not None:
         f = Path(args.ratings)
         if not args.ratings.strip(): raise ValueError("--ratings is empty: give a CSV file of title,rating lines.")
-        if f.exists() and not f.is_file(): raise ValueError(f"--ratings {f} is not a regular file (a folder, a device or a pipe?): "
+        size = regular_size(f)
+        if f.exists() and size is None: raise ValueError(f"--ratings {f} is not a regular file (a folder, a device or a pipe?): "
                                                             "give a CSV file.")
         cap = MAX_RATINGS * 400  # bytes: far more than MAX_RATINGS lines of title,rating
         try:
-            if f.is_file() and f.stat().st_size > cap:
-                raise ValueError(f"--ratings {f} is {f.stat().st_size:,} bytes: more than {MAX_RATINGS:,} ratings fit in {cap:,}.")
+            if size is not None and size > cap:
+                raise ValueError(f"--ratings {f} is {size:,} bytes: more than {MAX_RATINGS:,} ratings fit in {cap:,}.")
             text = f.read_text(encoding='utf-8-sig')  # a byte-order mark, as Excel writes, is not part of the first title
         except UnicodeDecodeError as e: raise ValueError(f"--ratings {f} is not UTF-8 text ({e.reason} at byte {e.start}): "
                                                          "save it as UTF-8 CSV.") from None

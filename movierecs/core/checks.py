@@ -1,9 +1,9 @@
 "Argument checks shared by every layer: one rule, and one message, for each kind of argument."
-import math
+import math, os, stat
 import numpy as np
 
 __all__ = ['MAX_EPOCHS', 'MAX_RATE', 'positive_int', 'check_seed', 'finite', 'check_penalty', 'check_lr', 'check_wd', 'check_schedule',
-           'plain_value']
+           'plain_value', 'regular_size']
 
 def positive_int(v, name, what=''):
     "Raise a ValueError naming `name` unless `v` is an integer >= 1 (not a bool)."
@@ -50,3 +50,11 @@ def check_schedule(epochs, lr, wd):
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or not 0 < epochs <= MAX_EPOCHS:
         raise ValueError(f"epochs must be a positive integer (at most {MAX_EPOCHS:,}), got {epochs!r}.")
     check_lr(lr); check_wd(wd)
+
+def regular_size(f) -> int | None:
+    """The size in bytes of `f` when it is a regular file, the one kind movierecs reads whole (each caller refuses one over
+    its cap before reading it); None when it is missing, or a folder, a device, a pipe or a socket."""
+    try: st = os.stat(f)
+    except (OSError, ValueError): return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+

@@ -2,6 +2,7 @@
 import hashlib, io, os, zipfile, zlib
 from pathlib import Path
 import numpy as np, pandas as pd
+from ..core.checks import regular_size
 from ..core.errors import DataError
 __all__ = ['ML_100K_SHA256', 'SPLITS', 'ENV_VAR', 'data_source', 'zip_members', 'read_file', 'load_udata', 'load_movies', 'load_split']
 
@@ -77,11 +78,12 @@ def read_file(src:Path, # Folder or zip from `data_source`
     "Bytes of `name` from the folder or zip `src`, checked against its published sha256."
     if src.is_dir():
         f = src/name
-        if not f.is_file():
+        size = regular_size(f)
+        if size is None:
             raise DataError(f"{f} is missing: {src} must be the extracted ml-100k folder, which holds {name}. "
                             f"Re-extract ml-100k.zip there, or point {ENV_VAR} at a complete copy.")
-        if f.stat().st_size > MAX_FILE:
-            raise DataError(f"{f} is {f.stat().st_size:,} bytes, more than any ML-100k file ({MAX_FILE:,}): replace it with a fresh copy.")
+        if size > MAX_FILE:
+            raise DataError(f"{f} is {size:,} bytes, more than any ML-100k file ({MAX_FILE:,}): replace it with a fresh copy.")
         data, where = f.read_bytes(), str(f)
     else:
         try:

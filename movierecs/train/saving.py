@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 from ..engine.loaders import dataloaders
 from ..core.files import write_atomic
-from ..core.checks import plain_value
+from ..core.checks import plain_value, regular_size
 from ..models.registry import get_learner, list_models
 from ..core.errors import ModelFileError
 __all__ = ['save', 'load']
@@ -108,8 +108,9 @@ def _read_meta(path):
 def _check_size(f, cap):
     "Refuse a model file that is not a regular file, or is larger than any model this movierecs writes, before reading it."
     if not f.exists(): raise FileNotFoundError(f)
-    if not f.is_file(): raise ModelFileError(f"{f} is not a regular file (a folder, a device or a pipe?): save the model again.")
-    if f.stat().st_size > cap: raise ModelFileError(f"{f} is {f.stat().st_size:,} bytes, more than a saved model's {cap:,}: "
+    size = regular_size(f)
+    if size is None: raise ModelFileError(f"{f} is not a regular file (a folder, a device or a pipe?): save the model again.")
+    if size > cap: raise ModelFileError(f"{f} is {size:,} bytes, more than a saved model's {cap:,}: "
                                                     "it is not one. Save the model again.")
 
 def _read(path):
