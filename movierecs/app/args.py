@@ -27,11 +27,6 @@ def writable(folder, what, model=True):
     try: yield
     except BaseException: unmake(); raise
 
-def _folder(s):
-    "A folder argument; an empty one is an error (Path('') would silently be the current folder)."
-    if not s.strip(): raise argparse.ArgumentTypeError('is empty: give a folder, e.g. models/dot')
-    return Path(s)
-
 _INT, _FLOAT = re.compile(r'-?[0-9]+'), re.compile(r'-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?')  # ASCII, no `1_0`
 
 def number_arg(kind, low=None, high=None, above=None, what='a number'):
@@ -47,23 +42,3 @@ def number_arg(kind, low=None, high=None, above=None, what='a number'):
             raise argparse.ArgumentTypeError(f"must be {' and '.join(b for b in bounds if b)}, got {s}")
         return v
     return parse
-
-def _user_id(s):
-    if not re.fullmatch(r'[0-9]{1,18}', s.strip()): raise argparse.ArgumentTypeError(f'{s[:40]!r} is not a user id: give digits, e.g. 196')
-    return s.strip()
-
-def _host(s):
-    if not s.strip(): raise argparse.ArgumentTypeError('is empty: give an address, e.g. 127.0.0.1 (this machine only) '
-                                                       'or 0.0.0.0 (every interface)')
-    return s
-
-def _positive(kind): return number_arg(kind, above=0)
-
-def _processes(s):
-    "--processes: from 1 to the CPU cores this process may use (the processes step together: one waiting for a core stalls them all)."
-    n = number_arg(int, low=1)(s)
-    from ..train.distributed import usable_cores
-    if n > usable_cores(): raise argparse.ArgumentTypeError(
-        f"{n} processes on {usable_cores()} CPU cores: each process needs a core; give at most {usable_cores()} "
-        f"(more GPUs or machines: torchrun, see docs/distributed.md)")
-    return n

@@ -2,7 +2,7 @@
 import argparse, contextlib, json, os, re, sys
 from pathlib import Path
 from .defaults import DEFAULT_MODEL, _cache_hint, cache_dir, default_learner
-from .args import Parser, _folder, _host, _positive, _processes, _user_id, number_arg, writable
+from .args import Parser, number_arg, writable
 __all__ = ['main']
 
 def _learner(args, by='rating'):
@@ -164,6 +164,33 @@ def _serve(args):
         print(f'movierecs: serving on {url(args.host, args.port)} (Ctrl-C stops it)', flush=True)
         srv.run(sockets=[sock])
     finally: sock.close()
+
+# argparse types of the command's own options (the drivers' shared ones are in args.py)
+
+def _folder(s):
+    "A folder argument; an empty one is an error (Path('') would silently be the current folder)."
+    if not s.strip(): raise argparse.ArgumentTypeError('is empty: give a folder, e.g. models/dot')
+    return Path(s)
+
+def _user_id(s):
+    if not re.fullmatch(r'[0-9]{1,18}', s.strip()): raise argparse.ArgumentTypeError(f'{s[:40]!r} is not a user id: give digits, e.g. 196')
+    return s.strip()
+
+def _host(s):
+    if not s.strip(): raise argparse.ArgumentTypeError('is empty: give an address, e.g. 127.0.0.1 (this machine only) '
+                                                       'or 0.0.0.0 (every interface)')
+    return s
+
+def _positive(kind): return number_arg(kind, above=0)
+
+def _processes(s):
+    "--processes: from 1 to the CPU cores this process may use (the processes step together: one waiting for a core stalls them all)."
+    n = number_arg(int, low=1)(s)
+    from ..train.distributed import usable_cores
+    if n > usable_cores(): raise argparse.ArgumentTypeError(
+        f"{n} processes on {usable_cores()} CPU cores: each process needs a core; give at most {usable_cores()} "
+        f"(more GPUs or machines: torchrun, see docs/distributed.md)")
+    return n
 
 def parser(more=None # {command: (help, main(argv))} of commands another layer adds
           ):
