@@ -20,7 +20,8 @@ def main(methods=None):
     import pandas as pd
     import movierecs as m
     from movierecs.core.files import write_atomic
-    from movierecs.evaluation.topn import RANKERS, RankingRun, carve_out, evaluate_topn
+    from movierecs.evaluation.topn import carve_out, evaluate_topn
+    from movierecs.train.runs import RANKERS, RankingRun
     train, held = carve_out(m.load_split('u1')[0], FRAC, SEED)
     out, rows = Path('results'), []
     old = pd.read_csv(out/'topn_tuning.csv') if (out/'topn_tuning.csv').is_file() else None

@@ -19,18 +19,20 @@ _FACE = {
     'engine.sparse': 'WINDOW SparseAdam SparseFlush make_sparse sparse_embeddings',
     'engine.lbfgs': 'lbfgs LBFGSWrapper LBFGSStep',
     'engine.feedback': 'RELEVANT row_weights user_rows rows_dataloaders',
-    'models.registry': 'RaiseOnNaN TASKS register list_models model_task describe_model trains_by_lbfgs get_learner check_model',
+    'models.base': 'RaiseOnNaN',
+    'models.registry': 'TASKS register list_models model_task describe_model trains_by_lbfgs get_learner check_model',
     'models.collab': 'DotProduct DotProductBias create_params DotProductBiasParams CollabNN DotProductBiasImplicit Ensemble dot dot_raw '
                      'dot_bias dot_bias_params collab collab_nn collab_emb_nn svdpp ensemble EnsembleMSE',
     'models.autoencoders': 'rating_matrix full_batch AutoencoderLoss AutoRec KernelLayer GLocalK FineTuneAfter autorec glocal_k',
     'models.rankers': 'MultinomialNLL MultDAE mult_dae',
     'models.baselines': 'TopN Popular ItemKNN EASE BASELINES interactions',
-    'train.experiments': 'USER_BAR SLACK SPREAD_K MIN_SEEDS SEEDS_CSV spread_bars SCHEDULES GROUPS Experiment EXPERIMENTS group_names '
-                         'get_experiment LossTable train_model train_experiment run_experiment',
+    'train.runs': 'USER_BAR SLACK SPREAD_K MIN_SEEDS SEEDS_CSV spread_bars SCHEDULES GROUPS Experiment EXPERIMENTS group_names '
+                  'get_experiment RankingRun RANKERS DEFAULT_RANKER',
+    'train.experiments': 'LossTable train_model train_experiment run_experiment',
     'train.saving': 'save load',
     'evaluation.rating': 'RATING_RANGE split_frames split_ratings item_column unseen scores predict evaluate fit_on record',
     'evaluation.blend': 'CARVE carve EpochAverage member_predictions Blend fit_weights evaluate_blend',
-    'evaluation.topn': 'KS METRICS RankingRun RANKERS DEFAULT_RANKER top_k ranking_metrics carve_out LearnerTopN fit_topn evaluate_topn '
+    'evaluation.topn': 'KS METRICS top_k ranking_metrics carve_out LearnerTopN fit_topn evaluate_topn '
                        'tune_topn',
     'recommendation.analysis': 'movie_factors movie_bias biases similar_movies similar_users recommend pca_map loss_curves',
     'recommendation.foldin': 'MAX_RATINGS MIN_LAMBDA parse_ratings fold_in foldin_lambdas recommend_for',

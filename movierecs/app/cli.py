@@ -83,9 +83,8 @@ def _read_rates(args) -> dict:
     return out
 
 def _models(args):
-    from ..train.experiments import EXPERIMENTS
+    from ..train.runs import EXPERIMENTS, RANKERS
     from ..models.registry import describe_model, list_models, model_task
-    from ..evaluation.topn import RANKERS
     runs = [(e.name, e.model) for e in EXPERIMENTS.values()] + [(k, r.model) for k, r in RANKERS.items()]
     rows = [dict(model=n, task=model_task(n), description=describe_model(n), experiments=[k for k, m in runs if m == n])
             for n in list_models()]
@@ -95,7 +94,7 @@ def _models(args):
 
 def _schedule(args):
     "epochs, lr and wd of `movierecs train`: those given, else the model's (an L-BFGS model's: its experiment's epochs, step 1, no wd)."
-    from ..train.experiments import EXPERIMENTS
+    from ..train.runs import EXPERIMENTS
     from ..models.registry import trains_by_lbfgs
     if not trains_by_lbfgs(args.name): return dict(epochs=args.epochs or 5, lr=args.lr or 5e-3, wd=0.1 if args.wd is None else args.wd)
     if args.wd: raise ValueError(f"{args.name} trains by full-batch L-BFGS and its own L2 penalty: leave out --wd.")

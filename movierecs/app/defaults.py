@@ -8,7 +8,7 @@ DEFAULT_MODEL = dict(model='collab', epochs=5, lr=5e-3, wd=0.1, seed=42)  # the 
 
 def default_ranker() -> dict:
     "`train_model` arguments of the default recommender: the best ranking run of results/topn.md (`RANKERS`), seed 42."
-    from ..evaluation.topn import DEFAULT_RANKER, RANKERS
+    from ..train.runs import DEFAULT_RANKER, RANKERS
     r = RANKERS[DEFAULT_RANKER]
     return dict(model=r.model, epochs=r.epochs, lr=r.lr, wd=r.wd, seed=42, **r.kwargs)
 

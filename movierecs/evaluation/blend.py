@@ -7,7 +7,8 @@ import pandas as pd
 import torch
 from fastai.callback.core import Callback
 from ..core.checks import check_seed, positive_int
-from ..train.experiments import fingerprint, get_experiment
+from ..train.experiments import fingerprint
+from ..train.runs import get_experiment
 from .rating import fit_on, item_column, predict, record, scores, split_frames
 __all__ = ['CARVE', 'carve', 'EpochAverage', 'member_predictions', 'Blend', 'fit_weights', 'evaluate_blend']
 

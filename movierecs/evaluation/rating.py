@@ -3,7 +3,8 @@ import time
 import numpy as np
 import pandas as pd
 from ..data.ml100k import load_split
-from ..train.experiments import get_experiment, train_model
+from ..train.experiments import train_model
+from ..train.runs import get_experiment
 __all__ = ['RATING_RANGE', 'split_frames', 'split_ratings', 'item_column', 'unseen', 'scores', 'predict', 'evaluate', 'fit_on', 'record']
 
 RATING_RANGE = (1, 5)  # predictions are clipped to the ratings ML-100k allows before scoring

@@ -1,7 +1,6 @@
 """Top-N evaluation: rank every movie a user has not rated in the base file (no sampled negatives), then score the top k
 against the test file's relevant movies with the metrics LensKit and Microsoft Recommenders use."""
 import inspect, time
-from dataclasses import dataclass, field
 import numpy as np, pandas as pd
 import scipy.sparse as sp
 from ..models.parts import rated_pairs
@@ -10,26 +9,11 @@ from ..core.errors import DataError
 from ..core.checks import positive_int
 from .rating import split_frames
 from ..engine.feedback import RELEVANT
-__all__ = ['RELEVANT', 'KS', 'METRICS', 'RankingRun', 'RANKERS', 'DEFAULT_RANKER', 'top_k', 'ranking_metrics', 'carve_out', 'LearnerTopN',
+from ..train.runs import DEFAULT_RANKER, EXPERIMENTS, RANKERS, RankingRun  # noqa: F401 (DEFAULT_RANKER: the module's documented default)
+__all__ = ['RELEVANT', 'KS', 'METRICS', 'top_k', 'ranking_metrics', 'carve_out', 'LearnerTopN',
            'fit_topn', 'evaluate_topn', 'tune_topn']
 
 KS = (10, 20)  # the list lengths scored by default
-
-@dataclass(frozen=True)
-class RankingRun:
-    "One `fit_one_cycle(epochs, lr, wd=wd)` run of a registered ranking model, its settings chosen on a carve-out of u1.base."
-    model: str                  # Name in the learner registry (`list_models('ranking')`)
-    epochs: int                 # Epochs of the one-cycle schedule
-    lr: float                   # Peak learning rate
-    wd: float                   # Weight decay
-    kwargs: dict = field(default_factory=dict)  # Passed to the model's factory
-
-# the ranking runs of the top-N table; `make tune-topn` chose their settings on a carve-out of u1.base (results/topn_tuning.md)
-RANKERS = {
-    'mult_dae': RankingRun('mult_dae', epochs=75, lr=1e-3, wd=0.01, kwargs=dict(low=0.25, low_in=0.25)),
-}
-
-DEFAULT_RANKER = 'mult_dae'  # `recommend` and `movierecs recommend` use it: the best NDCG@10 of results/topn.md
 
 METRICS = ('precision', 'recall', 'ndcg', 'map', 'mrr', 'hit_rate')  # per-user metrics, averaged over the scored users
 
@@ -130,7 +114,7 @@ def fit_topn(method, # A baseline ('popular', ...), a peer ('implicit.als', ...)
         from .peers import ImplicitTopN
         fitted = ImplicitTopN(method.split('.', 1)[1], seed=seed, **params).fit(base, item_name)
     else:
-        from ..train.experiments import EXPERIMENTS, train_model
+        from ..train.experiments import train_model
         from .rating import split_ratings
         if run is None and method not in EXPERIMENTS and method not in RANKERS:
             from .peers import IMPLICIT

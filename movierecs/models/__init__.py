@@ -1,3 +1,3 @@
 "Layer 3: every model as a fastai `Learner` factory in one registry (`get_learner(name, dls)`), and the closed-form top-N baselines."
-# Importing the package registers every family's models, whichever module a caller imports first (timm's way).
-from . import collab, autoencoders, rankers  # noqa: F401
+# The registry's index names every built-in model; a family's module (collab, autoencoders, rankers) is imported, and registers its
+# factories, when one of its learners is asked for: `list_models()` and `import movierecs.models.parts` load neither torch nor fastai.

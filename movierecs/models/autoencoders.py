@@ -16,7 +16,8 @@ from ..core.checks import check_penalty, positive_int
 from ..engine.loaders import check_dls
 from ..engine.tensors import TensorDataLoader, loader_tensors
 from ..engine.lbfgs import LBFGSStep, lbfgs
-from .registry import _learner, register
+from .base import _learner
+from .registry import register
 __all__ = ['rating_matrix', 'full_batch', 'AutoencoderLoss', 'AutoRec', 'KernelLayer', 'GLocalK', 'FineTuneAfter', 'autorec', 'glocal_k']
 
 def rating_matrix(dl, # A collab loader (`dls.train`): its rows fill the matrix

@@ -7,7 +7,8 @@ import inspect
 from fastai.learner import Learner
 from fastai.tabular.model import get_emb_sz
 from fastcore.meta import delegates
-from .registry import _learner, _models, check_model, register
+from .base import _learner
+from .registry import _factory, check_model, register
 
 __all__ = ['DotProduct', 'DotProductBias', 'create_params', 'DotProductBiasParams', 'CollabNN', 'DotProductBiasImplicit', 'Ensemble', 'dot',
            'dot_raw', 'dot_bias', 'dot_bias_params', 'collab', 'collab_nn', 'collab_emb_nn', 'svdpp', 'ensemble', 'EnsembleMSE']
@@ -179,8 +180,8 @@ def ensemble(dls, members=('collab', 'svdpp', 'collab_nn'), n_factors=50, y_rang
     "Registry models trained side by side, each on its own MSE; the prediction is their mean (the train loss is the members' mean MSE)."
     for m in members: check_model(m)
     def model(name):
-        takes = inspect.signature(_models[name]).parameters
+        takes = inspect.signature(_factory(name)).parameters
         own = dict(n_factors=n_factors, y_range=y_range)
-        return _models[name](dls, **{k: v for k, v in own.items() if k in takes}).model
+        return _factory(name)(dls, **{k: v for k, v in own.items() if k in takes}).model
     kwargs.setdefault('loss_func', EnsembleMSE())
     return _learner(dls, Ensemble(*[model(m) for m in members]), **kwargs)

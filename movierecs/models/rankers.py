@@ -8,7 +8,8 @@ from fastcore.meta import delegates
 from ..core.checks import positive_int
 from ..engine.loaders import check_dls
 from ..engine.feedback import rows_dataloaders
-from .registry import _learner, register
+from .base import _learner
+from .registry import register
 __all__ = ['MultinomialNLL', 'MultDAE', 'mult_dae']
 
 class MultinomialNLL:

@@ -1,16 +1,9 @@
-"Every notebook model as a fastai `Learner` factory, in one registry: `get_learner(name, dls)`."
-import functools, inspect, math
-from fastai.callback.core import Callback
-from fastai.collab import collab_learner
-from fastai.learner import Learner
-from fastai.losses import MSELossFlat
-from fastcore.basics import listify
-from ..engine.loaders import check_dls
-from ..engine.fastai_glue import make_fast
-from ..core.errors import NaNLossError
+"""Every model as a fastai `Learner` factory, in one registry: `get_learner(name, dls)`.
+The registry answers what models there are (`list_models`, `model_task`, `describe_model`) from its index without importing
+torch or fastai; a family's module is imported, and registers its factories, when one of its learners is asked for."""
+import functools, importlib, inspect, math
 from ..core.checks import check_lr, check_wd, plain_value
-__all__ = ['RaiseOnNaN', 'TASKS', 'register', 'list_models', 'model_task', 'describe_model', 'trains_by_lbfgs', 'get_learner',
-           'check_model']
+__all__ = ['TASKS', 'register', 'list_models', 'model_task', 'describe_model', 'trains_by_lbfgs', 'get_learner', 'check_model']
 
 _models, _tasks, _lbfgs = {}, {}, set()
 
@@ -18,15 +11,42 @@ TASKS = ('rating', 'ranking')  # a rating model predicts stars (trained on MSE);
 
 MAX_WIDTH = 100_000  # n_factors, n_act, n_hidden: ML-100k's 1,665 titles x 100,000 factors already take 0.7 GB
 
-_LEARNER_ARGS = set(inspect.signature(Learner.__init__).parameters)
+# The index of the built-in models: name -> (family module in movierecs.models, task, trains by L-BFGS, the docstring's first line).
+# `register` checks each built-in factory against it when its family is imported (tests/models import every family).
+_INDEX = {
+    'dot': ('collab', 'rating', False, "The notebook's `DotProduct`: user · movie factors through `sigmoid_range`."),
+    'dot_raw': ('collab', 'rating', False, "fastbook's first `DotProduct`: the raw dot product, no `sigmoid_range`."),
+    'dot_bias': ('collab', 'rating', False, "The notebook's `DotProductBias`: factors and biases as `Embedding`s."),
+    'dot_bias_params': ('collab', 'rating', False, "The notebook's `DotProductBias` rewritten with `create_params`."),
+    'collab': ('collab', 'rating', False, "fastai's `collab_learner(dls, n_factors=50, y_range=(0,5.5))`: an `EmbeddingDotBias`."),
+    'collab_nn': ('collab', 'rating', False, "The notebook's `CollabNN`, embedding sizes from `get_emb_sz(dls)`."),
+    'collab_emb_nn': ('collab', 'rating', False, "fastbook's `collab_learner(dls, use_nn=True, layers=[100,50])`: an `EmbeddingNN`."),
+    'svdpp': ('collab', 'rating', False, "SVD++ as a fastai model: `DotProductBias` plus implicit factors of the movies each user "
+              "rated in `dls.train`."),
+    'ensemble': ('collab', 'rating', False, "Registry models trained side by side, each on its own MSE; the prediction is their mean "
+                 "(the train loss is the members' mean MSE)."),
+    'autorec': ('autoencoders', 'rating', True, "I-AutoRec: each movie's ratings through a 500-unit sigmoid autoencoder; half SSE + L2, "
+                "full-batch L-BFGS."),
+    'glocal_k': ('autoencoders', 'rating', True, "GLocal-K with the paper's ML-100k settings: 30 pre-training epochs, then fine-tuning, "
+                 "of 5 full-batch L-BFGS iterations each."),
+    'mult_dae': ('rankers', 'ranking', False, "Mult-DAE reading each user's rated movies and trained, on the multinomial likelihood, "
+                 "to put the liked ones first."),
+}
+
+def _first_line(f): return ' '.join((f.__doc__ or '').strip().split('\n\n')[0].split())
 
 def register(f=None, *, task='rating', lbfgs=False # True: its learners train by full-batch L-BFGS, `learn.fit(epochs, lr=1.)`
             ):
     "Add the learner factory `f` to the registry under its function name; its learners record it in `learn.model_spec`."
     if f is None: return lambda f: register(f, task=task, lbfgs=lbfgs)
     if task not in TASKS: raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
-    own = [p for p in inspect.signature(f).parameters.values()
-           if p.name != 'dls' and p.name not in _LEARNER_ARGS and p.kind is not p.VAR_KEYWORD]
+    from fastai.learner import Learner  # a family registering its factories has imported fastai already
+    takes = set(inspect.signature(Learner.__init__).parameters)
+    own = [p for p in inspect.signature(f).parameters.values() if p.name != 'dls' and p.name not in takes and p.kind is not p.VAR_KEYWORD]
+    known = _INDEX.get(f.__name__)
+    if known is not None and f.__module__ == f'{__package__}.{known[0]}' and known[1:] != (task, lbfgs, _first_line(f)):
+        raise ValueError(f"{f.__name__}: the registry's index says {known[1:]}, the factory {(task, lbfgs, _first_line(f))}: "
+                         f"update _INDEX in {__name__}.")
     @functools.wraps(f)
     def factory(dls, **kwargs):
         learn = f(dls, **kwargs)
@@ -40,34 +60,44 @@ def list_models(task=None # 'rating' or 'ranking' for the models of one task; No
                ):
     "Names of the registered learner factories."
     if task is not None and task not in TASKS: raise ValueError(f"Unknown task {task!r}. Valid tasks: {', '.join(TASKS)}.")
-    return [n for n in _models if task is None or _tasks[n] == task]
+    return [n for n in _names() if task is None or model_task(n) == task]
+
+def _names(): return [*_INDEX, *(n for n in _models if n not in _INDEX)]  # the built-in ones first, then any registered later
+
+def _factory(name):
+    "The registered factory `name`, its family imported (and so registered) on first use."
+    if name not in _models and name in _INDEX: importlib.import_module(f'{__package__}.{_INDEX[name][0]}')
+    return _models[name]
 
 def model_task(name):
     "'rating' or 'ranking': what the registered model `name` is trained for."
-    return _tasks[check_model(name)]
+    check_model(name)
+    return _INDEX[name][1] if name in _INDEX else _tasks[name]
 
 def describe_model(name):
     "The first line of the registered model `name`'s docstring: what it is."
-    return (_models[check_model(name)].__doc__ or '').strip().splitlines()[0]
+    check_model(name)
+    return _INDEX[name][3] if name in _INDEX else _first_line(_models[name])
 
 def trains_by_lbfgs(name):
     "True when the registered model `name` trains by full-batch L-BFGS (`learn.fit(epochs, lr=1.)`), not by `fit_one_cycle`."
-    return check_model(name) in _lbfgs
+    check_model(name)
+    return _INDEX[name][2] if name in _INDEX else name in _lbfgs
 
 def get_learner(name, # A name from `list_models()`
                 dls, # `DataLoaders` from `movierecs.dataloaders`
                 **kwargs # Passed to the factory: `n_factors`, `y_range`, and `Learner` arguments such as `wd`, `cbs`
-               ) -> Learner:
+               ):
     "The `Learner` of the registered model `name` on `dls`."
     check_model(name)
     if not hasattr(dls, 'train') or not hasattr(dls, 'classes'):
         raise TypeError(f"dls must be the DataLoaders of movierecs.dataloaders(ratings), got {type(dls).__name__}.")
-    return _models[name](dls, **_check_kwargs(name, kwargs))
+    return _factory(name)(dls, **_check_kwargs(name, kwargs))
 
 def _check_kwargs(name, kw):
     "A clear error for a model argument no factory can use: n_factors, y_range, members; or one `name`'s factory does not take."
     from ..core.checks import positive_int
-    takes = [k for k in inspect.signature(_models[name]).parameters if k != 'dls']
+    takes = [k for k in inspect.signature(_factory(name)).parameters if k != 'dls']
     bad = [k for k in kw if k not in takes]
     if bad: raise TypeError(f"Model {name!r} takes no argument {', '.join(map(repr, bad))}: it takes {', '.join(takes)}.")
     kw = {k: plain_value(v) for k, v in kw.items()}  # numpy scalars and arrays as Python values: model.json can hold them
@@ -84,6 +114,7 @@ def _check_kwargs(name, kw):
     check_wd(kw.get('wd'))
     for k in ('loss_func', 'opt_func', 'splitter'):
         if k in kw and kw[k] is not None and not callable(kw[k]): raise TypeError(f"{k} must be callable, got {kw[k]!r}.")
+    from fastai.callback.core import Callback
     for k, ok, what in (('cbs', lambda c: isinstance(c, Callback) or (isinstance(c, type) and issubclass(c, Callback)), 'fastai Callbacks'),
                         ('metrics', callable, 'callables such as fastai.metrics.rmse')):
         v = kw.get(k)
@@ -101,40 +132,12 @@ def _check_kwargs(name, kw):
         if isinstance(m, str) or not isinstance(m, (tuple, list)) or not m:
             raise ValueError(f"members must be a non-empty list of model names, e.g. ('collab', 'svdpp'); got {m!r}.")
         for x in m:
-            if x not in _models or x == name or model_task(x) != 'rating':
+            if x not in _names() or x == name or model_task(x) != 'rating':
                 raise ValueError(f"members: {x!r} cannot be a member; use rating models other than {name!r}: "
                                  f"{', '.join(n for n in list_models('rating') if n != name)}.")
     return kw
 
 def check_model(name):
     "Return `name` if it is registered, else raise an error listing the valid names."
-    if name not in _models: raise ValueError(f"Unknown model {name!r}. Valid names: {', '.join(_models)}.")
+    if name not in _INDEX and name not in _models: raise ValueError(f"Unknown model {name!r}. Valid names: {', '.join(_names())}.")
     return name
-
-class RaiseOnNaN(Callback):
-    "Stop training with a clear error the moment the training loss is not finite."
-    order = -10
-    def after_loss(self):
-        loss = self.learn.loss.item()
-        if not math.isfinite(loss):
-            raise NaNLossError(f"The training loss became {loss} at epoch {self.epoch}, batch {self.iter}. Lower the "
-                               f"learning rate (or the weight decay), or check the ratings and the model's weights for NaN or inf values.")
-
-def _learner(dls, model=None, cbs=None, **kwargs):
-    ("The notebook's `Learner(dls, model, loss_func=MSELossFlat())`, or fastai's `collab_learner` when `model` is None; "
-     "checked `dls`, `RaiseOnNaN`.")
-    dls, cbs = check_dls(dls), [RaiseOnNaN()] + listify(cbs)
-    kwargs.setdefault('loss_func', MSELossFlat())
-    learn = collab_learner(dls, cbs=cbs, **kwargs) if model is None else Learner(dls, model, cbs=cbs, **kwargs)
-    _check_y_range(learn)
-    return make_fast(learn)
-
-def _check_y_range(learn):
-    "A clear error when training ratings lie outside a model's y_range: its predictions could never reach them."
-    r = learn.dls.train.items[list(learn.dls.train.y_names)[0]]
-    lo, hi = float(r.min()), float(r.max())
-    for m in learn.model.modules():
-        yr = getattr(m, 'y_range', None)
-        if yr is not None and not (yr[0] <= lo and hi <= yr[1]):
-            raise ValueError(f"The ratings run from {lo:g} to {hi:g}, outside the model's y_range {tuple(yr)}: its predictions "
-                             f"cannot reach them. Pass y_range=(low, high) covering the ratings, e.g. ({lo:g}, {hi * 1.1:g}).")

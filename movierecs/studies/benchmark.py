@@ -6,7 +6,7 @@ from ..data.ml100k import SPLITS, load_split
 from ..engine.loaders import dataloaders
 from ..data.movielens import load_ratings
 from ..evaluation.rating import evaluate
-from ..train.experiments import EXPERIMENTS, get_experiment, group_names
+from ..train.runs import EXPERIMENTS, get_experiment, group_names
 from ..core.files import write_atomic
 from .accuracy import GLOCAL_K_EPOCH, PUBLISHED_U1, _sd, u1_claim
 from .reproduce import cpu_label

@@ -6,12 +6,14 @@ import numpy as np, pandas as pd, scipy.sparse as sp, torch
 from ..models.parts import vocab
 from ..data.movielens import load_ratings
 from ..evaluation.rating import scores
-from ..train.experiments import EXPERIMENTS, train_model
+from ..train.experiments import train_model
+from ..train.runs import EXPERIMENTS
 from ..engine.feedback import RELEVANT
 from ..core.files import write_atomic
 from ..recommendation.foldin import fold_weights, predict_pairs, foldin_rows, foldin_lambdas
 from ..models.registry import model_task
-from ..evaluation.topn import RANKERS, ranking_metrics, top_k
+from ..evaluation.topn import ranking_metrics, top_k
+from ..train.runs import RANKERS
 from .reproduce import cpu_label
 __all__ = ['FOLDIN_RUNS', 'foldin_split', 'foldin_run', 'foldin_benchmark', 'foldin_markdown']
 

@@ -3,7 +3,8 @@ import json, os, platform, time
 from pathlib import Path
 import pandas as pd
 from ..data.movielens import load_ratings
-from ..train.experiments import EXPERIMENTS, SLACK, SPREAD_K, USER_BAR, get_experiment, group_names, train_experiment
+from ..train.experiments import train_experiment
+from ..train.runs import EXPERIMENTS, SLACK, SPREAD_K, USER_BAR, get_experiment, group_names
 from ..recommendation.analysis import loss_curves, pca_map
 from ..core.files import png_bytes, write_atomic
 __all__ = ['reproduce', 'losses_markdown', 'environment', 'seed_spread', 'spread_markdown']

@@ -39,7 +39,7 @@ MSR_PUBLISHED = pd.DataFrame([
 
 def topn_methods(implicit=None):
     "The table's methods: the baselines, implicit's (when installed), the notebook's collab run and the ranking runs."
-    from ..evaluation.topn import RANKERS
+    from ..train.runs import RANKERS
     if implicit is None:
         try: import implicit as _  # noqa: F401
         except ImportError: implicit = False
@@ -81,7 +81,7 @@ def seed_spread(methods=None, # Names from `topn_methods()`; default: the fastai
                 log=print
                ) -> pd.DataFrame:
     "NDCG@10 and the rest of each method on `split` at every seed: the spread the regression bars come from."
-    from ..evaluation.topn import RANKERS
+    from ..train.runs import RANKERS
     methods = list(RANKERS) if methods is None else list(methods)
     base, test = load_split(split)
     rows = []
@@ -189,7 +189,7 @@ def main(argv=None):
     from .reproduce import environment
     start = time.perf_counter()
     df = topn_benchmark(a.methods or None, splits=tuple(a.splits), seed=a.seed)
-    from ..evaluation.topn import RANKERS
+    from ..train.runs import RANKERS
     rankers = [m for m in (a.methods or RANKERS) if m in RANKERS]  # only the fastai ranking runs asked for
     seeds = seed_spread(rankers, seeds=tuple(range(a.seed, a.seed + a.seeds))) if a.seeds > 1 and rankers else None
     env = environment(a.seed)

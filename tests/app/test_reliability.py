@@ -48,10 +48,10 @@ def test_a_crash_at_any_step_of_a_save_leaves_the_old_model_or_the_new(pair, tmp
 def test_loading_while_another_thread_saves_sees_whole_models(pair, tmp_path, monkeypatch):
     old, new = pair
     folder = save(old, tmp_path/'m')
-    real = movierecs.train.saving._read_meta
+    real = movierecs.train.modelfile._read_meta
     def slow(path):  # widen the gap between reading model.json and reading the weights it names, where a save can land
         meta = real(path); time.sleep(0.02); return meta
-    monkeypatch.setattr(movierecs.train.saving, '_read_meta', slow)
+    monkeypatch.setattr(movierecs.train.modelfile, '_read_meta', slow)
     stop, errors = threading.Event(), []
     def writer():
         while not stop.is_set():
@@ -93,13 +93,13 @@ def test_a_save_landing_between_reading_the_description_and_the_weights(pair, tm
     old, new = pair  # with the folder's lock no save lands there; this is the fallback for a folder without one
     folder = save(old, tmp_path/'m')
     (folder/'.model.lock').unlink()
-    real, calls = movierecs.train.saving._read_meta, []
+    real, calls = movierecs.train.modelfile._read_meta, []
     def meanwhile(path):
         meta = real(path)
         calls.append(1)
         if len(calls) == 1: save(new, folder)  # (save reads model.json too: counted, not repeated)
         return meta
-    monkeypatch.setattr(movierecs.train.saving, '_read_meta', meanwhile)
+    monkeypatch.setattr(movierecs.train.modelfile, '_read_meta', meanwhile)
     assert _which(load(folder)) == 'collab' and len(calls) > 1
 
 def test_a_crash_at_any_step_of_a_group_write_leaves_all_old_or_all_new(tmp_path, monkeypatch):
@@ -316,8 +316,8 @@ def test_hostile_model_folders(learn, tmp_path, what):
     folder = save(learn, tmp_path/'m')
     weights = folder/json.loads((folder/'model.json').read_text())['weights']
     if what == 'weights a pipe': weights.unlink(); os.mkfifo(weights)
-    if what == 'weights huge': os.truncate(weights, movierecs.train.saving.MAX_WEIGHTS + 1)  # sparse: nothing is written
-    if what == 'model.json huge': os.truncate(folder/'model.json', movierecs.train.saving.MAX_META + 1)
+    if what == 'weights huge': os.truncate(weights, movierecs.train.modelfile.MAX_WEIGHTS + 1)  # sparse: nothing is written
+    if what == 'model.json huge': os.truncate(folder/'model.json', movierecs.train.modelfile.MAX_META + 1)
     if what == 'model.json nested': (folder/'model.json').write_text('[' * 100000 + ']' * 100000)
     if what == 'lock a pipe':
         (folder/'.model.lock').unlink(); os.mkfifo(folder/'.model.lock')

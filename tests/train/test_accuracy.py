@@ -87,7 +87,7 @@ def test_autoencoders_score_u1_as_recorded(name):
     from movierecs.studies.accuracy import BEST
     from movierecs.evaluation.blend import member_predictions
     from movierecs.evaluation.rating import scores
-    from movierecs.train.experiments import SPREAD_K
+    from movierecs.train.runs import SPREAD_K
     table = pd.read_csv(Path(__file__).resolve().parents[2]/'results'/'accuracy.csv').query("split == 'u1'")
     runs = table[table.method == name].set_index('seed').rmse
     assert len(runs) >= 3, f'results/accuracy.csv has {len(runs)} u1 seeds of {name}: the spread needs 3 (make accuracy)'

@@ -40,7 +40,7 @@ def test_thresholds_come_from_the_measured_spread():
     assert shown == {n: f'{EXPERIMENTS[n].threshold:.4f}' for n in movierecs.group_names()}  # seeds.md shows the bars the tests use
 
 def test_spread_bars_need_the_table_and_enough_seeds(tmp_path):
-    from movierecs.train.experiments import spread_bars
+    from movierecs.train.runs import spread_bars
     with pytest.raises(FileNotFoundError, match='make reproduce SEEDS=5'): spread_bars(tmp_path/'none.csv')
     pd.DataFrame(dict(experiment=['dot']*3, seed=[1, 2, 3], valid_loss=[0.8, 0.9, 1.0])).to_csv(tmp_path/'s.csv', index=False)
     with pytest.raises(ValueError, match=r"\{'dot': 3\} seeds per experiment, fewer than 5"): spread_bars(tmp_path/'s.csv')

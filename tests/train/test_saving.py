@@ -1,5 +1,6 @@
 "save / load: weights as a state_dict plus JSON, no pickle, and a clear error for every way the files can be wrong."
 import json
+import numpy as np
 import pytest, torch
 from fastai.learner import Learner
 from fastai.losses import MSELossFlat
@@ -35,8 +36,9 @@ def test_files_are_json_and_plain_weights(saved):
     meta = json.loads((saved/'model.json').read_text())
     assert meta['format'] == 'movierecs-model' and meta['model_spec']['model'] == 'dot_bias' and meta['bs'] == 64
     assert len(meta['classes']['title']) == 60 and meta['classes']['user'][:2] == [1, 2]
-    blob = torch.load(_weights(saved), weights_only=True)  # loads without pickle
-    assert set(blob) == {'state_dict', 'described_sha256', 'rows', 'ratings', 'valid'}
+    with np.load(_weights(saved), allow_pickle=False) as z: keys = set(z.files)  # plain arrays: no pickle
+    assert keys == {'described_sha256', 'rows', 'ratings', 'valid'} | {f'state/{k}' for k in load(saved).model.state_dict()}
+    assert _weights(saved).suffix == '.npz'
     assert sorted(p.name for p in saved.iterdir()) == ['.model.lock', _weights(saved).name, 'model.json']
 
 def test_tampered_weights(saved):
@@ -74,10 +76,10 @@ def test_dot_edited_into_dot_raw_is_refused(learners, tmp_path):
     _edit(saved, model_spec={**meta['model_spec'], 'model': 'dot_raw'})
     with pytest.raises(ModelFileError, match=EDITED): load(saved)
 
-@pytest.mark.parametrize('name', ['../model.pt', '/etc/passwd', 'model.pt', 'model-0123456789abcdef.pt/../x', 7])
+@pytest.mark.parametrize('name', ['../model.npz', '/etc/passwd', 'model.npz', 'model-0123456789abcdef.npz/../x', 'model-0123456789abcdef.pt', 7])
 def test_weights_outside_the_folder_are_refused(saved, name):
     _edit(saved, weights=name)
-    with pytest.raises(ModelFileError, match='not a file of the form model-<hash>.pt'): load(saved)
+    with pytest.raises(ModelFileError, match='not a file of the form model-<hash>.npz'): load(saved)
 
 def test_a_loaded_model_saves_again(learners, tmp_path):
     first = save(learners['collab'], tmp_path/'a')
@@ -89,14 +91,14 @@ def test_a_loaded_model_saves_again(learners, tmp_path):
 
 def _resign(saved, **changes):
     "Change model.json and sign the weights for it, as a save by another movierecs (one with other models) would."
-    import hashlib, io
-    from movierecs.train.saving import _DESCRIBED, _digest
+    import hashlib
+    from movierecs.train.modelfile import _DESCRIBED, _digest, weights_bytes
     meta = {**json.loads((saved/'model.json').read_text()), **changes}
-    blob = torch.load(_weights(saved), weights_only=True)
-    blob['described_sha256'] = _digest({k: meta[k] for k in _DESCRIBED})
-    buf = io.BytesIO(); torch.save(blob, buf)
-    _weights(saved).write_bytes(buf.getvalue())
-    meta['weights_sha256'] = hashlib.sha256(buf.getvalue()).hexdigest()
+    with np.load(_weights(saved), allow_pickle=False) as z: blob = {k: z[k] for k in z.files}
+    blob['described_sha256'] = np.array(_digest({k: meta[k] for k in _DESCRIBED}))
+    data = weights_bytes(blob)
+    _weights(saved).write_bytes(data)
+    meta['weights_sha256'] = hashlib.sha256(data).hexdigest()
     (saved/'model.json').write_text(json.dumps(meta))
 
 def test_unknown_model_and_version(saved):
@@ -110,7 +112,7 @@ def test_unknown_model_and_version(saved):
 def test_missing_files(saved, tmp_path):
     with pytest.raises(ModelFileError, match='No saved model.*model.json is missing'): load(tmp_path/'nothing')
     _weights(saved).unlink()
-    with pytest.raises(ModelFileError, match=r'model-[0-9a-f]{16}\.pt is missing: model.json names it'): load(saved)
+    with pytest.raises(ModelFileError, match=r'model-[0-9a-f]{16}\.npz is missing: model.json names it'): load(saved)
 
 def test_vocabulary_that_does_not_belong(saved):
     meta = json.loads((saved/'model.json').read_text())
