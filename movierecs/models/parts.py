@@ -1,7 +1,7 @@
-"What a trained learner holds, by name: its vocabularies, its weights, the rated pairs, a title's or a user's place."
+"""What a trained learner holds, by name: its vocabularies, its weights, the rated pairs, a title's or a user's place.
+The vocabulary helpers read a `Learner` or a saved model's numpy form (`recommendation.light.Light`) and import no torch."""
 import difflib, re
-import numpy as np, torch
-from torch import nn
+import numpy as np
 
 __all__ = ['model_weights', 'vocab', 'title_index', 'user_index', 'rated_pairs', 'item_label']
 
@@ -12,6 +12,8 @@ _WEIGHTS = {('movie', 'factors'): ('movie_factors', 'item_factors', 'i_weight', 
 
 def model_weights(learn, side, kind):
     "The (n, k) tensor of the `side` ('movie' or 'user') `kind` ('factors' or 'bias') of the learner's model (or of a model)."
+    import torch
+    from torch import nn
     m, names = getattr(learn, 'model', learn), _WEIGHTS[side, kind]  # a learner, or a model
     if kind == 'factors' and hasattr(m, 'factors'):  # an autoencoder: its movies' hidden codes and its users' output weights
         with torch.no_grad(): return m.factors(side).detach().cpu().float()
@@ -24,10 +26,16 @@ def model_weights(learn, side, kind):
     raise TypeError(f"{type(m).__name__} has no {side} {kind} (looked for {', '.join(names)}): "
                     f"use a model with {'biases' if kind == 'bias' else 'factors'}, e.g. 'dot_bias' or 'collab'.")
 
+def _classes(learn):
+    "The {user: vocabulary, item: vocabulary} of a trained `Learner` or of a saved model's numpy form."
+    if hasattr(learn, 'dls') and hasattr(learn, 'model'): return learn.dls.classes
+    if isinstance(getattr(learn, 'classes', None), dict) and hasattr(learn, 'form'): return learn.classes
+    raise TypeError(f"learn must be a trained Learner (from train_model, load or default_learner), got {type(learn).__name__}.")
+
 def vocab(learn, side):
-    if not hasattr(learn, 'dls') or not hasattr(learn, 'model'):
-        raise TypeError(f"learn must be a trained Learner (from train_model, load or default_learner), got {type(learn).__name__}.")
-    return list(learn.dls.classes[list(learn.dls.classes)[0 if side == 'user' else 1]])
+    "The `side` ('user' or 'movie') vocabulary of a trained learner, fastai's `#na#` placeholder at 0."
+    classes = _classes(learn)
+    return list(classes[list(classes)[0 if side == 'user' else 1]])
 
 def title_index(learn, title):
     "Position of `title` in the title vocabulary; an error suggesting the closest titles when it is not there."
@@ -62,4 +70,4 @@ def rated_pairs(learn):
     "(user code, title code) of every rating the learner's `dls` hold, training and validation."
     return np.concatenate([dl.items[list(learn.dls.classes)].to_numpy('int64') for dl in (learn.dls.train, learn.dls.valid)])
 
-def item_label(learn): return list(learn.dls.classes)[1]  # 'title', or 'movie' for a model keyed by movie id
+def item_label(learn): return list(_classes(learn))[1]  # 'title', or 'movie' for a model keyed by movie id

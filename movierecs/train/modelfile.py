@@ -54,7 +54,8 @@ def _read_meta(path):
     missing = [k for k in (*_DESCRIBED, 'weights', 'weights_sha256') if k not in meta]
     if missing: raise ModelFileError(f"{f} lacks {', '.join(missing)}: it was edited. Save the model again.")
     if not isinstance(meta['weights'], str) or not _WEIGHTS_NAME.fullmatch(meta['weights']):
-        raise ModelFileError(f"{f} names weights {meta['weights']!r}, not a file of the form model-<hash>.npz in its folder: it was edited.")
+        raise ModelFileError(f"{f} names weights {meta['weights']!r}, not a file of the form model-<hash>.npz in its folder: "
+                             "it was edited.")
     return meta
 
 def _check_size(f, cap):
