@@ -5,10 +5,26 @@ from .defaults import DEFAULT_MODEL, _cache_hint, cache_dir, default_learner
 from .args import Parser, number_arg, writable
 __all__ = ['main']
 
-def _learner(args, by='rating'):
-    "The model in `--model DIR`, else `default_learner(by)`."
+def _model(args, by='rating'):
+    "The model in `--model DIR`, else the default `by`: as numpy arrays (`recommendation.light`), its `Learner` if it has no numpy form."
+    from ..recommendation.light import NoLightForm, read_light
+    from .defaults import default_light
+    if not args.model: return default_light(by)
+    try: return read_light(args.model)
+    except NoLightForm: return _learner(args.model)
+
+def _learner(path):
     from ..train.saving import load
-    return load(args.model) if args.model else default_learner(by)
+    return load(path)
+
+def _ask(m, question, *a, **kw):
+    "`question` ('recommend', 'similar_movies', 'biases', 'recommend_for') of `m`: from its arrays, else from its `Learner`."
+    from ..recommendation import light
+    if not isinstance(m, light.Light):
+        from ..recommendation import analysis, foldin
+        return getattr(foldin if question == 'recommend_for' else analysis, question)(m, *a, **kw)
+    try: return getattr(light, question)(m, *a, **kw)
+    except light.NoLightForm: return _ask(_learner(m.folder), question, *a, **kw)  # fold-in by gradient descent: the Learner
 
 def _show(series, args, fmt='{:.4f}'):
     "Print a ranked Series as a table, or as JSON records with `--json`."
@@ -38,7 +54,7 @@ def _read_rates(args) -> dict:
     "The {title: stars} of `--rate TITLE=STARS` options or of the `--ratings` CSV file (title,rating); each title once."
     import csv
     from ..core.checks import regular_size
-    from ..recommendation.foldin import MAX_RATINGS
+    from ..recommendation.light import MAX_RATINGS
     pairs = []
     if args.ratings is not None:
         f = Path(args.ratings)
@@ -123,22 +139,18 @@ def _train(args):
     else: print(f'Saved to {out}')
 
 def _recommend(args):
-    from ..recommendation.analysis import recommend
     if args.model and args.by: raise ValueError("--by chooses between the default models; a model given with --model is used as it is.")
     if (args.user is not None) + bool(args.rate or args.ratings is not None) != 1:
         raise ValueError("give either --user ID (someone in the data) or your own ratings with --rate 'TITLE=STARS' / --ratings FILE")
-    if args.user is not None: return _show(recommend(_learner(args, args.by or 'ranking'), args.user, n=args.n), args, '{:.2f}')
-    from ..recommendation.foldin import recommend_for
+    if args.user is not None: return _show(_ask(_model(args, args.by or 'ranking'), 'recommend', args.user, n=args.n), args, '{:.2f}')
     rates = _read_rates(args)  # before any model is loaded or trained: a typo fails at once
-    _show_frame(recommend_for(_learner(args, args.by or 'ranking'), rates, n=args.n), args)
+    _show_frame(_ask(_model(args, args.by or 'ranking'), 'recommend_for', rates, n=args.n), args)
 
 def _similar(args):
-    from ..recommendation.analysis import similar_movies
-    _show(similar_movies(_learner(args), args.title, n=args.n), args)
+    _show(_ask(_model(args), 'similar_movies', args.title, n=args.n), args)
 
 def _biases(args):
-    from ..recommendation.analysis import biases
-    _show(biases(_learner(args), n=args.n, lowest=not args.highest), args)
+    _show(_ask(_model(args), 'biases', n=args.n, lowest=not args.highest), args)
 
 def _serve(args):
     "Take the port first (a port in use fails at once), then load the models, print the address and serve until Ctrl-C."
@@ -259,15 +271,19 @@ def _interrupted_now(signum, frame):
     "Ctrl-C while torch and fastai load: a KeyboardInterrupt inside their C initialisation is fatal; nothing is written yet, so stop."
     os.write(2, b'movierecs: interrupted\n'); os._exit(130)
 
+_NEEDS = {  # the modules each command imports (the answering ones read saved arrays with numpy: no torch, no fastai)
+    'train': ('train.experiments', 'train.saving', 'train.distributed'),
+    'serve': ('app.serve', 'train.saving'),
+    **{c: ('recommendation.light', 'app.defaults') for c in ('recommend', 'similar', 'biases')},
+}
+
 def _import_libraries(command):
-    "Import the package and what `command` needs, with Ctrl-C ending the program at once instead of raising inside an import."
+    "Import what `command` needs, with Ctrl-C ending the program at once instead of raising inside an import."
     import importlib, signal
     try: before = signal.signal(signal.SIGINT, _interrupted_now)
     except ValueError: before = None  # not the main thread: signals are not ours to handle
     try:
-        face = importlib.import_module('movierecs')
-        for m in face._FACE: importlib.import_module(f'movierecs.{m}')  # what every command but `reproduce` may need
-        if command == 'serve': importlib.import_module('movierecs.app.serve')
+        for m in _NEEDS.get(command, ()): importlib.import_module(f'movierecs.{m}')
     finally:
         if before is not None: signal.signal(signal.SIGINT, before)
 
@@ -276,7 +292,7 @@ def main(argv=None, # The arguments; default: the command line's
         ):
     argv = sys.argv[1:] if argv is None else list(argv)
     more = more or {}
-    _import_libraries(argv[0] if argv else None)
+    if not {'-h', '--help'} & set(argv): _import_libraries(argv[0] if argv else None)  # help needs none of them
     from ..core.errors import DataError, DistributedError, ModelFileError, NaNLossError
     def run():
         if argv[:1] and argv[0] in more: return more[argv[0]][1](argv[1:])

@@ -2,7 +2,7 @@
 import json, os, sys
 from pathlib import Path
 from .args import writable
-__all__ = ['cache_dir', 'DEFAULT_MODEL', 'default_ranker', 'default_learner']
+__all__ = ['cache_dir', 'DEFAULT_MODEL', 'default_ranker', 'default_learner', 'default_folder', 'default_light']
 
 DEFAULT_MODEL = dict(model='collab', epochs=5, lr=5e-3, wd=0.1, seed=42)  # the notebook's collab_learner run
 
@@ -24,22 +24,24 @@ def _cache_hint() -> str:
     try: return str(cache_dir())
     except ValueError: return os.environ.get('MOVIERECS_CACHE', '')
 
-def default_learner(by='ranking' # 'ranking': the recommender that ranks best (results/topn.md); 'rating': the notebook's collab run
-                   ):
-    "The default model on ML-100k, trained once with its recorded settings and cached in `cache_dir()`."
-    from ..train.saving import VERSION, load, save
-    from ..core.errors import ModelFileError
+def _cached(by):
+    "(folder, `train_model` arguments, why it must be trained or None) of the default model `by`, from its model.json alone."
+    from ..train.modelfile import VERSION
     if by not in ('ranking', 'rating'): raise ValueError(f"by must be 'ranking' or 'rating', got {by!r}.")
     spec, path = (DEFAULT_MODEL, cache_dir()/'default') if by == 'rating' else (default_ranker(), cache_dir()/'default-ranking')
-    why = 'once'
-    if (path/'model.json').is_file() and _format_version(path) not in (None, VERSION):
-        why = 'again: the cached one was saved by another movierecs version'
-    elif (path/'model.json').is_file():
-        try: learn = load(path)
-        except ModelFileError as e: raise ModelFileError(f'{e} (The cached default model: delete {path} to retrain it.)') from None
-        if _trained_as(learn, spec): return learn
-        why = 'again: the cached one was trained with other settings'
+    if not (path/'model.json').is_file(): return path, spec, 'once'
+    meta = _meta(path)
+    if meta is None or not isinstance(meta.get('model_spec'), dict): return path, spec, None  # unreadable: reading it says why
+    if meta.get('version') != VERSION: return path, spec, 'again: the cached one was saved by another movierecs version'
+    from types import SimpleNamespace
+    if not _trained_as(SimpleNamespace(model_spec=meta.get('model_spec'), train_spec=meta.get('train_spec')), spec):
+        return path, spec, 'again: the cached one was trained with other settings'
+    return path, spec, None
+
+def _train(by, path, spec, why):
+    "Train the default model `by` and save it to the cache folder `path`: its `Learner`."
     from ..train.experiments import train_model
+    from ..train.saving import save
     with writable(path, 'cache folder (set MOVIERECS_CACHE)'):
         print(f"Training the default {by} model ({spec['model']}, {spec['epochs']} epochs) {why}; "
               f"it is cached in {path}.", file=sys.stderr, flush=True)
@@ -47,10 +49,42 @@ def default_learner(by='ranking' # 'ranking': the recommender that ranks best (r
         save(learn, path)
     return learn
 
-def _format_version(path):
-    "The format version a saved model's model.json declares (None if it cannot be read: `load` then says why)."
-    try: return json.loads((path/'model.json').read_text(encoding='utf-8')).get('version')
-    except (OSError, ValueError, AttributeError): return None
+def _retrain_hint(path):
+    from ..core.errors import ModelFileError
+    return lambda e: ModelFileError(f'{e} (The cached default model: delete {path} to retrain it.)')
+
+def default_learner(by='ranking' # 'ranking': the recommender that ranks best (results/topn.md); 'rating': the notebook's collab run
+                   ):
+    "The default model on ML-100k, trained once with its recorded settings and cached in `cache_dir()`."
+    from ..train.saving import load
+    from ..core.errors import ModelFileError
+    path, spec, why = _cached(by)
+    if why is not None: return _train(by, path, spec, why)
+    try: return load(path)
+    except ModelFileError as e: raise _retrain_hint(path)(e) from None
+
+def default_folder(by='ranking' # as in `default_learner`
+                  ) -> Path:
+    "The cache folder of the default model `by`, trained and saved there first when the cache lacks it (what the command answers from)."
+    path, spec, why = _cached(by)
+    if why is not None: _train(by, path, spec, why)
+    return path
+
+def default_light(by='ranking' # as in `default_learner`
+                 ):
+    "The default model `by` as numpy arrays (`recommendation.light.Light`): answers without torch or fastai; trained first if need be."
+    from ..recommendation.light import read_light
+    from ..core.errors import ModelFileError
+    path = default_folder(by)
+    try: return read_light(path)
+    except ModelFileError as e: raise _retrain_hint(path)(e) from None
+
+def _meta(path):
+    "A saved model's model.json as a dict (None if it cannot be read: reading the model then says why)."
+    try:
+        meta = json.loads((path/'model.json').read_text(encoding='utf-8'))
+        return meta if isinstance(meta, dict) else None
+    except (OSError, ValueError): return None
 
 def _trained_as(learn, spec):
     "True if `learn` (loaded from the cache) was built and trained with `spec`, the `train_model` arguments of a default."

@@ -96,7 +96,7 @@ def tensor_dataloaders(ratings, # A checked ratings frame
     cols = ['user', item_name]
     with warnings.catch_warnings():  # pandas >= 3 hands out read-only arrays; they are only read (gathered into new tensors)
         warnings.filterwarnings('ignore', message='The given NumPy array is not writable', category=UserWarning)
-        y = torch.from_numpy(ratings['rating'].to_numpy('float32'))
+        y = torch.from_numpy(ratings['rating'].to_numpy('float32', copy=True))
         ps = [torch.from_numpy(p.astype('int64', copy=False)) for p in (train, valid)]
     xs, classes = [torch.empty(len(p), len(cols), dtype=torch.long) for p in ps], {}
     for j, c in enumerate(cols):  # a column at a time: one column's codes in memory at once

@@ -19,8 +19,8 @@ def row_weights(ratings, # Ratings, any shape
 def _codes(dl):
     "The (user code, item code) pairs and ratings of a collab loader's rows (fast or fastai's)."
     items = dl.items
-    return (torch.from_numpy(items[list(dl.classes)].to_numpy('int64')),
-            torch.from_numpy(items[list(dl.y_names)].to_numpy('float32')).reshape(-1))
+    return (torch.from_numpy(items[list(dl.classes)].to_numpy('int64', copy=True)),
+            torch.from_numpy(items[list(dl.y_names)].to_numpy('float32', copy=True)).reshape(-1))
 
 def user_rows(dl, # A collab loader: `dls.train` or `dls.valid`
               shape, # (users, items) of the vocabulary, `#na#` included

@@ -65,8 +65,9 @@ class TensorDataLoader(TensorLoader):
         if ds is frame:  # ids, as the training frame held them
             codes = [pd.Index(list(self.classes[c])[1:]).get_indexer(frame[c]) + 1 for c in names]
             x = torch.from_numpy(np.stack(codes, 1).astype('int64'))
-        else: x = torch.from_numpy(frame[names].to_numpy('int64'))  # fastai's processed rows: codes already
-        y = torch.from_numpy(frame[y_names].to_numpy('float32')) if y_names and all(c in frame.columns for c in y_names) else None
+        else: x = torch.from_numpy(frame[names].to_numpy('int64', copy=True))  # fastai's processed rows: codes already
+        has_y = y_names and all(c in frame.columns for c in y_names)
+        y = torch.from_numpy(frame[y_names].to_numpy('float32', copy=True)) if has_y else None
         return x, y
 
     def __getattr__(self, k):
@@ -76,8 +77,8 @@ class TensorDataLoader(TensorLoader):
 def loader_tensors(dl):
     "The (user, item) codes and ratings of a fastai tabular loader's rows, in storage order."
     items = dl.items
-    x = torch.from_numpy(items[list(dl.cat_names)].to_numpy('int64'))
-    y = torch.from_numpy(items[list(dl.y_names)].to_numpy('float32'))
+    x = torch.from_numpy(items[list(dl.cat_names)].to_numpy('int64', copy=True))
+    y = torch.from_numpy(items[list(dl.y_names)].to_numpy('float32', copy=True))
     return x, y
 
 VAL_BS = 4096  # validation rows per batch on the fast path: the valid loss is a row-weighted mean, so only rounding differs

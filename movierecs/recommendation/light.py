@@ -174,7 +174,9 @@ class Light:
 def read_light(path # Folder written by `movierecs.save` or `movierecs train`
               ) -> Light:
     "The model saved at `path` as numpy arrays (`Light`); `NoLightForm` for a model without one (GLocal-K)."
-    return Light(*read_model(path))
+    m = Light(*read_model(path))
+    m.folder = path
+    return m
 
 def _series(values, labels, name, label):
     import pandas as pd

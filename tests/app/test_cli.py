@@ -1,5 +1,5 @@
 "The `movierecs` command, in-process and as the installed console script."
-import json, subprocess, sys
+import json, os, subprocess, sys
 from pathlib import Path
 import pytest
 import movierecs, movierecs.train.experiments
@@ -77,6 +77,26 @@ def test_help_on_every_command(capsys):
     with pytest.raises(SystemExit) as e: main(['reproduce', '--help'])
     assert e.value.code == 0 and 'usage: movierecs reproduce' in capsys.readouterr().out
 
+def _quiet_process(argv, cache=None, modules=False):
+    "`movierecs ARGV` in a new process (warnings on, as a person's terminal has them); with `modules`, then the heavy modules it loaded."
+    env = {**os.environ, **({'MOVIERECS_CACHE': str(cache)} if cache else {})}
+    env.pop('PYTHONWARNINGS', None)
+    if not modules: return subprocess.run([str(Path(sys.executable).parent/'movierecs'), *argv], capture_output=True, text=True,
+                                          timeout=300, env=env)
+    code = (f"import sys\nfrom movierecs.__main__ import main\ntry: main({list(argv)!r})\nfinally: "
+            "print('loaded:', [m for m in ('torch', 'fastai', 'torchvision', 'matplotlib', 'IPython') if m in sys.modules])")
+    return subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300, env=env)
+
+def test_commands_print_only_their_answer_and_load_no_fastai(model_dir):
+    "Each command in its own process, from a saved model: exit 0, its answer, an empty stderr; `--help` and `models` import no torch."
+    path, _ = model_dir
+    for argv in (['--help'], ['models'], ['models', '--json'], ['recommend', '--user', '5', '--model', path],
+                 ['recommend', '--rate', 'Movie 3 (1990)=5', '--model', path], ['similar', 'Movie 3 (1990)', '--model', path],
+                 ['biases', '--model', path], ['train', '--help']):
+        r = _quiet_process(argv)
+        assert r.returncode == 0 and r.stdout and r.stderr == '', (argv, r.stderr[-800:])
+        assert 'loaded: []' in _quiet_process(argv, modules=True).stdout, argv
+
 def test_console_script_is_installed():
     exe = Path(sys.executable).parent/'movierecs'
     r = subprocess.run([str(exe), 'models', '--json'], capture_output=True, text=True, timeout=120)
@@ -114,6 +134,16 @@ def test_default_model_trained_once_and_cached(tmp_path, capsys, monkeypatch, ra
     high = json.loads(_run(capsys, 'biases', '--highest', '--json'))
     assert 'Titanic (1997)' in [r['title'] for r in high]  # the notebook's top-bias movie
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob('*')} == stamps  # nothing in the cache was rewritten
+    # each command as a person runs it: a process that answers from the cache, prints only its answer, and loads no fastai
+    rates = ['--rate', 'Star Wars (1977)=5', '--rate', 'Alien (1979)=5', '--rate', 'Sleepless in Seattle (1993)=1']
+    for argv in (['recommend', '--user', '196', '--json'], ['recommend', '--by', 'rating', '--user', '196', '--json'],
+                 ['similar', 'Silence of the Lambs, The (1991)', '--json'], ['biases', '--highest', '--json'],
+                 ['recommend', *rates, '--json'], ['recommend', '--by', 'rating', *rates, '--json']):
+        r = _quiet_process(argv, tmp_path)
+        assert r.returncode == 0 and r.stderr == '', (argv, r.stderr[-800:])
+        assert json.loads(r.stdout) == json.loads(_run(capsys, *argv)), argv
+        assert 'loaded: []' in _quiet_process(argv, tmp_path, modules=True).stdout, argv
+    assert json.loads(_quiet_process(['recommend', '--user', '196', '--json'], tmp_path).stdout) == first
 
 def test_train_takes_the_faithful_path_on_request(synth, tmp_path, monkeypatch, capsys):
     "`train --faithful` trains fastai's own `Learner` on its `TabDataLoader`s; without it, the fast path (here on the synthetic ratings)."

@@ -76,7 +76,8 @@ def test_dot_edited_into_dot_raw_is_refused(learners, tmp_path):
     _edit(saved, model_spec={**meta['model_spec'], 'model': 'dot_raw'})
     with pytest.raises(ModelFileError, match=EDITED): load(saved)
 
-@pytest.mark.parametrize('name', ['../model.npz', '/etc/passwd', 'model.npz', 'model-0123456789abcdef.npz/../x', 'model-0123456789abcdef.pt', 7])
+@pytest.mark.parametrize('name', ['../model.npz', '/etc/passwd', 'model.npz', 'model-0123456789abcdef.npz/../x',
+                                  'model-0123456789abcdef.pt', 7])
 def test_weights_outside_the_folder_are_refused(saved, name):
     _edit(saved, weights=name)
     with pytest.raises(ModelFileError, match='not a file of the form model-<hash>.npz'): load(saved)
