@@ -1,17 +1,13 @@
 "Recommendations for someone new: fold the movies a person rated into a trained model, without retraining the movies."
 import math
-from collections.abc import Mapping
-import numpy as np, pandas as pd, torch
+import pandas as pd, torch
 from torch.func import functional_call
-from ..models.parts import item_label, title_index, vocab, model_weights
+from ..models.parts import item_label, vocab, model_weights
 from ..core.checks import positive_int
+from .light import MAX_RATINGS, MIN_LAMBDA, parse_stars
 from ..engine.feedback import RELEVANT, row_weights
 from ..models.collab import DotProduct, DotProductBias, DotProductBiasParams, DotProductBiasImplicit, Ensemble
 __all__ = ['MAX_RATINGS', 'MIN_LAMBDA', 'parse_ratings', 'fold_in', 'foldin_lambdas', 'recommend_for']
-
-MAX_RATINGS = 5000  # more ratings than any one person gives; a bigger request is refused
-
-MIN_LAMBDA = 1e-2  # the smallest penalty fold-in uses, for a model whose training left its users far from any stationary point
 
 _USER = ('user_factors', 'user_bias', 'u_weight', 'u_bias', 'embeds.0')  # where each rating model keeps a user's weights
 
@@ -24,22 +20,7 @@ def parse_ratings(learn, # A trained learner
                   ratings:dict # {title: stars} of one person
                  ) -> tuple:
     "The item codes and stars of `ratings`, each title and star checked; an error naming the problem otherwise."
-    titles = vocab(learn, 'movie')  # a TypeError first if `learn` is not a trained learner
-    if isinstance(ratings, pd.Series):
-        twice = ratings.index[ratings.index.duplicated()].unique().tolist()
-        if twice: raise ValueError(f"{twice[0]!r} is rated twice: rate each movie once.")
-        ratings = ratings.to_dict()
-    if not isinstance(ratings, Mapping): raise TypeError(f"ratings must be a dict {{title: stars}}, got {type(ratings).__name__}.")
-    if not ratings: raise ValueError("ratings is empty: rate at least one movie, e.g. {'Star Wars (1977)': 5}.")
-    if len(ratings) > MAX_RATINGS: raise ValueError(f"{len(ratings):,} ratings are more than {MAX_RATINGS:,}: give one person's ratings.")
-    lo, hi = star_range(learn)
-    index = {t: i for i, t in enumerate(titles) if i}  # once, not a list scan per title (never `#na#` at 0)
-    codes, stars = [], []
-    for title, s in ratings.items():
-        if (isinstance(s, (bool, np.bool_, np.timedelta64)) or not isinstance(s, (int, float, np.integer, np.floating))
-                or not math.isfinite(s) or not lo <= s <= hi):
-            raise ValueError(f"{title!r} is rated {s!r}: stars must be numbers from {lo:g} to {hi:g}.")
-        codes.append(index[title] if title in index else title_index(learn, title)); stars.append(float(s))  # a miss: its error
+    codes, stars = parse_stars(learn, ratings, star_range(learn) if hasattr(learn, 'dls') else (0, 0))
     return torch.tensor(codes), torch.tensor(stars)
 
 def _members(model):

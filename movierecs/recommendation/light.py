@@ -106,9 +106,9 @@ def _form(name, spec, s, light, prefix=''):
             b += 1
         return _MLP(g('embeds.0.weight'), g('embeds.1.weight'), layers, yr)
     if name == 'ensemble':
-        from ..models.registry import _INDEX
-        return _Mean([_form(m, {k: v for k, v in spec.items() if k in ('n_factors', 'y_range')}, s, light, f'{prefix}members.{j}.')
-                      for j, m in enumerate(spec['members'])]) if all(m in _INDEX for m in spec['members']) else None
+        own = {k: v for k, v in spec.items() if k in ('n_factors', 'y_range')}
+        members = [_form(m, own, s, light, f'{prefix}members.{j}.') for j, m in enumerate(spec['members'])]
+        return _Mean(members) if all(f is not None for f in members) else None
     if name == 'mult_dae':
         return _Rows(g('encoder.weight'), g('encoder.bias'), g('decoder.weight'), g('decoder.bias'), light.history(spec.get('low_in', 1.)),
                      spec.get('low_in', 1.))

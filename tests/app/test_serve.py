@@ -112,7 +112,7 @@ def test_every_library_error_is_a_400_on_one_line(learn, exc, monkeypatch):
     assert msg == ' '.join(exc.args[0].split())
 
 def test_too_many_ratings(client, monkeypatch):
-    monkeypatch.setattr(movierecs.recommendation.foldin, 'MAX_RATINGS', 2)
+    monkeypatch.setattr(movierecs.recommendation.light, 'MAX_RATINGS', 2)
     r = client.post('/api/recommend', json={'ratings': {f'Movie {i} (1990)': 3 for i in (1, 2, 3)}})
     assert '3 ratings are more than 2' in _one_line_error(r, 400)
 

@@ -42,7 +42,7 @@ def test_bad_ratings_are_clear_errors(learn, rates, err, problem):
     with pytest.raises(err, match=problem): recommend_for(learn, rates)
 
 def test_limits(learn, synth, monkeypatch):
-    monkeypatch.setattr(movierecs.recommendation.foldin, 'MAX_RATINGS', 2)
+    monkeypatch.setattr(movierecs.recommendation.light, 'MAX_RATINGS', 2)
     with pytest.raises(ValueError, match='3 ratings are more than 2'): recommend_for(learn, {f'Movie {i} (1990)': 3 for i in (1, 2, 3)})
     with pytest.raises(ValueError, match='n must be a positive integer'): recommend_for(learn, {'Movie 1 (1990)': 3}, n=0)
 
@@ -236,7 +236,7 @@ def test_ratings_file_edge_cases(saved, tmp_path, capsys, text, problem):
 def test_ratings_file_limits(saved, tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as e: main(['recommend', '--model', saved, '--ratings', ''])
     assert '--ratings is empty' in e.value.code
-    monkeypatch.setattr(movierecs.recommendation.foldin, 'MAX_RATINGS', 2)
+    monkeypatch.setattr(movierecs.recommendation.light, 'MAX_RATINGS', 2)
     f = tmp_path/'r.csv'; f.write_text('Movie 3 (1990),5\nMovie 3 (1990),5\nMovie 3 (1990),5\n')  # counted before any merging
     with pytest.raises(SystemExit) as e: main(['recommend', '--model', saved, '--ratings', str(f)])
     assert 'has 3 rows, more than 2' in e.value.code
