@@ -8,7 +8,7 @@ export MOVIERECS_DATA ?= $(abspath ../shared/data/ml-100k)
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-check screenshot lint test test-tables test-fast test-floor reproduce benchmark accuracy topn foldin tune tune-accuracy tune-blend accuracy-attempts tune-topn tune-foldin notebooks distributed bench bench-scale clean
+.PHONY: help install install-check screenshot lint test test-tables test-fast test-floor reproduce benchmark accuracy topn foldin bench-cli tune tune-accuracy tune-blend accuracy-attempts tune-topn tune-foldin notebooks distributed bench bench-scale clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -88,10 +88,14 @@ tune-topn: install ## Choose the top-N table's settings on a carve-out of u1.bas
 distributed: install ## The 2-process table: collab on ML-100k in one process and on 2 CPU processes (torch DDP, gloo), seeds 42-46: results/distributed.{md,csv} (~10 min)
 	$(PY) benchmarks/distributed.py
 
-bench: install ## Time an epoch of every model (bare PyTorch loop vs faithful vs default path), then bench-scale: results/bench.md; and the web page's requests: results/serve_latency.md
+bench: install ## Time an epoch of every model (bare PyTorch loop vs faithful vs default path), then bench-scale: results/bench.md; the web page's requests: results/serve_latency.md; the commands: results/cli_latency.md
 	$(PY) benchmarks/speed.py
 	$(PY) benchmarks/scale.py
 	$(PY) benchmarks/serve_latency.py
+	$(PY) benchmarks/cli_latency.py
+
+bench-cli: install ## Each `movierecs` command from the shell beside the same answer through the Learner, default models cached: results/cli_latency.md (~2 min)
+	$(PY) benchmarks/cli_latency.py
 
 bench-scale: install ## ML-25M size: load and build, dense vs sparse path ratings/s and memory, Surprise SVD at ML-25M and ML-1M size, the bandwidth bound, sparse accuracy on ML-100k, the 2-process table: bench.md's Scale section, results/scale.json (~25 min)
 	$(PY) benchmarks/scale.py

@@ -35,7 +35,8 @@ _FACE = {
     'evaluation.topn': 'KS METRICS top_k ranking_metrics carve_out LearnerTopN fit_topn evaluate_topn '
                        'tune_topn',
     'recommendation.analysis': 'movie_factors movie_bias biases similar_movies similar_users recommend pca_map loss_curves',
-    'recommendation.foldin': 'MAX_RATINGS MIN_LAMBDA parse_ratings fold_in foldin_lambdas recommend_for',
+    'recommendation.foldin': 'MAX_RATINGS MIN_LAMBDA FOLDIN_RULES FOLDIN_RULE parse_ratings fold_in foldin_prior foldin_lambdas '
+                             'recommend_for',
     'app.defaults': 'default_learner',
 }
 _HOME = {n: m for m, names in _FACE.items() for n in names.split()}

@@ -49,6 +49,28 @@ def trained(ratings):
     "`trained(name)` -> the experiment's learner on ML-100k, trained once per test run (the notebooks share it)."
     return lambda name: movierecs.train_experiment(name, seed=SEED, ratings=ratings, progress=False, cache=True)
 
+@pytest.fixture(scope='session')
+def default_cache(tmp_path_factory, ratings):
+    """A MOVIERECS_CACHE holding the two default models on ML-100k, trained once per test run and shared by the workers (under
+    a file lock): the docs' blocks and the command's tests answer from it, and never touch the real cache."""
+    import fcntl, torch
+    from movierecs.app.defaults import default_folder
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get('PYTEST_XDIST_WORKER'): root = root.parent  # the run's root, which every worker's folder is in
+    cache = root/'movierecs-defaults'
+    with open(root/'movierecs-defaults.lock', 'a') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        before, threads = os.environ.get('MOVIERECS_CACHE'), torch.get_num_threads()
+        os.environ['MOVIERECS_CACHE'] = str(cache)
+        if PARALLEL: torch.set_num_threads(1)  # the other worker goes on meanwhile
+        try:
+            for by in ('ranking', 'rating'): default_folder(by)  # trained by the first worker to get here, found by the other
+        finally:
+            torch.set_num_threads(threads)
+            if before is None: os.environ.pop('MOVIERECS_CACHE', None)
+            else: os.environ['MOVIERECS_CACHE'] = before
+    return cache
+
 def _held_to_saved_numbers(item):
     return 'trained' in item.fixturenames or item.path.name in SAVED_NUMBERS
 

@@ -66,7 +66,8 @@ def test_code_block(block, request, tmp_path, monkeypatch, docs_cache):
     assert not block.error, f'{block.id}: {block.error}'
     if 'realdata' in block.marks: request.getfixturevalue('ratings')  # skipped with the reason without ML-100k (CI: an error)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv('MOVIERECS_CACHE', str(docs_cache))
+    cache = request.getfixturevalue('default_cache') if 'realdata' in block.marks else docs_cache  # the defaults, trained once a run
+    monkeypatch.setenv('MOVIERECS_CACHE', str(cache))
     monkeypatch.setenv('MPLBACKEND', 'Agg')
     code = compile('\n' * (block.line - 1) + block.code, str(block.path), 'exec')  # tracebacks give the Markdown line
     try: exec(code, {'__name__': '__docs__'})

@@ -1,13 +1,14 @@
 "Recommendations for someone new: fold the movies a person rated into a trained model, without retraining the movies."
 import math
-import pandas as pd, torch
+import numpy as np, pandas as pd, torch
 from torch.func import functional_call
 from ..models.parts import item_label, vocab, model_weights
 from ..core.checks import positive_int
-from .light import MAX_RATINGS, MIN_LAMBDA, parse_stars
+from .light import FOLDIN_RULE, FOLDIN_RULES, MAX_RATINGS, MIN_LAMBDA, parse_stars, ridge_dot, shrink_prior
 from ..engine.feedback import RELEVANT, row_weights
 from ..models.collab import DotProduct, DotProductBias, DotProductBiasParams, DotProductBiasImplicit, Ensemble
-__all__ = ['MAX_RATINGS', 'MIN_LAMBDA', 'parse_ratings', 'fold_in', 'foldin_lambdas', 'recommend_for']
+__all__ = ['MAX_RATINGS', 'MIN_LAMBDA', 'FOLDIN_RULES', 'FOLDIN_RULE', 'parse_ratings', 'fold_in', 'foldin_prior', 'foldin_lambdas',
+           'recommend_for']
 
 _USER = ('user_factors', 'user_bias', 'u_weight', 'u_bias', 'embeds.0')  # where each rating model keeps a user's weights
 
@@ -44,47 +45,14 @@ def _dot_form(m):
     if type(m) is EmbeddingDotBias: return 'u_weight.weight', 'u_bias.weight', get('i_weight.weight'), get('i_bias.weight')[:, 0], m.y_range
     return None
 
-def _padded(codes, stars):
-    "Lists of per-user code and star tensors as (users, longest) tensors and a mask."
-    L = max(len(c) for c in codes)
-    C, R, W = (torch.zeros(len(codes), L, dtype=torch.long), torch.zeros(len(codes), L, dtype=torch.float64),
-               torch.zeros(len(codes), L, dtype=torch.float64))
-    for b, (c, s) in enumerate(zip(codes, stars)): C[b, :len(c)], R[b, :len(c)], W[b, :len(c)] = c, s.double(), 1
-    return C, R, W
-
-def _ridge_dot(form, codes, stars, lam, iters=50, tol=1e-6):
-    ("""Each user's (factors, bias) minimising Σ (prediction - stars)² + Σ λ‖weights‖² (`lam`: {tensor: λ}), """
-     """the movies fixed: ridge least squares in
-    closed form, then Gauss-Newton steps (each a closed-form ridge solve, halved until the loss falls) through `sigmoid_range`.""")
+def _ridge_dot(form, codes, stars, prior):
+    "Each new user's (factors, bias) by `light.ridge_dot` (closed-form ridge, then Gauss-Newton), as {tensor: weights}."
     uf, ub, M, mb, y_range = form
-    C, R, W = _padded(codes, stars)
-    X = M.double()[C]
-    if ub is not None: X = torch.cat([X, torch.ones_like(X[..., :1])], -1)
-    o = torch.zeros_like(R) if mb is None else mb.double()[C]
-    eye = torch.diag(torch.tensor([lam[uf]] * M.shape[1] + ([lam[ub]] if ub is not None else []), dtype=torch.float64))
-    def solve(J, t): return torch.linalg.solve(J.transpose(1, 2) @ (W[..., None] * J) + eye,
-                                               (J.transpose(1, 2) @ (W * t)[..., None]))[..., 0]
-    if y_range is None: p = solve(X, R - o)
-    else:
-        lo, hi = y_range
-        f = lambda p: lo + (hi - lo) * torch.sigmoid((X @ p[..., None])[..., 0] + o)
-        loss = lambda p: (W * (f(p) - R)**2).sum(1) + (p**2 * eye.diagonal()).sum(1)
-        p = solve(X, torch.logit(((R - lo) / (hi - lo)).clamp(1e-4, 1 - 1e-4)) - o)  # ridge on the logit of the stars: the start
-        for _ in range(iters):
-            s = torch.sigmoid((X @ p[..., None])[..., 0] + o)
-            J = ((hi - lo) * s * (1 - s))[..., None] * X
-            step = solve(J, R - f(p) + (J @ p[..., None])[..., 0]) - p  # the Gauss-Newton target, as a step from p
-            t, before = torch.ones(len(p), 1, dtype=p.dtype), loss(p)
-            for _ in range(20):
-                after = loss(p + t*step)
-                worse = after > before
-                if not worse.any(): break
-                t[worse] /= 2
-            p = torch.where((after <= before)[:, None], p + t*step, p)
-            if (t*step).abs().max() < tol: break
-    out = {uf: p[:, :M.shape[1]]}
-    if ub is not None: out[ub] = p[:, -1:]
-    return {k: v.float() for k, v in out.items()}
+    M, mb = M.float().numpy(), None if mb is None else mb.float().numpy()
+    fit = [ridge_dot(M, mb, y_range, prior[uf], prior[ub] if ub is not None else None, c.numpy(), s.numpy()) for c, s in zip(codes, stars)]
+    out = {uf: torch.from_numpy(np.stack([f for f, _ in fit]))}
+    if ub is not None: out[ub] = torch.tensor([[b] for _, b in fit])
+    return out
 
 def _buffers(m, codes):
     "The buffers that tell a model which movies each of the new users rated (SVD++'s implicit feedback); {} for other models."
@@ -99,8 +67,8 @@ def predict_pairs(m, weights, movies, users=None):
     with torch.no_grad() if not any(w.requires_grad for w in weights.values()) else torch.enable_grad():
         return functional_call(m, weights, (x,)).reshape(-1)
 
-def _descend(m, codes, stars, lam, max_iter=200):
-    ("Each user's weights minimising Σ (prediction - stars)² + Σ λ‖weights‖² (`lam`: {tensor: λ}), "
+def _descend(m, codes, stars, prior, max_iter=200):
+    ("Each user's weights minimising Σ (prediction - stars)² + Σ λ‖weights - μ‖² (`prior`: {tensor: (λ, μ)}), "
      "the movies frozen: L-BFGS from the mean user.")
     names = _user_names(m)
     w = {n: m.get_parameter(n).detach().mean(0, keepdim=True).repeat(len(codes), 1).requires_grad_() for n in names}
@@ -110,15 +78,16 @@ def _descend(m, codes, stars, lam, max_iter=200):
                             history_size=20, line_search_fn='strong_wolfe')
     def closure():
         opt.zero_grad()
-        loss = ((predict_pairs(m, {**w, **buf}, movies, users) - r)**2).sum() + sum(lam[n] * (v**2).sum() for n, v in w.items())
+        loss = ((predict_pairs(m, {**w, **buf}, movies, users) - r)**2).sum() + sum(
+            prior[n][0] * ((v - torch.from_numpy(prior[n][1]))**2).sum() for n, v in w.items())
         loss.backward()
         return loss
     opt.step(closure)
     return {n: v.detach() for n, v in w.items()}
 
-def _fold_member(m, codes, stars, lam):
+def _fold_member(m, codes, stars, prior):
     form = _dot_form(m)
-    weights = _ridge_dot(form, codes, stars, lam) if form is not None else _descend(m, codes, stars, lam)
+    weights = _ridge_dot(form, codes, stars, prior) if form is not None else _descend(m, codes, stars, prior)
     weights = {k: v.reshape(len(codes), *m.get_parameter(k).shape[1:]) for k, v in weights.items()}  # a bias vector stays a vector
     return {**weights, **_buffers(m, codes)}
 
@@ -127,33 +96,43 @@ def _training_rows(learn):
     u, i = list(learn.dls.classes)[:2]
     return it[u].to_numpy('int64'), it[i].to_numpy('int64'), it[list(learn.dls.train.y_names)[0]].to_numpy('float32')
 
-def foldin_lambdas(learn # A trained rating learner
-                  ) -> dict:
-    """The ridge penalty of each user weight tensor of each member of the model, matched to training: the λ under which the
-    trained users' weights P are a stationary point of Σ (prediction - rating)² + λ‖P‖² over the training rows, by least
-    squares over the users, λ = -⟨∂Σerr²/∂P, P⟩ / 2‖P‖² (at least `MIN_LAMBDA`). {member prefix: {tensor: λ}}; computed once per learner."""
-    if getattr(learn, '_foldin_lambdas', None) is not None: return learn._foldin_lambdas
+def foldin_prior(learn, # A trained rating learner
+                 rule=None # One of `FOLDIN_RULES`; default `FOLDIN_RULE`
+                ) -> dict:
+    """What fold-in pulls a new user's weights toward: {member prefix: {user tensor: (λ, μ)}}, the penalty λ‖w - μ‖² of each
+    user weight tensor of each member (`shrink_prior`: the gradient of Σ (prediction - rating)² over the training rows by
+    autograd). Computed once per learner and rule."""
+    rule = FOLDIN_RULE if rule is None else rule
+    cache = learn.__dict__.setdefault('_foldin_prior', {})
+    if rule in cache: return cache[rule]
     model = learn.model.eval()
     u, i, r = (torch.from_numpy(a) for a in _training_rows(learn))
-    users = torch.unique(u)
+    users = torch.unique(u).numpy()
     out = {}
     for prefix, m in _members(model):
         w = {n: m.get_parameter(n).detach().clone().requires_grad_() for n in _user_names(m)}
-        ((predict_pairs(m, w, i, u) - r)**2).sum().backward()
-        out[prefix] = {n: max(MIN_LAMBDA, float(-(v.grad[users] * v.detach()[users]).sum() / (2 * (v.detach()[users]**2).sum())))
-                       for n, v in w.items()}
-    learn._foldin_lambdas = out
+        err = predict_pairs(m, w, i, u) - r
+        (err**2).sum().backward()
+        err2 = float((err.detach().double()**2).mean())
+        out[prefix] = {n: shrink_prior(v.detach().numpy(), v.grad.numpy(), err2, users, rule) for n, v in w.items()}
+    cache[rule] = out
     return out
 
-def fold_weights(learn, codes, stars):
+def foldin_lambdas(learn, # A trained rating learner
+                   rule=None # One of `FOLDIN_RULES`; default `FOLDIN_RULE`
+                  ) -> dict:
+    "The ridge penalty λ of each user weight tensor of each member of the model: {member prefix: {tensor: λ}} (`foldin_prior`)."
+    return {k: {n: lam for n, (lam, _) in d.items()} for k, d in foldin_prior(learn, rule).items()}
+
+def fold_weights(learn, codes, stars, rule=None):
     "The weights of new users (lists of their codes and stars) for `functional_call` on the whole model."
     for _, m in _members(learn.model):
         if not _user_names(m):
             raise TypeError(f"{type(m).__name__} has no weights of its own per user to fit for someone new (GLocal-K's global kernel "
                             "also mixes neighbouring users' columns): fold-in cannot place a new person in it. Use a model that can, "
                             "e.g. 'collab', 'svdpp' or 'autorec', or retrain with their ratings.")
-    lams = foldin_lambdas(learn)
-    return {prefix + k: v for prefix, m in _members(learn.model.eval()) for k, v in _fold_member(m, codes, stars, lams[prefix]).items()}
+    prior = foldin_prior(learn, rule)
+    return {prefix + k: v for prefix, m in _members(learn.model.eval()) for k, v in _fold_member(m, codes, stars, prior[prefix]).items()}
 
 def _rating_scores(learn, codes, stars):
     "The predicted stars of one new user for every movie code (the `#na#` placeholder included)."

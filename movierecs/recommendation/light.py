@@ -8,11 +8,16 @@ import numpy as np
 from ..core.checks import positive_int
 from ..models.parts import item_label, title_index, user_index, vocab
 from ..train.modelfile import read_model
-__all__ = ['MAX_RATINGS', 'MIN_LAMBDA', 'RELEVANT', 'NoLightForm', 'Light', 'read_light', 'parse_stars', 'foldin_lambda']
+__all__ = ['MAX_RATINGS', 'MIN_LAMBDA', 'FOLDIN_RULES', 'FOLDIN_RULE', 'RELEVANT', 'NoLightForm', 'Light', 'read_light', 'parse_stars',
+           'shrink_prior', 'foldin_prior', 'ridge_dot']
 
 MAX_RATINGS = 5000  # more ratings than any one person gives; a bigger request is refused
 
 MIN_LAMBDA = 1e-2  # the smallest penalty fold-in uses, for a model whose training left its users far from any stationary point
+
+FOLDIN_RULES = ('zero', 'mean', 'prior')  # what fold-in shrinks a new user toward: see `shrink_prior`
+
+FOLDIN_RULE = 'mean'  # the rule fold-in uses, chosen on a carve-out of the users (results/foldin_tuning.md)
 
 RELEVANT = 4  # a rating at or above this is a movie the user liked (as engine.feedback.RELEVANT, which the ranking models train on)
 
@@ -235,37 +240,62 @@ def parse_stars(learn, # A trained learner or a `Light` model
         codes.append(index[title] if title in index else title_index(learn, title)); stars.append(float(s))  # a miss: its error
     return codes, stars
 
-def foldin_lambda(f:_Dot, u, i, r):
-    """The ridge penalty of each user weight of dot form `f` matched to training (rows `u`, `i`, `r`): λ = -⟨∂Σerr²/∂P, P⟩ / 2‖P‖²
-    over the trained users (at least `MIN_LAMBDA`), as `movierecs.foldin_lambdas` computes it by autograd."""
+def shrink_prior(P, # (users, ...) trained weights of one user tensor
+                 g, # ∂Σerr²/∂P over the training rows, the same shape
+                 err2, # The mean squared training error per rating
+                 users, # Codes of the users with training rows
+                 rule=None # One of `FOLDIN_RULES`; default `FOLDIN_RULE`
+                ) -> tuple:
+    """(λ, μ): the penalty λ‖w - μ‖² fold-in puts on a new user's weights w of this tensor. 'zero': μ = 0, λ the one under which
+    the trained users are a stationary point of Σ err² + λ‖P‖²; 'mean': μ the trained users' mean, λ the stationary one around
+    it; 'prior': μ the mean, λ = err2 / the users' variance around it (a Gaussian prior fitted to the users). λ >= `MIN_LAMBDA`."""
+    rule = FOLDIN_RULE if rule is None else rule
+    if rule not in FOLDIN_RULES: raise ValueError(f"rule must be one of {FOLDIN_RULES}, got {rule!r}.")
+    Pt, gt = P[users].astype(np.float64), g[users].astype(np.float64)
+    mu = np.zeros(P.shape[1:]) if rule == 'zero' else Pt.mean(0)
+    D = Pt - mu
+    lam = err2 / (D**2).mean() if rule == 'prior' else -(gt * D).sum() / (2 * (D**2).sum())
+    return max(MIN_LAMBDA, float(lam)), mu.astype(np.float32)
+
+def foldin_prior(f:_Dot, u, i, r, rule=None) -> dict:
+    """{user tensor: (λ, μ)} of dot form `f` from its training rows `u`, `i`, `r` (`shrink_prior`, the gradient written out):
+    what `movierecs.foldin_prior` computes by autograd."""
     z = f.raw(u, i)
     p = _squash(z, f.y_range)
     d = 2 * (p - r)
     if f.y_range is not None:
         s = _sigmoid(z).astype(np.float32)
         d = d * np.float32(f.y_range[1] - f.y_range[0]) * s * (1 - s)
-    users = np.unique(u)
+    users, err2 = np.unique(u), float(((p - r).astype(np.float64)**2).mean())
     gP = np.zeros_like(f.P); np.add.at(gP, u, d[:, None] * f.Q[i])
-    out = {f.user[0]: max(MIN_LAMBDA, float(-(gP[users] * f.P[users]).sum() / (2 * (f.P[users]**2).sum())))}
+    out = {f.user[0]: shrink_prior(f.P, gP, err2, users, rule)}
     if f.user[1] is not None:
         gb = np.zeros_like(f.pb); np.add.at(gb, u, d)
-        out[f.user[1]] = max(MIN_LAMBDA, float(-(gb[users] * f.pb[users]).sum() / (2 * (f.pb[users]**2).sum())))
+        out[f.user[1]] = shrink_prior(f.pb, gb, err2, users, rule)
     return out
 
-def ridge_dot(f:_Dot, lam:dict, codes, stars, iters=50, tol=1e-6):
-    ("""One new user's (factors, bias) minimising Σ (prediction - stars)² + λ‖weights‖², the movies fixed: ridge least squares
-    in closed form, then Gauss-Newton steps (each a closed-form ridge solve, halved until the loss falls) through `sigmoid_range`.""")
-    X = f.Q.astype(np.float64)[codes]
-    if f.pb is not None: X = np.concatenate([X, np.ones_like(X[:, :1])], 1)
+def ridge_dot(Q, # (movies, k) movie factors
+              qb, # (movies,) movie biases, or None
+              y_range, # (low, high) of `sigmoid_range`, or None
+              factors:tuple, # (λ, μ) of the user's factors
+              bias:tuple, # (λ, μ) of the user's bias, or None for a model without one
+              codes, stars, iters=50, tol=1e-6):
+    ("""One new user's (factors, bias) minimising Σ (prediction - stars)² + λ‖weights - μ‖², the movies fixed: ridge least
+    squares in closed form, then Gauss-Newton steps (each a closed-form ridge solve, halved until the loss falls) through
+    `sigmoid_range`.""")
+    X = Q.astype(np.float64)[codes]
+    if bias is not None: X = np.concatenate([X, np.ones_like(X[:, :1])], 1)
     R = np.asarray(stars, np.float64)
-    o = np.zeros_like(R) if f.qb is None else f.qb.astype(np.float64)[codes]
-    eye = np.diag([lam[f.user[0]]] * f.Q.shape[1] + ([lam[f.user[1]]] if f.pb is not None else []))
-    def solve(J, t): return np.linalg.solve(J.T @ J + eye, J.T @ t)
-    if f.y_range is None: p = solve(X, R - o)
+    o = np.zeros_like(R) if qb is None else qb.astype(np.float64)[codes]
+    lam = np.array([factors[0]] * Q.shape[1] + ([bias[0]] if bias is not None else []))
+    mu = np.concatenate([np.broadcast_to(np.asarray(factors[1], np.float64), (Q.shape[1],)),
+                         np.ravel(np.asarray(bias[1], np.float64))[:1] if bias is not None else []])
+    def solve(J, t): return np.linalg.solve(J.T @ J + np.diag(lam), J.T @ t + lam * mu)
+    if y_range is None: p = solve(X, R - o)
     else:
-        lo, hi = f.y_range
+        lo, hi = y_range
         fx = lambda p: lo + (hi - lo) * _sigmoid(X @ p + o)
-        loss = lambda p: ((fx(p) - R)**2).sum() + (p**2 * eye.diagonal()).sum()
+        loss = lambda p: ((fx(p) - R)**2).sum() + (lam * (p - mu)**2).sum()
         q = np.clip((R - lo) / (hi - lo), 1e-4, 1 - 1e-4)
         p = solve(X, np.log(q / (1 - q)) - o)  # ridge on the logit of the stars: the start
         for _ in range(iters):
@@ -279,9 +309,9 @@ def ridge_dot(f:_Dot, lam:dict, codes, stars, iters=50, tol=1e-6):
                 t /= 2
             if after <= before: p = p + t*step
             if np.abs(t*step).max() < tol: break
-    return p[:f.Q.shape[1]].astype(np.float32), (np.float32(p[-1]) if f.pb is not None else None)
+    return p[:Q.shape[1]].astype(np.float32), (np.float32(p[-1]) if bias is not None else None)
 
-def fold_in_scores(m:Light, codes, stars):
+def fold_in_scores(m:Light, codes, stars, rule=None):
     "Every movie's prediction (a rating model) or score (a ranking model) for someone new from their codes and stars."
     f = m.form
     if isinstance(f, _Rows):
@@ -291,18 +321,21 @@ def fold_in_scores(m:Light, codes, stars):
         return f.score_rows(row)[0]
     if not isinstance(f, _Dot) or not f.foldable:
         raise NoLightForm(f"fold-in into {m.name} fits its weights by gradient descent: it needs the model's Learner.")
-    if getattr(m, '_lam', None) is None: m._lam = foldin_lambda(f, *m.train_rows())
-    p, b = ridge_dot(f, m._lam, codes, stars)
+    rule = FOLDIN_RULE if rule is None else rule
+    priors = m.__dict__.setdefault('_priors', {})
+    if rule not in priors: priors[rule] = foldin_prior(f, *m.train_rows(), rule=rule)
+    pr = priors[rule]
+    p, b = ridge_dot(f.Q, f.qb, f.y_range, pr[f.user[0]], pr.get(f.user[1]), codes, stars)
     z = (f.Q * p).sum(-1, dtype=np.float32) + (b if b is not None else 0) + (f.qb if f.qb is not None else 0)
     return _squash(z, f.y_range)
 
-def recommend_for(m:Light, ratings:dict, n=10):
+def recommend_for(m:Light, ratings:dict, n=10, rule=None):
     ("The `n` movies someone new has not rated that the model ranks first, with the liked movie each is most like: "
      "`movierecs.recommend_for` for a saved model.")
     positive_int(n, 'n')
     import pandas as pd
     codes, given = parse_stars(m, ratings, m.star_range())
-    scores = fold_in_scores(m, codes, given).astype(np.float32)
+    scores = fold_in_scores(m, codes, given, rule).astype(np.float32)
     scores[0] = -np.inf; scores[codes] = -np.inf
     k = min(n, int(np.isfinite(scores).sum()))
     top = np.argsort(-scores, kind='stable')[:k]

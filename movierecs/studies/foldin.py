@@ -10,12 +10,13 @@ from ..train.experiments import train_model
 from ..train.runs import EXPERIMENTS
 from ..engine.feedback import RELEVANT
 from ..core.files import write_atomic
-from ..recommendation.foldin import fold_weights, predict_pairs, foldin_rows, foldin_lambdas
+from ..recommendation.foldin import FOLDIN_RULES, fold_weights, predict_pairs, foldin_prior, foldin_rows, foldin_lambdas
 from ..models.registry import model_task
 from ..evaluation.topn import ranking_metrics, top_k
 from ..train.runs import RANKERS
 from .reproduce import cpu_label
-__all__ = ['FOLDIN_RUNS', 'foldin_split', 'foldin_run', 'foldin_benchmark', 'foldin_markdown']
+__all__ = ['FOLDIN_RUNS', 'KS', 'K_RUNS', 'foldin_split', 'foldin_run', 'given_k', 'foldin_k_run', 'k_markdown', 'foldin_benchmark',
+           'foldin_markdown']
 
 # every rating experiment of the notebook group (the autoencoders' output layer has a unit per training user: no fold-in),
 # and the default ranking run
@@ -47,7 +48,7 @@ def _codes(learn, titles):
     index = {t: i for i, t in enumerate(vocab(learn, 'movie'))}
     return np.array([index[t] for t in titles])
 
-def _scores(learn, folded, users, titles):
+def _scores(learn, folded, users, titles, rule=None):
     "(users, titles) predictions: of the new users in `folded` (lists of codes, stars), or of users of the learner (`users`)."
     movies = torch.from_numpy(_codes(learn, titles))
     model = learn.model.eval()
@@ -58,7 +59,8 @@ def _scores(learn, folded, users, titles):
         return s[:, movies].numpy()
     n, m = len(users), len(movies)
     if folded is None: return predict_pairs(model, {}, movies.repeat(n), torch.tensor(users).repeat_interleave(m)).reshape(n, m).numpy()
-    return predict_pairs(model, fold_weights(learn, *folded), movies.repeat(n), torch.arange(n).repeat_interleave(m)).reshape(n, m).numpy()
+    return predict_pairs(model, fold_weights(learn, *folded, rule=rule), movies.repeat(n),
+                         torch.arange(n).repeat_interleave(m)).reshape(n, m).numpy()
 
 def _rank(s, given, relevant, k=10):
     return ranking_metrics(top_k(s, given, k), relevant, k).mean(numeric_only=True)
@@ -113,6 +115,83 @@ def foldin_run(name, # A name from `FOLDIN_RUNS`
     counts = rest.iloc[:n_tr].title.value_counts().reindex(titles, fill_value=0).to_numpy('float64')
     out['ndcg_popular'] = _rank(np.tile(counts, (int(has.sum()), 1)), seen[has], relevant[has]).ndcg
     return out
+
+KS = (1, 3, 5, 10, 20, 'half')  # how many ratings someone new gives, in the k table
+
+K_RUNS = ('collab', 'dot_bias_wd', 'svdpp', 'collab_nn')  # the default rating run, its kin, SVD++, a network (L-BFGS fold-in)
+
+def given_k(ratings:pd.DataFrame, parts:dict, k, seed=42) -> np.ndarray:
+    "Positions of each held-out user's first `k` given ratings in a seeded shuffle of their given half ('half': all of it)."
+    if k == 'half': return parts['given']
+    rng = np.random.default_rng(seed)
+    given = ratings.iloc[parts['given']]
+    out = [parts['given'][rng.permutation(pos)[:k]] for _, pos in given.groupby('user', sort=True).indices.items()]
+    return np.sort(np.concatenate(out))
+
+def foldin_k_run(name, # A rating run of `FOLDIN_RUNS`
+                 ratings:pd.DataFrame, # Ratings like `load_ratings()`
+                 parts:dict, # `foldin_split(ratings)`
+                 ks=KS, # Ratings each held-out user gives
+                 rules=None, # Fold-in rules (`FOLDIN_RULES`) to compare; default all
+                 seed=42 # Seeds the training and the draw of each user's k ratings
+                ) -> list:
+    """Someone new from k ratings: the mean error (bias: predicted - actual) and RMSE over the held-out users' hidden halves,
+    folded in by each rule, trained in (the run retrained with their k ratings), and by the movie mean plus the user's mean
+    offset from it over their k ratings. Predictions are clipped to 1-5. One row per (k, method)."""
+    spec = dict(FOLDIN_RUNS[name])
+    model = spec.pop('model')
+    if model_task(model) != 'rating': raise ValueError(f"{name} is a ranking run: the k table scores predicted stars.")
+    fit = lambda tr, frame, va: train_model(model, ratings=frame, splits=(tr, va), seed=seed, progress=False, **spec)
+    rest = ratings.iloc[np.concatenate([parts['train'], parts['valid']])].reset_index(drop=True)
+    n_tr = len(parts['train'])
+    without = fit(np.arange(n_tr), rest, np.arange(n_tr, len(rest)))
+    titles = vocab(without, 'movie')[1:]
+    known, col = set(titles), {t: j for j, t in enumerate(titles)}
+    hidden = ratings.iloc[parts['hidden']]
+    hidden = hidden[hidden.title.isin(known)]
+    users = np.sort(hidden.user.unique())
+    row = {u: b for b, u in enumerate(users)}
+    at = hidden.user.map(row).to_numpy(), hidden.title.map(col).to_numpy()
+    actual = hidden.rating.to_numpy('float64')
+    train = rest.iloc[:n_tr]
+    mu = train.rating.mean()
+    movie_mean = train.groupby('title').rating.mean()
+    cw = _codes(without, titles)
+    out = []
+    def add(k, method, pred, seconds=None):
+        err = np.clip(pred, 1, 5) - actual
+        out.append(dict(run=name, model=model, k=str(k), method=method, users=len(users), hidden=len(actual),
+                        bias=float(err.mean()), bias_unclipped=float((pred - actual).mean()), rmse=float(np.sqrt((err**2).mean())),
+                        seconds=seconds))
+    for k in ks:
+        pos = given_k(ratings, parts, k, seed)
+        given = ratings.iloc[pos]
+        given = given[given.title.isin(known) & given.user.isin(users)]
+        fold = ([torch.from_numpy(cw[given.title[given.user == u].map(col).to_numpy()]) for u in users],
+                [torch.from_numpy(given.rating[given.user == u].to_numpy('float32', copy=True)) for u in users])
+        for rule in (FOLDIN_RULES if rules is None else rules):
+            foldin_prior(without, rule)  # once per model and rule, before the clock starts
+            start = time.perf_counter()
+            s = _scores(without, fold, users, titles, rule)
+            add(k, f'fold-in, {rule}', s[at], round(time.perf_counter() - start, 2))
+        both = ratings.iloc[np.concatenate([parts['train'], pos, parts['valid']])].reset_index(drop=True)
+        n_in = n_tr + len(pos)
+        trained_in = fit(np.arange(n_in), both, np.arange(n_in, len(both)))
+        uvocab = {u: i for i, u in enumerate(vocab(trained_in, 'user'))}
+        add(k, 'trained in', _scores(trained_in, None, [uvocab[u] for u in users], titles)[at])
+        offset = (given.rating - given.title.map(movie_mean).fillna(mu)).groupby(given.user).mean().reindex(users, fill_value=0.)
+        base = hidden.title.map(movie_mean).fillna(mu).to_numpy() + hidden.user.map(offset).to_numpy()
+        add(k, 'movie mean + user offset', base)
+    return out
+
+def k_markdown(df:pd.DataFrame, ks=KS) -> list:
+    "The k table's lines: per run and method, 'bias / RMSE' for each k."
+    ks = [str(k) for k in ks]
+    md = ['| run | method | ' + ' | '.join(f'k = {k}' for k in ks) + ' |', '|---|---|' + '---:|' * len(ks)]
+    for (run, method), g in df.groupby(['run', 'method'], sort=False):
+        cell = {r.k: f'{r.bias:+.3f} / {r.rmse:.4f}' for r in g.itertuples()}
+        md.append(f'| {run} | {method} | ' + ' | '.join(cell.get(k, '–') for k in ks) + ' |')
+    return md
 
 def foldin_benchmark(runs=None, # Names from `FOLDIN_RUNS`; default: all
                      seed=42, # Seeds the split and the training

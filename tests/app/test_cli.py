@@ -113,9 +113,10 @@ def test_train_saves_a_model(tmp_path, capsys, ratings):
 
 @pytest.mark.slow
 @pytest.mark.realdata
-def test_default_model_trained_once_and_cached(tmp_path, capsys, monkeypatch, ratings):
-    ("Without --model: the best ranking run recommends, the notebook's collab run (shared with test_accuracy through the cache) rates; "
-     "each saved to the cache dir.")
+def test_default_models_answer_from_the_cache(default_cache, capsys, monkeypatch):
+    ("Without --model: the best ranking run recommends, the notebook's collab run rates, each trained once (by `default_cache`, "
+     "as the first command would) and answering from the cache from then on.")
+    tmp_path = default_cache
     monkeypatch.setenv('MOVIERECS_CACHE', str(tmp_path))
     first = json.loads(_run(capsys, 'recommend', '--user', '196', '--json'))
     assert (tmp_path/'default-ranking'/'model.json').is_file() and len(first) == 10 and set(first[0]) == {'title', 'score'}

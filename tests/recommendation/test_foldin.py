@@ -129,21 +129,25 @@ def test_closed_form_is_the_ridge_minimum(raters, name):
     assert form is not None
     u, i, r = _training_rows(learn)
     codes, stars = [torch.from_numpy(i[u == v]) for v in (3, 8)], [torch.from_numpy(r[u == v]) for v in (3, 8)]
-    lam = {form[0]: 3., **({form[1]: 0.5} if form[1] else {})}
-    w = {k: v.clone().requires_grad_() for k, v in _ridge_dot(form, codes, stars, lam).items()}
+    mean = lambda k: m.get_parameter(k).detach()[1:].mean(0).numpy()  # a centre away from zero, as the 'mean' rule's
+    prior = {form[0]: (3., mean(form[0])), **({form[1]: (0.5, mean(form[1]))} if form[1] else {})}
+    w = {k: v.clone().requires_grad_() for k, v in _ridge_dot(form, codes, stars, prior).items()}
     users = torch.cat([torch.full((len(c),), b) for b, c in enumerate(codes)])
-    loss = ((predict_pairs(m, w, torch.cat(codes), users) - torch.cat(stars))**2).sum() + sum(lam[k] * (v**2).sum() for k, v in w.items())
+    loss = ((predict_pairs(m, w, torch.cat(codes), users) - torch.cat(stars))**2).sum() + sum(
+        prior[k][0] * ((v - torch.from_numpy(prior[k][1]))**2).sum() for k, v in w.items())
     loss.backward()
     assert max(float(v.grad.abs().max()) for v in w.values()) < 1e-3
-    descended = _descend(m, codes, stars, lam, max_iter=500)
+    descended = _descend(m, codes, stars, prior, max_iter=500)
     assert all(torch.allclose(w[k], descended[k], atol=2e-3) for k in w)
 
-def test_penalty_makes_the_trained_users_stationary(raters):
+@pytest.mark.parametrize('rule', ['zero', 'mean'])
+def test_penalty_makes_the_trained_users_stationary(raters, rule):
     "With the matched penalty, the trained users' weights are (on average over users) where the penalised loss is flat."
     from movierecs.recommendation.foldin import predict_pairs, _training_rows
     learn = raters('ensemble')
-    lams = movierecs.foldin_lambdas(learn)
-    assert set(lams) == {'members.0.', 'members.1.', 'members.2.'} and movierecs.foldin_lambdas(learn) is lams
+    prior = movierecs.foldin_prior(learn, rule)
+    lams = movierecs.foldin_lambdas(learn, rule)
+    assert set(lams) == {'members.0.', 'members.1.', 'members.2.'} and movierecs.foldin_prior(learn, rule) is prior
     assert set(lams['members.0.']) == {'u_weight.weight', 'u_bias.weight'} and set(lams['members.2.']) == {'user_factors.weight'}
     u, i, r = (torch.from_numpy(a) for a in _training_rows(learn))
     for prefix, m in movierecs.recommendation.foldin._members(learn.model):
@@ -151,8 +155,9 @@ def test_penalty_makes_the_trained_users_stationary(raters):
             P = m.get_parameter(name).detach().clone().requires_grad_()
             ((predict_pairs(m, {name: P}, i, u) - r)**2).sum().backward()
             users = torch.unique(u)
-            along = float(((P.grad + 2 * lam * P.detach())[users] * P.detach()[users]).sum())  # the penalised gradient along P
-            assert lam == movierecs.MIN_LAMBDA or abs(along) < 1e-3 * float((P.grad[users] * P.detach()[users]).abs().sum())
+            D = P.detach() - torch.from_numpy(prior[prefix][name][1])  # from the centre (0 for 'zero')
+            along = float(((P.grad + 2 * lam * D)[users] * D[users]).sum())  # the penalised gradient along P - centre
+            assert lam == movierecs.MIN_LAMBDA or abs(along) < 1e-3 * float((P.grad[users] * D[users]).abs().sum())
 
 def test_fold_in_series(raters, learn):
     ("Training users folded in from their own training ratings: near the rating model's predictions for them; "

@@ -57,14 +57,18 @@ def test_fold_in_answers_as_its_learner(name, saved):
     assert list(got.because) == list(want.because)
     np.testing.assert_allclose(got.iloc[:, 1].to_numpy(np.float64), want.iloc[:, 1].to_numpy(np.float64), atol=1e-4, rtol=0)
 
-def test_fold_in_penalty_is_the_learners(saved):
-    "The ridge penalty matched to training, from the analytic gradient, equals the one autograd gives."
-    for name, member in (('collab', ''), ('dot', ''), ('autorec', '')):
+@pytest.mark.parametrize('rule', light.FOLDIN_RULES)
+def test_fold_in_prior_is_the_learners(saved, rule):
+    "The penalty and centre of each user tensor, from the gradient written out, equal the ones autograd gives."
+    for name in ('collab', 'dot', 'autorec'):
         learn, folder = saved[name]
         m = read_light(folder)
-        got, want = light.foldin_lambda(m.form, *m.train_rows()), movierecs.foldin_lambdas(learn)[member]
+        got, want = light.foldin_prior(m.form, *m.train_rows(), rule=rule), movierecs.foldin_prior(learn, rule)['']
         assert got.keys() == want.keys()
-        for k in got: assert got[k] == pytest.approx(want[k], rel=1e-4), (name, k)
+        for k in got:
+            assert got[k][0] == pytest.approx(want[k][0], rel=1e-4), (name, k)
+            np.testing.assert_allclose(got[k][1], want[k][1], atol=1e-6)
+            assert (not got[k][1].any()) == (rule == 'zero')
 
 def test_bad_questions_get_the_learners_errors(saved):
     m = read_light(saved['collab'][1])

@@ -108,7 +108,7 @@ def test_a_process_error_comes_back_as_its_own():
     "The parent raises the first process's own error with its class (the others' are mostly the group breaking)."
     err = lambda rank, module, name, message: dict(rank=rank, module=module, name=name, message=message)
     e = _rebuilt([err(1, 'torch.distributed', 'DistBackendError', 'Connection closed by peer'),
-                  err(0, 'movierecs.models.registry', 'NaNLossError', 'The training loss became nan')], None)
+                  err(0, 'movierecs.core.errors', 'NaNLossError', 'The training loss became nan')], None)
     assert type(e) is NaNLossError and str(e) == 'The training loss became nan'
     e = _rebuilt([err(0, 'builtins', 'ValueError', "lr must be positive")], None)
     assert type(e) is ValueError and str(e) == 'lr must be positive'
