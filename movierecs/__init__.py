@@ -28,7 +28,7 @@ _FACE = {
     'models.baselines': 'TopN Popular ItemKNN EASE BASELINES interactions',
     'train.runs': 'USER_BAR SLACK SPREAD_K MIN_SEEDS SEEDS_CSV spread_bars SCHEDULES GROUPS Experiment EXPERIMENTS group_names '
                   'get_experiment RankingRun RANKERS DEFAULT_RANKER',
-    'train.experiments': 'LossTable train_model train_experiment run_experiment',
+    'train.experiments': 'LossTable EpochLines train_model train_experiment run_experiment',
     'train.saving': 'save load',
     'evaluation.rating': 'RATING_RANGE split_frames split_ratings item_column unseen scores predict evaluate fit_on record',
     'evaluation.blend': 'CARVE carve EpochAverage member_predictions Blend fit_weights evaluate_blend',

@@ -1,5 +1,5 @@
-"The notebook's training runs as data, and `run_experiment` to repeat any of them."
-import hashlib, time
+"Training a registry model (`train_model`), the notebook's runs (`train_experiment`, `run_experiment`) and what a run records and shows."
+import hashlib, sys, time
 from contextlib import ExitStack
 import numpy as np
 import pandas as pd
@@ -16,7 +16,7 @@ from ..models.registry import check_model, get_learner, trains_by_lbfgs
 from ..engine.sparse import make_sparse
 from ..core.checks import check_schedule
 from .runs import SCHEDULES, get_experiment
-__all__ = ['LossTable', 'train_model', 'train_experiment', 'run_experiment']
+__all__ = ['LossTable', 'EpochLines', 'train_model', 'train_experiment', 'run_experiment']
 
 class LossTable(Callback):
     "Collect the per-epoch table fastai prints (epoch, train_loss, valid_loss, time) as `self.df`; `self.seconds` per epoch."
@@ -38,6 +38,23 @@ class LossTable(Callback):
                           format_time(self.seconds[-1])))
     @property
     def df(self): return pd.DataFrame(self.rows, columns=['epoch', 'train_loss', 'valid_loss', 'time'])
+
+class EpochLines(Callback):
+    ("A line per epoch on stderr (`stream`): the epoch, its train loss and about how long the rest takes; on a terminal, one "
+     "line rewritten in place. What a command shows while it trains, apart from its answer on stdout.")
+    order = 56  # after `LossTable`
+    def __init__(self, stream=None): self.stream = stream
+    def before_fit(self): self.start, self.shown = time.perf_counter(), False
+    def after_epoch(self):
+        if getattr(self.learn, 'lr_finder', False) or not self.learn.recorder.values: return
+        out = self.stream or sys.stderr
+        done, n = self.epoch + 1, self.n_epoch
+        spent = time.perf_counter() - self.start
+        line = (f'  epoch {done}/{n}: train loss {float(self.learn.recorder.values[-1][0]):.4f}, {spent:.0f} s'
+                + (f', about {spent / done * (n - done):.0f} s left' if done < n else ', done'))
+        tty = hasattr(out, 'isatty') and out.isatty()
+        out.write(('\r' + line + '\033[K' + ('\n' if done == n else '')) if tty else line + '\n')
+        out.flush()
 
 _trained = {}  # train_model(..., cache=True): learners already trained in this process
 

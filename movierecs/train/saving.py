@@ -45,7 +45,7 @@ def save(learn, # A learner from `get_learner` / `train_model`
     weights = weights_bytes(blob)
     sha = hashlib.sha256(weights).hexdigest()
     values = getattr(getattr(learn, 'recorder', None), 'values', None)
-    losses = [float(x) for x in values[-1]] if values else getattr(learn, 'final_losses', None)
+    losses = [None if x is None else float(x) for x in values[-1]] if values else getattr(learn, 'final_losses', None)
     meta = dict(described, weights=f'model-{sha[:16]}.npz', weights_sha256=sha, final_losses=losses,
                 versions=dict(torch=torch.__version__, fastai=fastai.__version__))
     path.mkdir(parents=True, exist_ok=True)

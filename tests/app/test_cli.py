@@ -1,5 +1,5 @@
 "The `movierecs` command, in-process and as the installed console script."
-import json, os, subprocess, sys
+import json, os, re, subprocess, sys
 from pathlib import Path
 import pytest
 import movierecs, movierecs.train.experiments
@@ -123,6 +123,10 @@ def test_default_models_answer_from_the_cache(default_cache, capsys, monkeypatch
     assert movierecs.load(tmp_path/'default-ranking').model_spec['model'] == movierecs.RANKERS[movierecs.DEFAULT_RANKER].model
     rated = json.loads(_run(capsys, 'recommend', '--user', '196', '--by', 'rating', '--json'))
     assert (tmp_path/'default'/'model.json').is_file() and set(rated[0]) == {'title', 'predicted_rating'}
+    for folder in ('default', 'default-ranking'):  # trained on every rating: no validation rows
+        m = movierecs.recommendation.light.read_light(tmp_path/folder)
+        assert len(m.rows) == 100_000 and not m.valid.any()
+        assert json.loads((tmp_path/folder/'model.json').read_text())['train_spec']['rows'] == 'all'
     stamps = {p: p.stat().st_mtime_ns for p in tmp_path.rglob('*')}
     def no_training(*a, **k): raise AssertionError('trained again instead of loading the cached model')
     monkeypatch.setattr(movierecs.train.experiments, 'train_model', no_training)  # from here on, only the cache can answer
@@ -146,6 +150,36 @@ def test_default_models_answer_from_the_cache(default_cache, capsys, monkeypatch
         assert 'loaded: []' in _quiet_process(argv, tmp_path, modules=True).stdout, argv
     assert json.loads(_quiet_process(['recommend', '--user', '196', '--json'], tmp_path).stdout) == first
 
+def test_a_first_run_says_what_it_trains_on_stderr_only(synth, tmp_path, monkeypatch, capsys):
+    "With an empty cache: which model, on how many ratings, where it goes, a line per epoch with the time left; stdout stays JSON."
+    import numpy as np
+    monkeypatch.setenv('MOVIERECS_CACHE', str(tmp_path))
+    monkeypatch.setattr(movierecs.app.defaults, 'all_ratings', lambda: dict(ratings=synth, splits=(np.arange(len(synth)), np.arange(0))))
+    for by, model, epochs in (('ranking', 'mult_dae', 75), ('rating', 'collab', 5)):
+        main(['recommend', '--user', '5', '--by', by, '--json'])
+        out, err = capsys.readouterr()
+        assert len(json.loads(out)) == 10  # the answer alone
+        lines = err.splitlines()
+        assert lines[0] == (f"movierecs: training the default {by} model ({model}, {epochs} epochs on all {len(synth):,} ratings of "
+                            f"ML-100k) once; it is then cached in {tmp_path/('default' if by == 'rating' else 'default-ranking')}. "
+                            "The time left shows below.")
+        assert len(lines) == 1 + epochs and lines[-1].startswith(f'  epoch {epochs}/{epochs}: train loss ') and lines[-1].endswith(', done')
+        assert all(re.fullmatch(rf'  epoch {i}/{epochs}: train loss [0-9.]+, \d+ s, about \d+ s left', lines[i]) for i in range(1, epochs))
+        meta = json.loads((tmp_path/('default' if by == 'rating' else 'default-ranking')/'model.json').read_text())
+        assert meta['train_spec']['rows'] == 'all'
+        main(['recommend', '--user', '5', '--by', by, '--json'])  # cached now: the answer, nothing on stderr
+        assert capsys.readouterr().err == ''
+
+def test_epoch_lines_on_a_terminal_rewrite_one_line():
+    import io
+    class Tty(io.StringIO):
+        def isatty(self): return True
+    out = Tty()
+    learn = movierecs.train_model('dot', epochs=3, ratings=movierecs.synthetic_ratings(seed=0), progress=False,
+                                  cbs=[movierecs.EpochLines(out)])
+    text = out.getvalue()
+    assert text.count('\r') == 3 and text.count('\n') == 1 and text.endswith(', done\033[K\n') and learn.loss_table.df.shape[0] == 3
+
 def test_train_takes_the_faithful_path_on_request(synth, tmp_path, monkeypatch, capsys):
     "`train --faithful` trains fastai's own `Learner` on its `TabDataLoader`s; without it, the fast path (here on the synthetic ratings)."
     from fastai.learner import Learner
@@ -168,11 +202,12 @@ def test_a_cached_default_trained_otherwise_is_retrained(model_dir, tmp_path, mo
     spec = default_ranker()
     fit = {k: spec[k] for k in ('epochs', 'lr', 'wd', 'seed')}
     good = SimpleNamespace(model_spec=dict(model=spec['model'], **{k: v for k, v in spec.items() if k not in fit and k != 'model'}),
-                           train_spec=fit)
+                           train_spec={**fit, 'rows': 'all'})
     assert _trained_as(good, spec)
-    assert not _trained_as(SimpleNamespace(model_spec=good.model_spec, train_spec={**fit, 'epochs': 2}), spec)
-    assert not _trained_as(SimpleNamespace(model_spec={**good.model_spec, 'model': 'collab'}, train_spec=fit), spec)
-    assert not _trained_as(SimpleNamespace(model_spec={**good.model_spec, 'low': 1.0}, train_spec=fit), spec)
+    assert not _trained_as(SimpleNamespace(model_spec=good.model_spec, train_spec=fit), spec)  # the notebook's 80/20 run
+    assert not _trained_as(SimpleNamespace(model_spec=good.model_spec, train_spec={**fit, 'epochs': 2, 'rows': 'all'}), spec)
+    assert not _trained_as(SimpleNamespace(model_spec={**good.model_spec, 'model': 'collab'}, train_spec=good.train_spec), spec)
+    assert not _trained_as(SimpleNamespace(model_spec={**good.model_spec, 'low': 1.0}, train_spec=good.train_spec), spec)
     path, _ = model_dir  # a collab trained 2 epochs on synthetic data, not the default's 5 on ML-100k
     import shutil
     monkeypatch.setenv('MOVIERECS_CACHE', str(tmp_path)); shutil.copytree(path, tmp_path/'default')
