@@ -52,10 +52,10 @@ accuracy: install ## The blend of GLocal-K, I-AutoRec and `tuned` (weights fitte
 topn: install ## Every top-N method (baselines, implicit, fastai models) on u1-u5, ua, ub and Microsoft Recommenders' protocol: results/topn.{md,csv}
 	$(PY) -m movierecs.studies.topn --out results
 
-foldin: install ## Fold-in against training in: 10% of users held out, folded in from half their ratings, the other half scored: results/foldin.{md,csv}
+foldin: install ## Fold-in against training in: 10% of users held out, folded in from half their ratings (and from k = 1-20), the other half scored: results/foldin.{md,csv}, foldin_k.csv (~15 min)
 	$(PY) -m movierecs.studies.foldin --out results
 
-tune-foldin: install ## Choose how fold-in sets its penalty, on a carve-out of the users outside make foldin's held-out ones: results/foldin_tuning.{md,csv}
+tune-foldin: install ## Choose what fold-in shrinks someone new toward, on a carve-out of the users outside make foldin's held-out ones: results/foldin_tuning.{md,csv} (~8 min)
 	$(PY) benchmarks/tune_foldin.py
 
 INSTALL_CHECK ?= /tmp/movierecs-install-check
