@@ -8,6 +8,7 @@ import numpy as np
 from ..core.checks import positive_int
 from ..models.parts import item_label, title_index, user_index, vocab
 from ..train.modelfile import read_model
+from ..core.errors import ModelFileError
 __all__ = ['MAX_RATINGS', 'MIN_LAMBDA', 'FOLDIN_RULES', 'FOLDIN_RULE', 'RELEVANT', 'NoLightForm', 'Light', 'read_light', 'parse_stars',
            'shrink_prior', 'foldin_prior', 'ridge_dot']
 
@@ -77,30 +78,37 @@ def _y_range(spec): return tuple(spec['y_range']) if spec.get('y_range') is not 
 
 def _form(name, spec, s, light, prefix=''):
     "The numpy form of registry model `name` with settings `spec` from its state `s` (names under `prefix`)."
-    g = lambda k: s[prefix + k]
+    n_users, n_items = light.shape()
+    def g(k, side=None):
+        "The state array `k`; with `side` ('u' or 'i'), checked to hold a row (or an entry) per user or per item."
+        v = s[prefix + k]
+        n = {'u': n_users, 'i': n_items}.get(side)
+        if n is not None and (v.ndim == 0 or len(v) != n): raise ValueError(f"{prefix + k} has shape {v.shape}, not {n} rows")
+        return v
     yr = _y_range(spec) if name != 'dot_raw' else None
     if name in ('dot', 'dot_raw'):
-        return _Dot(g('user_factors.weight'), None, g('movie_factors.weight'), None, yr, ('user_factors.weight', None))
+        return _Dot(g('user_factors.weight', 'u'), None, g('movie_factors.weight', 'i'), None, yr, ('user_factors.weight', None))
     if name == 'dot_bias':
-        return _Dot(g('user_factors.weight'), g('user_bias.weight')[:, 0], g('movie_factors.weight'), g('movie_bias.weight')[:, 0], yr,
-                    ('user_factors.weight', 'user_bias.weight'))
+        return _Dot(g('user_factors.weight', 'u'), g('user_bias.weight', 'u')[:, 0], g('movie_factors.weight', 'i'),
+                    g('movie_bias.weight', 'i')[:, 0], yr, ('user_factors.weight', 'user_bias.weight'))
     if name == 'dot_bias_params':
-        return _Dot(g('user_factors'), g('user_bias')[:, 0], g('movie_factors'), g('movie_bias')[:, 0], yr, ('user_factors', 'user_bias'))
+        return _Dot(g('user_factors', 'u'), g('user_bias', 'u')[:, 0], g('movie_factors', 'i'), g('movie_bias', 'i')[:, 0], yr,
+                    ('user_factors', 'user_bias'))
     if name == 'collab':
-        return _Dot(g('u_weight.weight'), g('u_bias.weight')[:, 0], g('i_weight.weight'), g('i_bias.weight')[:, 0], yr,
-                    ('u_weight.weight', 'u_bias.weight'))
+        return _Dot(g('u_weight.weight', 'u'), g('u_bias.weight', 'u')[:, 0], g('i_weight.weight', 'i'), g('i_bias.weight', 'i')[:, 0],
+                    yr, ('u_weight.weight', 'u_bias.weight'))
     if name == 'svdpp':  # each user's vector plus |N(u)|^-1/2 Σ y_j over the movies they rated in training
         u, i = light.train_rows()[:2]
-        Y, n = g('implicit_factors.weight'), np.bincount(u, minlength=len(g('user_factors.weight')))
-        imp = np.zeros_like(g('user_factors.weight'))
+        Y, n = g('implicit_factors.weight', 'i'), np.bincount(u, minlength=len(g('user_factors.weight', 'u')))
+        imp = np.zeros_like(g('user_factors.weight', 'u'))
         np.add.at(imp, u, Y[i] * (np.maximum(n, 1).astype(np.float32) ** -0.5)[u, None])
-        return _Dot(g('user_factors.weight') + imp, g('user_bias.weight')[:, 0], g('movie_factors.weight'), g('movie_bias.weight')[:, 0],
-                    yr, foldable=False)
+        return _Dot(g('user_factors.weight', 'u') + imp, g('user_bias.weight', 'u')[:, 0], g('movie_factors.weight', 'i'),
+                    g('movie_bias.weight', 'i')[:, 0], yr, foldable=False)
     if name == 'autorec':  # each movie's hidden code from its row of training ratings; a user's output unit reads it
         H = _sigmoid(light.rating_matrix() @ g('encoder.weight').T + g('encoder.bias')).astype(np.float32)
-        return _Dot(g('decoder.weight'), g('decoder.bias'), H, None, None, ('decoder.weight', 'decoder.bias'))
+        return _Dot(g('decoder.weight', 'u'), g('decoder.bias', 'u'), H, None, None, ('decoder.weight', 'decoder.bias'))
     if name == 'collab_nn':
-        return _MLP(g('user_factors.weight'), g('item_factors.weight'),
+        return _MLP(g('user_factors.weight', 'u'), g('item_factors.weight', 'i'),
                     [_linear(g('layers.0.weight'), g('layers.0.bias')), _relu, _linear(g('layers.2.weight'), g('layers.2.bias'))], yr)
     if name == 'collab_emb_nn':  # fastai's LinBnDrop blocks, linear first: Linear, ReLU, BatchNorm; the last one Linear alone
         layers, b = [], 0
@@ -109,14 +117,14 @@ def _form(name, spec, s, light, prefix=''):
             layers.append(_linear(g(f'{k}.0.weight'), s.get(prefix + f'{k}.0.bias')))
             if prefix + f'{k}.2.running_mean' in s: layers += [_relu, _batchnorm(s, prefix + f'{k}.2')]
             b += 1
-        return _MLP(g('embeds.0.weight'), g('embeds.1.weight'), layers, yr)
+        return _MLP(g('embeds.0.weight', 'u'), g('embeds.1.weight', 'i'), layers, yr)
     if name == 'ensemble':
         own = {k: v for k, v in spec.items() if k in ('n_factors', 'y_range')}
         members = [_form(m, own, s, light, f'{prefix}members.{j}.') for j, m in enumerate(spec['members'])]
         return _Mean(members) if all(f is not None for f in members) else None
     if name == 'mult_dae':
-        return _Rows(g('encoder.weight'), g('encoder.bias'), g('decoder.weight'), g('decoder.bias'), light.history(spec.get('low_in', 1.)),
-                     spec.get('low_in', 1.))
+        return _Rows(g('encoder.weight'), g('encoder.bias'), g('decoder.weight', 'i'), g('decoder.bias', 'i'),
+                     light.history(spec.get('low_in', 1.)), spec.get('low_in', 1.))
     return None
 
 class Light:
@@ -131,6 +139,7 @@ class Light:
         self.task = model_task(self.name)
         self.form = _form(self.name, spec, self.state, self)
         if self.form is None: raise NoLightForm(f"{self.name} has no numpy form (GLocal-K's global kernel mixes every user's column).")
+        self.user_scores(1)  # a forward through every array: one of another shape fails here, not in an answer
 
     def train_rows(self):
         "(user codes, item codes, ratings) of the training rows, in their saved order."
@@ -179,7 +188,12 @@ class Light:
 def read_light(path # Folder written by `movierecs.save` or `movierecs train`
               ) -> Light:
     "The model saved at `path` as numpy arrays (`Light`); `NoLightForm` for a model without one (GLocal-K)."
-    m = Light(*read_model(path))
+    meta, arrays = read_model(path)
+    try: m = Light(meta, arrays)
+    except (KeyError, IndexError, ValueError, TypeError) as e:
+        if isinstance(e, NoLightForm): raise
+        raise ModelFileError(f"The weights in {path} do not fit a {meta['model_spec'].get('model')!r} model "
+                             f"({type(e).__name__}: {e}): they were edited or come from another model. Save the model again.") from None
     m.folder = path
     return m
 

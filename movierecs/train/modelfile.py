@@ -112,4 +112,25 @@ def read_model(path # Folder written by `movierecs.save`
     if str(arrays.get('described_sha256', '')) != _digest({k: meta[k] for k in _DESCRIBED}):
         raise ModelFileError(f"{path/META} does not describe the model {wf} was saved with: it was edited (its model, "
                              f"settings or vocabularies changed), or the files do not belong together. Save the model again.")
+    problem = _rows_problem(meta, arrays)
+    if problem: raise ModelFileError(f"{wf}: {problem}: it was edited. Save the model again.")
     return meta, arrays
+
+def _rows_problem(meta, arrays):
+    "What is wrong with the rated rows a weights file carries (their codes against model.json's vocabularies), or ''."
+    missing = [k for k in ('rows', 'ratings', 'valid') if k not in arrays]
+    if missing: return f"it lacks the rated rows ({', '.join(missing)})"
+    rows, ratings, valid = arrays['rows'], arrays['ratings'], arrays['valid']
+    if rows.ndim != 2 or rows.shape[1] != 2 or rows.dtype.kind not in 'iu':
+        return f'its rows are {rows.dtype} of shape {rows.shape}, not (n, 2) codes'
+    if ratings.shape != (len(rows),) or ratings.dtype.kind != 'f' or valid.shape != (len(rows),) or valid.dtype.kind not in 'bu':
+        return f'its ratings {ratings.shape} and valid flags {valid.shape} do not match its {len(rows)} rows'
+    classes = meta['classes']
+    if not isinstance(classes, dict) or len(classes) != 2 or not all(isinstance(c, list) for c in classes.values()):
+        return 'model.json\'s classes are not two vocabularies'
+    for j, (side, vocab) in enumerate(classes.items()):
+        c = rows[:, j]
+        if len(c) and (c.min() < 1 or c.max() > len(vocab)):
+            return f"its rows hold {side} codes from {c.min()} to {c.max()}, outside the {len(vocab)} {side}s of its vocabulary"
+    if not np.isfinite(ratings).all(): return 'its ratings hold NaN or inf values'
+    return ''

@@ -148,3 +148,38 @@ def test_object_ids_seen_only_in_validation_round_trip(tmp_path):
     again = load(tmp_path/'m')
     assert list(again.dls.classes['movie']) == list(learn.dls.classes['movie'])
     assert all(torch.equal(a, b) for a, b in zip(again.model.state_dict().values(), learn.model.state_dict().values()))
+
+def _edit_arrays(saved, edit):
+    "Edit the weights file's arrays with `edit(arrays)` and record its new sha256 in model.json, as an editor who knows the format would."
+    import hashlib
+    from movierecs.train.modelfile import weights_bytes
+    with np.load(_weights(saved), allow_pickle=False) as z: arrays = {k: z[k] for k in z.files}
+    edit(arrays)
+    data = weights_bytes(arrays)
+    _weights(saved).write_bytes(data)
+    meta = json.loads((saved/'model.json').read_text())
+    meta['weights_sha256'] = hashlib.sha256(data).hexdigest()
+    (saved/'model.json').write_text(json.dumps(meta))
+
+@pytest.mark.parametrize('edit, problem', [
+    (lambda a: a['rows'].__setitem__((0, 1), 10_000), r'its rows hold title codes from 1 to 10000, outside the 60 titles'),
+    (lambda a: a['rows'].__setitem__((3, 0), 0), r'its rows hold user codes from 0 to 100, outside the 100 users'),
+    (lambda a: a.pop('rows'), r'it lacks the rated rows \(rows\)'),
+    (lambda a: a.pop('ratings'), r'it lacks the rated rows \(ratings\)'),
+    (lambda a: a.__setitem__('rows', a['rows'][:, :1]), r'its rows are int64 of shape \(\d+, 1\), not \(n, 2\) codes'),
+    (lambda a: a.__setitem__('ratings', a['ratings'][:5]), r'its ratings \(5,\) and valid flags \(\d+,\) do not match'),
+    (lambda a: a['ratings'].__setitem__(2, np.nan), 'its ratings hold NaN or inf values'),
+])
+def test_edited_rows_in_resigned_weights_are_model_file_errors(saved, edit, problem):
+    "A weights file edited and re-hashed, whose rated rows point past the vocabularies or are gone: one clear error, not an IndexError."
+    from movierecs.recommendation.light import read_light
+    _edit_arrays(saved, edit)
+    for reader in (load, read_light):
+        with pytest.raises(ModelFileError, match=rf"model-[0-9a-f]{{16}}\.npz: {problem}.*it was edited\. Save the model again"):
+            reader(saved)
+
+def test_edited_weights_of_another_shape_are_model_file_errors(saved):
+    from movierecs.recommendation.light import read_light
+    _edit_arrays(saved, lambda a: a.__setitem__('state/movie_bias.weight', a['state/movie_bias.weight'][:7]))
+    with pytest.raises(ModelFileError, match="do not fit a 'dot_bias' model"): load(saved)
+    with pytest.raises(ModelFileError, match="do not fit a 'dot_bias' model"): read_light(saved).item_bias()[59]
