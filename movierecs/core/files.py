@@ -1,8 +1,11 @@
 """Writing result files so that an interrupted run never leaves a half-written one, nor a group of files half replaced.
-A group is written like a database's redo journal: every file goes to a temporary name beside it, a journal naming the
-renames is committed in one rename, then the renames run and the journal goes. A crash before the journal's commit leaves
-the old files; after it, the next `write_atomic` in that folder, or `recover(folder)`, finishes the renames."""
-import contextlib, json, os, re, signal, tempfile, threading, time
+A group switches in one step, for every reader: the folder's next state is built beside it (its other files hard-linked,
+the group's new ones written), then the two folders are exchanged by one `renameat2(RENAME_EXCHANGE)`, so a person, git or
+a program that opens the folder sees the old set or the new one, never a mix, with nothing to recover. Where the system
+cannot exchange two paths, a group is written like a database's redo journal: every file goes to a temporary name beside it,
+a journal naming the renames is committed in one rename, then the renames run; after a crash past the commit, the next
+`write_atomic` in that folder, or `recover(folder)`, finishes them."""
+import contextlib, errno, json, os, re, shutil, signal, tempfile, threading, time
 from pathlib import Path
 __all__ = ['write_atomic', 'recover', 'png_bytes']
 
@@ -11,6 +14,19 @@ _JOURNAL = re.compile(r'\.movierecs-journal\.[A-Za-z0-9_]+\.json')  # committed 
 _TMP = re.compile(r'\.movierecs-tmp\.(.+)\.[A-Za-z0-9_]{8}\.tmp')  # our temporary files: `.movierecs-tmp.{name}.XXXXXXXX.tmp`
 
 STALE = 3600  # seconds after which a temporary file no journal names is a crash's leftover
+
+_NEXT = re.compile(r'\.(.+)\.movierecs-next\.[A-Za-z0-9_]{8}')  # a folder's next state: `.{folder}.movierecs-next.XXXXXXXX`
+
+def _exchange(a, b) -> bool:
+    "Exchange the paths `a` and `b` in one step (Linux `renameat2` with RENAME_EXCHANGE); False where the system cannot."
+    import ctypes
+    try: f = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError): return False
+    f.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if f(-100, os.fsencode(a), -100, os.fsencode(b), 2) == 0: return True  # AT_FDCWD, RENAME_EXCHANGE
+    e = ctypes.get_errno()
+    if e in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP): return False
+    raise OSError(e, os.strerror(e), str(a))
 
 def _umask():
     mask = os.umask(0); os.umask(mask)
@@ -56,11 +72,22 @@ def _own_moves(folder, moves):
             ok.append((tmp, dest))
     return ok
 
+def _drop_next(folder, older=0.):
+    "Remove the next states of `folder` (and old states exchanged out) a crash left beside it, last changed over `older` seconds ago."
+    now = time.time()
+    for d in folder.parent.iterdir() if folder.parent.is_dir() else []:
+        got = _NEXT.fullmatch(d.name)
+        try:
+            if got and got.group(1) == folder.name and d.is_dir() and not d.is_symlink() and now - d.stat().st_mtime >= older:
+                shutil.rmtree(d, ignore_errors=True)
+        except OSError: pass
+
 def recover(folder # A folder `write_atomic` wrote to
            ) -> int:
-    ("Finish the groups of renames a crash interrupted in `folder` (their journals say which); remove stale temporary files. "
-     "Returns the files moved.")
+    ("Finish the groups of renames a crash interrupted in `folder` (their journals say which); remove stale temporary files "
+     "and stale next states beside it. Returns the files moved.")
     folder, done = Path(folder), 0
+    _drop_next(folder.absolute(), STALE)
     if not folder.is_dir(): return 0
     for j in sorted(folder.iterdir()):
         if not _JOURNAL.fullmatch(j.name): continue
@@ -91,6 +118,7 @@ def write_atomic(files:dict # {path: text or bytes}, written together: all repla
     for d in folders:
         d.mkdir(parents=True, exist_ok=True)
         recover(d)
+    if len(files) > 1 and _switch(folders[0], files): return
     tmps, journal, jtmp = [], None, None
     try:
         for path, content in files.items(): tmps.append((_tmp_beside(path, content), path))
@@ -105,6 +133,33 @@ def write_atomic(files:dict # {path: text or bytes}, written together: all repla
         if journal is None or not journal.exists():
             for tmp in [t for t, _ in tmps] + [jtmp]:
                 if tmp and os.path.exists(tmp): os.remove(tmp)
+
+def _switch(folder, files) -> bool:
+    ("Write the group `files` by building `folder`'s next state beside it and exchanging the two in one step; False, with "
+     "nothing changed, where the system cannot exchange paths (the journal is used then).")
+    import fcntl
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # one group at a time per folder; a writer that waited re-checks it holds today's folder
+        if os.fstat(fd).st_ino != os.stat(folder).st_ino: return _switch(folder, files)
+        _drop_next(folder)  # under the lock, any next state beside the folder is a crashed writer's
+        nxt = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f'.{folder.name}.movierecs-next.'))
+        try:
+            os.chmod(nxt, os.stat(folder).st_mode & 0o7777)
+            for entry in os.scandir(folder):  # today's files, hard-linked: nothing is copied, nothing of today's is touched
+                if folder/entry.name in files: continue
+                if entry.is_dir(follow_symlinks=False): shutil.copytree(entry.path, nxt/entry.name, symlinks=True, copy_function=os.link)
+                elif entry.is_symlink(): os.symlink(os.readlink(entry.path), nxt/entry.name)
+                else: os.link(entry.path, nxt/entry.name, follow_symlinks=False)
+            for path, content in files.items(): os.replace(_tmp_beside(nxt/path.name, content), nxt/path.name)
+            dfd = os.open(nxt, os.O_RDONLY)
+            try: os.fsync(dfd)
+            finally: os.close(dfd)
+            with _no_interrupt():
+                if not _exchange(nxt, folder): return False  # the commit point: readers see the new set from here on
+        finally: shutil.rmtree(nxt, ignore_errors=True)  # the unused next state, or the old state exchanged out
+        return True
+    finally: os.close(fd)
 
 def png_bytes(fig, dpi=80):
     "A matplotlib figure as PNG bytes (no timestamp or software tag, so the same figure gives the same file)."

@@ -17,10 +17,10 @@ class _Crash(BaseException): "The process dies here."
 
 _STEPS = [(os, 'replace'), (os, 'remove'), (os, 'chmod'), (Path, 'unlink'), (os, 'fdopen')]
 
-def _crashing_at(k, monkeypatch):
-    "Make the k-th file-system step of a save (create, write, rename, delete) raise `_Crash`; returns the step counter."
+def _crashing_at(k, monkeypatch, more=()):
+    "Make the k-th file-system step of a save (create, write, rename, delete; and the steps `more`) raise `_Crash`; returns the counter."
     count = [0]
-    for owner, name in _STEPS:
+    for owner, name in [*_STEPS, *more]:
         real = getattr(owner, name)
         def step(*a, _real=real, **kw):
             count[0] += 1
@@ -102,26 +102,61 @@ def test_a_save_landing_between_reading_the_description_and_the_weights(pair, tm
     monkeypatch.setattr(movierecs.train.modelfile, '_read_meta', meanwhile)
     assert _which(load(folder)) == 'collab' and len(calls) > 1
 
-def test_a_crash_at_any_step_of_a_group_write_leaves_all_old_or_all_new(tmp_path, monkeypatch):
-    "reproduce's losses.csv, losses.md and env.json are one group: after a crash and `recover`, never a new one beside an old."
+@pytest.mark.parametrize('exchange', [True, False])
+def test_a_crash_at_any_step_of_a_group_write_leaves_all_old_or_all_new(tmp_path, monkeypatch, exchange):
+    """reproduce's losses.csv, losses.md and env.json are one group. Where two folders can be exchanged in one step, a reader
+    sees all old or all new at every moment, with no `recover` (the results folder switches whole); elsewhere (the journal),
+    after a crash and `recover`, never a new one beside an old. A file outside the group and a subfolder stay as they were."""
+    import shutil, tempfile
+    from movierecs.core import files
     from movierecs.core.files import recover, write_atomic
+    if not exchange: monkeypatch.setattr(files, '_exchange', lambda a, b: False)
     names = ('losses.csv', 'losses.md', 'env.json')
     seen, k = [], 1
     while True:
         folder = tmp_path/f'r{k}'
         write_atomic({folder/n: 'old' for n in names})
+        (folder/'notes.txt').write_text('mine'); (folder/'curves').mkdir(); (folder/'curves'/'a.png').write_text('png')
         with monkeypatch.context() as m:
-            _crashing_at(k, m)
+            _crashing_at(k, m, [(os, 'link'), (tempfile, 'mkdtemp'), (shutil, 'rmtree'), (files, '_exchange')])
             try: write_atomic({folder/n: 'new' for n in names}); finished = True
             except _Crash: finished = False
-        recover(folder)  # what the next write in the folder does first
+        if not exchange: recover(folder)  # what the next write in the folder does first
         contents = {(folder/n).read_text() for n in names}
         assert len(contents) == 1, (k, contents)
+        assert (folder/'notes.txt').read_text() == 'mine' and (folder/'curves'/'a.png').read_text() == 'png'
         seen.append(contents.pop())
+        recover(folder)
+        assert {(folder/n).read_text() for n in names} == {seen[-1]}
         assert not [p for p in folder.iterdir() if p.suffix == '.json' and p.name.startswith('.movierecs-journal')]
         if finished: break
         k += 1
     assert seen[0] == 'old' and seen[-1] == 'new' and k > 5
+    write_atomic({folder/n: 'newer' for n in names})  # a write after crashes: the crashed writers' next states are gone
+    assert [p.name for p in tmp_path.iterdir() if 'movierecs-next' in p.name and p.name.startswith(f'.{folder.name}.')] == []
+
+def test_a_reader_holding_the_results_folder_never_sees_a_mix(tmp_path):
+    "A reader who opens the folder once and reads the group's files in it while groups are written sees one group's files."
+    from movierecs.core.files import write_atomic
+    folder, names, stop, mixes = tmp_path/'results', ('losses.csv', 'losses.md', 'env.json'), threading.Event(), []
+    write_atomic({folder/n: '0' for n in names})
+    def reader():
+        while not stop.is_set():
+            fd = os.open(folder, os.O_RDONLY)
+            try:
+                got = set()
+                for n in names:
+                    f = os.open(n, os.O_RDONLY, dir_fd=fd)
+                    try: got.add(os.read(f, 100))
+                    finally: os.close(f)
+                    time.sleep(0.0005)
+                if len(got) > 1: mixes.append(got)
+            finally: os.close(fd)
+    t = threading.Thread(target=reader); t.start()
+    try:
+        for i in range(1, 150): write_atomic({folder/n: str(i) for n in names})
+    finally: stop.set(); t.join()
+    assert mixes == [] and (folder/'env.json').read_text() == '149'
 
 def test_a_stale_temporary_file_is_cleaned_and_a_fresh_one_kept(tmp_path):
     from movierecs.core.files import STALE, recover

@@ -248,3 +248,12 @@ def test_ratings_file_limits(saved, tmp_path, monkeypatch):
     f.write_text('x' * 2000)
     with pytest.raises(SystemExit) as e: main(['recommend', '--model', saved, '--ratings', str(f)])
     assert 'is 2,000 bytes: more than 2 ratings fit in 800' in e.value.code
+
+def test_the_fold_in_rule_is_the_one_the_carve_out_chose():
+    "`FOLDIN_RULE` is the rule results/foldin_tuning.csv (`make tune-foldin`, on a carve-out of the users) marks as chosen."
+    from pathlib import Path
+    df = pd.read_csv(Path(__file__).parents[2]/'results'/'foldin_tuning.csv')
+    chosen = set(df[df.chosen].method.str.removeprefix('fold-in, '))
+    assert chosen == {movierecs.FOLDIN_RULE} and set(df.method.str.removeprefix('fold-in, ')) >= set(movierecs.FOLDIN_RULES)
+    folds = df[df.method.str.startswith('fold-in')]
+    assert folds.groupby('method').rmse.mean().idxmin() == f'fold-in, {movierecs.FOLDIN_RULE}'  # the criterion, recomputed
