@@ -153,28 +153,39 @@ def _biases(args):
     _show(_ask(_model(args), 'biases', n=args.n, lowest=not args.highest), args)
 
 def _serve(args):
-    "Take the port first (a port in use fails at once), then load the models, print the address and serve until Ctrl-C."
-    from .serve import listen, server, url
+    ("Take the port first (a port in use fails at once) and answer at once: a 'preparing' page while the models load (the "
+     "default ones are trained once, on first use, and cached), then the page, until Ctrl-C.")
+    from .serve import Preparing, listen, server, url
     try: sock = listen(args.host, args.port)
     except OSError as e: raise ValueError(str(e)) from None
     try:
-        print('Loading the models and preparing the fold-in (the default models are trained once, on first use, and cached) ...',
-              file=sys.stderr, flush=True)
-        if args.model:
-            from ..models.registry import model_task
-            from ..train.saving import load
-            learn = load(args.model)
-            rater = learn if model_task(learn.model_spec['model']) == 'rating' else default_learner('rating')
-            from ..models.parts import vocab
-            if vocab(rater, 'movie') != vocab(learn, 'movie'):
-                print(f"movierecs: {args.model} was trained on other titles than the default rating model: the page shows "
-                      f"no predicted stars, biases or map.", file=sys.stderr)
-                rater = None
-        else: learn, rater = default_learner('ranking'), default_learner('rating')
-        srv = server(learn, rater)
+        def stop(e): srv.should_exit = True  # a model that cannot be loaded: the server stops, the error is the command's
+        web = Preparing(lambda: _serve_app(args), on_error=stop)
+        srv = server(web)
         print(f'movierecs: serving on {url(args.host, args.port)} (Ctrl-C stops it)', flush=True)
+        print('movierecs: preparing the models (the page says so meanwhile) ...', file=sys.stderr, flush=True)
+        web.start()
         srv.run(sockets=[sock])
+        if web.error is not None: raise web.error
     finally: sock.close()
+
+def _serve_app(args):
+    "The web page's app around the models the command serves: `--model DIR` (and the default rating model), or the defaults."
+    from .serve import app
+    if args.model:
+        from ..models.registry import model_task
+        from ..train.saving import load
+        learn = load(args.model)
+        rater = learn if model_task(learn.model_spec['model']) == 'rating' else default_learner('rating')
+        from ..models.parts import vocab
+        if vocab(rater, 'movie') != vocab(learn, 'movie'):
+            print(f"movierecs: {args.model} was trained on other titles than the default rating model: the page shows "
+                  f"no predicted stars, biases or map.", file=sys.stderr)
+            rater = None
+    else: learn, rater = default_learner('ranking'), default_learner('rating')
+    web = app(learn, rater)
+    print('movierecs: the models are ready.', file=sys.stderr, flush=True)
+    return web
 
 # argparse types of the command's own options (the drivers' shared ones are in args.py)
 

@@ -15,7 +15,7 @@ from ..recommendation.analysis import movie_bias, pca_map, similar_movies
 from ..engine.feedback import RELEVANT
 from ..core.files import png_bytes
 from ..recommendation.foldin import MAX_RATINGS, star_range, recommend_for
-__all__ = ['MAX_BODY', 'MAX_N', 'N_MATCHES', 'app', 'listen', 'url', 'server', 'serve', 'background']
+__all__ = ['MAX_BODY', 'MAX_N', 'N_MATCHES', 'RETRY', 'app', 'Preparing', 'listen', 'url', 'server', 'serve', 'background']
 
 MAX_BODY = 512 * 1024  # bytes of a request body: MAX_RATINGS (5,000) ratings of ~100 bytes each; every ML-100k title rated is 54 KB
 
@@ -339,6 +339,49 @@ def app(learn, # A trained learner that recommends: a ranking model such as `def
                     Img(src='/map.png', alt=f'PCA map of the movie factors of {_model_name(side)}', cls='map'))
     return web
 
+RETRY = 3  # seconds after which the "preparing" page reloads itself
+
+class Preparing:
+    ("An ASGI app that answers every request with a 'preparing the models' page (503, Retry-After, reloading itself) while "
+     "`load()` runs in a thread (`start()`), then serves the app `load` returns. `error` holds what `load` raised; `on_error` "
+     "is then called with it.")
+    def __init__(self, load, # () -> the ASGI app to serve: loads or trains the models
+                 on_error=None, # Called with the exception when `load` fails (the command stops its server)
+                 what='the models' # What is being prepared, for the page
+                ):
+        import threading
+        self.app, self.error, self.what, self.on_error = None, None, what, on_error
+        self.thread = threading.Thread(target=self._load, args=(load,), daemon=True)
+    def start(self):
+        "Start loading in a thread; the page answers 'preparing' until it is done."
+        self.thread.start()
+        return self
+    def _load(self, load):
+        try: self.app = load()
+        except BaseException as e:
+            self.error = e
+            if self.on_error: self.on_error(e)
+    async def __call__(self, scope, receive, send):
+        if self.app is not None: return await self.app(scope, receive, send)
+        if scope['type'] == 'lifespan':  # a server that runs the lifespan protocol (uvicorn here runs without it)
+            while True:
+                kind = (await receive())['type']
+                await send({'type': kind + '.complete'})
+                if kind == 'lifespan.shutdown': return
+        if scope['type'] != 'http': return
+        path = scope.get('path', '/')
+        msg = (f'movierecs could not prepare {self.what}: {_one_line(self.error)}' if self.error is not None else
+               f'Preparing {self.what}: the default models are trained once, on first use (about a minute; the terminal that '
+               f'runs `movierecs serve` shows the time left). This page reloads itself.')
+        status, headers = (500, None) if self.error is not None else (503, {'Retry-After': str(RETRY)})
+        if path.startswith('/api/'): response = JSONResponse({'error': msg}, status_code=status, headers=headers)
+        else:
+            refresh = [] if self.error is not None else [Meta(http_equiv='refresh', content=str(RETRY))]
+            head = Head(Meta(charset='utf-8'), Title('movierecs: preparing'), *refresh)
+            response = HTMLResponse('<!doctype html>' + to_xml(Html(head, Body(Main(H1('movierecs'), P(msg, id='preparing'))))),
+                                    status_code=status, headers=headers)
+        await response(scope, receive, send)
+
 def listen(host='127.0.0.1', # Address to bind
            port=8000 # TCP port, 1-65535
           ) -> socket.socket:
@@ -357,14 +400,15 @@ def url(host, port):
     "The address of the page served on `host`:`port`."
     return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
 
-def server(learn, # The recommending learner, as in `app`
+def server(learn, # The recommending learner, as in `app`; or an ASGI app (such as `Preparing`) to serve as it is
            rater=None, # The rating learner, as in `app`
            log_level='info' # uvicorn's log level
           ):
     ("A uvicorn server of `app(learn, rater)`: `.run(sockets=[listen(host, port)])` serves until interrupted; "
      "`.should_exit = True` stops it.")
     import uvicorn
-    return uvicorn.Server(uvicorn.Config(app(learn, rater), log_level=log_level, server_header=False, timeout_graceful_shutdown=GRACE,
+    web = learn if callable(learn) and not hasattr(learn, 'model') else app(learn, rater)
+    return uvicorn.Server(uvicorn.Config(web, log_level=log_level, server_header=False, timeout_graceful_shutdown=GRACE,
                                          lifespan='off'))
 
 def serve(learn, # The recommending learner, as in `app`

@@ -81,11 +81,25 @@ def _rate_three_and_check(driver, base, rates, screenshot=None):
     assert not problems, problems  # no script error, no blocked resource (the page works offline, under its CSP)
 
 def test_rate_three_movies_synthetic(browser, synth, seed):
-    learn = movierecs.train_model('mult_dae', epochs=3, seed=seed, ratings=synth, progress=False)
-    rater = movierecs.train_model('dot_bias', epochs=2, seed=seed, ratings=synth, progress=False)
-    base, stop = background(learn, rater)
-    try: _rate_three_and_check(browser, base, [('movie 3', 'Movie 3 (1990)', 5), ('MOVIE 7', 'Movie 7 (1990)', 4),
-                                               ('vie 9 (', 'Movie 9 (1990)', 1)])
+    "The page says it is preparing while the models train (as the first `movierecs serve` does), reloads itself, then works."
+    import threading
+    from selenium.webdriver.support.ui import WebDriverWait
+    from movierecs.app.serve import Preparing, app
+    trained = threading.Event()
+    def load():
+        trained.wait(60)
+        learn = movierecs.train_model('mult_dae', epochs=3, seed=seed, ratings=synth, progress=False)
+        return app(learn, movierecs.train_model('dot_bias', epochs=2, seed=seed, ratings=synth, progress=False))
+    base, stop = background(Preparing(load).start())
+    try:
+        browser.get(base + '/')
+        assert 'Preparing the models' in browser.page_source and browser.title == 'movierecs: preparing'
+        trained.set()
+        WebDriverWait(browser, 60).until(lambda d: d.find_elements('id', 'q'))  # the page reloaded itself: the real one
+        before = browser.get_log('browser')  # (reading the log empties it) while preparing: the 503s of the page, nothing else
+        assert before and all('503 (Service Unavailable)' in e['message'] for e in before), before
+        _rate_three_and_check(browser, base, [('movie 3', 'Movie 3 (1990)', 5), ('MOVIE 7', 'Movie 7 (1990)', 4),
+                                              ('vie 9 (', 'Movie 9 (1990)', 1)])
     finally: stop()
 
 @pytest.mark.slow

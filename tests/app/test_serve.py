@@ -313,10 +313,13 @@ def saved(learn, rater, tmp_path_factory):
 def test_serve_command(saved, learn, rater, monkeypatch, capsys):
     "`movierecs serve --model DIR`: a ranking model recommends beside the default rating model; a rating model plays both parts."
     calls = []
-    class Server:
-        def __init__(self, learn, rater): self.learn, self.rater = learn, rater
-        def run(self, sockets): calls.append((self.learn, self.rater, sockets[0].getsockname()))
+    class Server:  # what the command serves: the app built, once the 'preparing' page has made way for it
+        def __init__(self, web): self.web = web
+        def run(self, sockets):
+            self.web.thread.join(120)
+            calls.append((*self.web.app, sockets[0].getsockname()))
     monkeypatch.setattr(ms, 'server', Server)
+    monkeypatch.setattr(ms, 'app', lambda learn, rater: (learn, rater))
     defaults = {'ranking': learn, 'rating': rater}
     monkeypatch.setattr(movierecs.app.cli, 'default_learner', lambda by='ranking': defaults[by])
     with socket.socket() as s: s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]
@@ -333,6 +336,33 @@ def test_serve_command(saved, learn, rater, monkeypatch, capsys):
                                                progress=False)
     main(['serve', '--port', str(port), '--model', saved[0]])  # the default rating model knows other titles: served without it
     assert calls[-1][1] is None and 'trained on other titles than the default rating model' in capsys.readouterr().err
+
+def test_the_page_says_it_is_preparing_until_the_models_are_ready(learn, rater):
+    "Every path answers 503 'preparing' (reloading itself, Retry-After) while the models load; then the page and API work."
+    import threading
+    ready = threading.Event()
+    def load(): ready.wait(60); return app(learn, rater)
+    web = ms.Preparing(load).start()
+    with TestClient(web) as c:
+        r = c.get('/')
+        assert r.status_code == 503 and r.headers['retry-after'] == str(ms.RETRY) and 'Preparing the models' in r.text
+        assert f'http-equiv="refresh" content="{ms.RETRY}"' in r.text
+        r = c.post('/api/recommend', json={'ratings': RATED})
+        assert r.status_code == 503 and r.json()['error'].startswith('Preparing the models')
+        ready.set(); web.thread.join(60)
+        assert c.get('/').status_code == 200 and 'What to watch next' in c.get('/').text
+        assert [x['title'] for x in c.post('/api/recommend', json={'ratings': RATED}).json()['recommendations']] == \
+            recommend_for(learn, RATED, n=10).title.tolist()
+
+def test_models_that_cannot_load_are_an_error_page_and_the_commands_error():
+    from movierecs.core.errors import ModelFileError
+    failed = []
+    web = ms.Preparing(lambda: (_ for _ in ()).throw(ModelFileError('No saved model at /x')), on_error=failed.append).start()
+    web.thread.join(30)
+    with TestClient(web) as c:
+        r = c.get('/')
+        assert r.status_code == 500 and 'could not prepare the models: No saved model at /x' in r.text and 'refresh' not in r.text
+    assert [type(e) for e in failed] == [ModelFileError]
 
 def test_serve_command_errors_are_one_line(saved, capsys):
     with socket.socket() as busy:
