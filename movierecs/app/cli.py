@@ -38,12 +38,14 @@ def _show(series, args, fmt='{:.4f}'):
     print(f"{'#':>3}  {label:<{w}}  {name}")
     for i, (k, v) in enumerate(zip(keys, series.values), 1): print(f'{i:>3}  {k:<{w}}  {fmt.format(v)}')
 
-def _show_frame(df, args, fmt='{:.2f}'):
-    "Print a ranked frame (label, score, reason) as a table, or as JSON records with `--json`."
+def _show_frame(df, args, fmt='{:.2f}', fmts=None):
+    "Print a ranked frame (label, numbers, reason) as a table (`fmts`: {column: format}), or as JSON records with `--json`."
     if args.json:
         rows = [{k: (v.item() if hasattr(v, 'item') else v) for k, v in r.items()} for r in df.to_dict('records')]
         print(json.dumps(rows, ensure_ascii=False, indent=1)); return
-    cells = [['-' if v is None else fmt.format(v) if isinstance(v, float) else str(v) for v in r] for r in df.itertuples(index=False)]
+    fmts = fmts or {}
+    cells = [['-' if v is None else fmts.get(c, fmt).format(v) if isinstance(v, float) else str(v) for c, v in zip(df.columns, r)]
+             for r in df.itertuples(index=False)]
     w = [max([len(c), *(len(r[j]) for r in cells)]) for j, c in enumerate(df.columns)]
     print(f"{'#':>3}  " + '  '.join(f'{c:<{w[j]}}' for j, c in enumerate(df.columns)).rstrip())
     for i, r in enumerate(cells, 1): print(f'{i:>3}  ' + '  '.join(f'{v:<{w[j]}}' for j, v in enumerate(r)).rstrip())
@@ -139,12 +141,55 @@ def _train(args):
     else: print(f'Saved to {out}')
 
 def _recommend(args):
+    ("A list a person can read: stars (1-5) from a rating model, and for a ranking model's list its 'match', each movie's chance "
+     "of being the one picked relative to the first's. The default list is the ranking model's, with the default rating model's stars.")
     if args.model and args.by: raise ValueError("--by chooses between the default models; a model given with --model is used as it is.")
     if (args.user is not None) + bool(args.rate or args.ratings is not None) != 1:
         raise ValueError("give either --user ID (someone in the data) or your own ratings with --rate 'TITLE=STARS' / --ratings FILE")
-    if args.user is not None: return _show(_ask(_model(args, args.by or 'ranking'), 'recommend', args.user, n=args.n), args, '{:.2f}')
-    rates = _read_rates(args)  # before any model is loaded or trained: a typo fails at once
-    _show_frame(_ask(_model(args, args.by or 'ranking'), 'recommend_for', rates, n=args.n), args)
+    rates = _read_rates(args) if args.user is None else None  # before any model is loaded or trained: a typo fails at once
+    by = args.by or 'ranking'
+    m = _model(args, by)
+    if args.user is not None:
+        s = _ask(m, 'recommend', args.user, n=args.n)
+        df = pd_frame({s.index.name: s.index.tolist(), s.name: s.to_numpy()})
+    else: df = _ask(m, 'recommend_for', rates, n=args.n)
+    label, ranking = df.columns[0], 'score' in df.columns
+    out = pd_frame({label: df[label]})
+    if ranking:
+        out['match'] = _match(df['score'].to_numpy())
+        rater = _default_rater() if not args.model else None
+        if rater is not None: out['stars'] = _stars(_rater_stars(rater, df[label].tolist(), args.user, rates))
+    else: out['stars'] = _stars(df[df.columns[1]].to_numpy())
+    if 'because' in df.columns: out['because'] = df['because'].tolist()
+    _show_frame(out, args, fmts={'match': '{:.0%}', 'stars': '{:.1f}'})
+
+def pd_frame(d):
+    import pandas as pd
+    return pd.DataFrame(d)
+
+def _match(scores):
+    "A ranking model's scores (logits of a softmax over the movies) as each movie's chance relative to the first's, 1 for the first."
+    import numpy as np
+    s = np.asarray(scores, np.float64)
+    return np.exp(s - s.max()) if len(s) else s
+
+def _stars(x):
+    "Predicted stars on the 1-5 scale people rate on (a model's prediction can run past it: `y_range` is 0-5.5)."
+    import numpy as np
+    return np.clip(np.asarray(x, np.float64), 1, 5)
+
+def _default_rater():
+    "The default rating model's numpy form: the stars beside the default ranking model's list."
+    from .defaults import default_light
+    return default_light('rating')
+
+def _rater_stars(rater, titles, user=None, rates=None):
+    "The rating model's predicted stars of `titles` for a user of the data, or for someone new from their `rates` (fold-in)."
+    from ..models.parts import title_index, user_index
+    from ..recommendation.light import fold_in_scores, parse_stars
+    codes = [title_index(rater, t) for t in titles]
+    if user is not None: return rater.user_scores(user_index(rater, user))[codes]
+    return fold_in_scores(rater, *parse_stars(rater, rates, rater.star_range()))[codes]
 
 def _similar(args):
     _show(_ask(_model(args), 'similar_movies', args.title, n=args.n), args)

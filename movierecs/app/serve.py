@@ -219,8 +219,11 @@ def app(learn, # A trained learner that recommends: a ranking model such as `def
 
     def rec_table(recs, ratings):
         label, cols = recs.columns[0], sorted((c for c in recs.columns[1:] if c != 'because'), key=lambda c: c != 'stars')
-        head = {'stars': 'predicted stars', 'score': 'score'}
-        def cell(c, v): return Td(f'{v:.1f} ★' if c == 'stars' else f'{v:.2f}', cls='num')
+        head = {'stars': 'predicted stars', 'score': 'match'}
+        top = float(recs['score'].max()) if 'score' in recs.columns and len(recs) else 0.
+        def cell(c, v):  # stars on the 1-5 scale people rate on; a ranking score as its chance relative to the first pick's
+            if c == 'stars': return Td(f'{min(max(v, 1), 5):.1f} ★', cls='num')
+            return Td(f'{math.exp(v - top):.0%}' if c == 'score' else f'{v:.2f}', cls='num')
         def why(b): return Td() if b is None else Td('because you liked ', A(b, href=_movie_url(b)), cls='why')
         rows = [Tr(Td(i, cls='num'), Td(A(r[label], href=_movie_url(r[label]))), *[cell(c, r[c]) for c in cols],
                    why(r.get('because')), cls='rec', data_title=r[label])

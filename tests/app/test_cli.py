@@ -1,7 +1,7 @@
 "The `movierecs` command, in-process and as the installed console script."
 import json, os, re, subprocess, sys
 from pathlib import Path
-import pytest
+import numpy as np, pytest
 import movierecs, movierecs.train.experiments
 from movierecs.__main__ import main
 
@@ -24,11 +24,11 @@ def test_recommend(model_dir, capsys):
     path, learn = model_dir
     expected = movierecs.recommend(learn, 5, n=3)
     lines = _run(capsys, 'recommend', '--user', '5', '-n', '3', '--model', path).splitlines()
-    assert lines[0].split() == ['#', 'title', 'predicted_rating'] and len(lines) == 4
-    assert lines[1].split(None, 1)[1].rsplit(None, 1) == [expected.index[0], f'{expected.iloc[0]:.2f}']
+    assert lines[0].split() == ['#', 'title', 'stars'] and len(lines) == 4  # a rating model: its predicted stars, on the 1-5 scale
+    assert lines[1].split(None, 1)[1].rsplit(None, 1) == [expected.index[0], f'{min(max(expected.iloc[0], 1), 5):.1f}']
     rows = json.loads(_run(capsys, 'recommend', '--user', '5', '-n', '3', '--model', path, '--json'))
     assert [r['title'] for r in rows] == expected.index.tolist()
-    assert [r['predicted_rating'] for r in rows] == pytest.approx(expected.tolist())
+    assert [r['stars'] for r in rows] == pytest.approx(expected.clip(1, 5).tolist(), abs=2e-5)
 
 def test_similar_and_biases(model_dir, capsys):
     path, learn = model_dir
@@ -119,10 +119,15 @@ def test_default_models_answer_from_the_cache(default_cache, capsys, monkeypatch
     tmp_path = default_cache
     monkeypatch.setenv('MOVIERECS_CACHE', str(tmp_path))
     first = json.loads(_run(capsys, 'recommend', '--user', '196', '--json'))
-    assert (tmp_path/'default-ranking'/'model.json').is_file() and len(first) == 10 and set(first[0]) == {'title', 'score'}
+    assert (tmp_path/'default-ranking'/'model.json').is_file() and len(first) == 10 and list(first[0]) == ['title', 'match', 'stars']
+    ranker, rater = (movierecs.load(tmp_path/f) for f in ('default-ranking', 'default'))
+    scores, stars = movierecs.recommend(ranker, 196, n=10), movierecs.recommend(rater, 196, n=2000)  # through the Learners
+    assert [r['title'] for r in first] == scores.index.tolist()
+    assert [r['match'] for r in first] == pytest.approx(np.exp(scores - scores.max()).tolist(), abs=1e-5)  # 1 for the first pick
+    assert [r['stars'] for r in first] == pytest.approx(stars[scores.index].clip(1, 5).tolist(), abs=2e-5)  # the rating model's
     assert movierecs.load(tmp_path/'default-ranking').model_spec['model'] == movierecs.RANKERS[movierecs.DEFAULT_RANKER].model
     rated = json.loads(_run(capsys, 'recommend', '--user', '196', '--by', 'rating', '--json'))
-    assert (tmp_path/'default'/'model.json').is_file() and set(rated[0]) == {'title', 'predicted_rating'}
+    assert (tmp_path/'default'/'model.json').is_file() and list(rated[0]) == ['title', 'stars']
     for folder in ('default', 'default-ranking'):  # trained on every rating: no validation rows
         m = movierecs.recommendation.light.read_light(tmp_path/folder)
         assert len(m.rows) == 100_000 and not m.valid.any()
@@ -151,23 +156,25 @@ def test_default_models_answer_from_the_cache(default_cache, capsys, monkeypatch
     assert json.loads(_quiet_process(['recommend', '--user', '196', '--json'], tmp_path).stdout) == first
 
 def test_a_first_run_says_what_it_trains_on_stderr_only(synth, tmp_path, monkeypatch, capsys):
-    "With an empty cache: which model, on how many ratings, where it goes, a line per epoch with the time left; stdout stays JSON."
-    import numpy as np
+    ("With an empty cache: which model, on how many ratings, where it goes, a line per epoch with the time left (the ranking model, "
+     "then the rating model that gives its list's stars); stdout stays JSON; then the cache answers and stderr stays empty.")
     monkeypatch.setenv('MOVIERECS_CACHE', str(tmp_path))
     monkeypatch.setattr(movierecs.app.defaults, 'all_ratings', lambda: dict(ratings=synth, splits=(np.arange(len(synth)), np.arange(0))))
+    main(['recommend', '--user', '5', '--json'])
+    out, err = capsys.readouterr()
+    assert len(json.loads(out)) == 10  # the answer alone
+    lines = err.splitlines()
     for by, model, epochs in (('ranking', 'mult_dae', 75), ('rating', 'collab', 5)):
-        main(['recommend', '--user', '5', '--by', by, '--json'])
-        out, err = capsys.readouterr()
-        assert len(json.loads(out)) == 10  # the answer alone
-        lines = err.splitlines()
+        folder = tmp_path/('default' if by == 'rating' else 'default-ranking')
         assert lines[0] == (f"movierecs: training the default {by} model ({model}, {epochs} epochs on all {len(synth):,} ratings of "
-                            f"ML-100k) once; it is then cached in {tmp_path/('default' if by == 'rating' else 'default-ranking')}. "
-                            "The time left shows below.")
-        assert len(lines) == 1 + epochs and lines[-1].startswith(f'  epoch {epochs}/{epochs}: train loss ') and lines[-1].endswith(', done')
+                            f"ML-100k) once; it is then cached in {folder}. The time left shows below.")
+        assert lines[epochs].startswith(f'  epoch {epochs}/{epochs}: train loss ') and lines[epochs].endswith(', done')
         assert all(re.fullmatch(rf'  epoch {i}/{epochs}: train loss [0-9.]+, \d+ s, about \d+ s left', lines[i]) for i in range(1, epochs))
-        meta = json.loads((tmp_path/('default' if by == 'rating' else 'default-ranking')/'model.json').read_text())
-        assert meta['train_spec']['rows'] == 'all'
-        main(['recommend', '--user', '5', '--by', by, '--json'])  # cached now: the answer, nothing on stderr
+        assert json.loads((folder/'model.json').read_text())['train_spec']['rows'] == 'all'
+        lines = lines[epochs + 1:]
+    assert lines == []
+    for by in ('ranking', 'rating'):  # cached now: the answer, nothing on stderr
+        main(['recommend', '--user', '5', '--by', by, '--json'])
         assert capsys.readouterr().err == ''
 
 def test_epoch_lines_on_a_terminal_rewrite_one_line():

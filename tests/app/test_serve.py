@@ -259,7 +259,8 @@ def test_stars_from_the_rating_model(learn, rater, monkeypatch):
         assert c.post('/api/recommend', json={'ratings': RATED}).json()['recommendations'] == [
             {'title': 'Movie 1 (1990)', 'score': 1.5, 'stars': 4.25, 'because': 'Movie 3 (1990)'}]
         html = c.post('/recommendations', json={'ratings': RATED}).text
-    assert seen['stars'] is rater and '<th class="num">predicted stars</th>' in html and '4.2 ★' in html and '1.50' in html
+    assert seen['stars'] is rater and '<th class="num">predicted stars</th>' in html and '4.2 ★' in html and '100%' in html
+    assert '<th class="num">match</th>' in html
 
 def test_startup_pays_for_the_first_fold_in(learn, monkeypatch):
     "The first fold-in's one-off work (a rating model calibrates its penalty) happens when the app is built, not on a visitor's request."

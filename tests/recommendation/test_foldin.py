@@ -59,7 +59,8 @@ def test_command_line(saved, learn, tmp_path, capsys):
     f.write_text('title,rating\nMovie 3 (1990),5\n"Movie 7 (1990)",4\n')
     main(['recommend', '--ratings', str(f), '-n', '3', '--model', saved])
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ['#', 'title', 'score', 'because'] and len(lines) == 4 and want.title[0] in lines[1]
+    assert lines[0].split() == ['#', 'title', 'match', 'because'] and len(lines) == 4 and want.title[0] in lines[1]
+    assert ' 100% ' in lines[1]  # the first pick's match; the others relative to it
 
 @pytest.mark.parametrize('argv, problem', [
     (['--rate', 'Movie 3 (1990)'], 'expected TITLE=STARS'), (['--rate', 'Movie 3 (1990)=five'], 'stars must be a number'),
