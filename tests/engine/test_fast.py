@@ -65,11 +65,12 @@ def test_fast_path_keeps_split_vocab_and_init(synth, seed):
     assert all(torch.equal(p, q) for p, q in zip(a.model.parameters(), b.model.parameters()))
     assert torch.allclose(a.get_preds()[0], b.get_preds()[0]) and a.validate()[0] == pytest.approx(b.validate()[0], abs=1e-6)
 
-# One notebook experiment of each model family that fastai builds differently: a notebook module in `Learner` (dot_bias_wd),
-# fastai's `EmbeddingDotBias` (collab) and `EmbeddingNN` (collab_emb_nn). The maths of every registry model is held to stock
-# fastai bit for bit above (`test_fast_learner_is_learner_bit_for_bit`, `test_fast_path_is_stock_fastai_bit_for_bit`); this
-# trains on ML-100k with each path's own shuffles, the one thing those tests hold equal.
-FAITHFUL = ['dot_bias_wd', 'collab', 'collab_emb_nn']
+# The maths of every registry model is held to stock fastai bit for bit above (`test_fast_learner_is_learner_bit_for_bit`,
+# `test_fast_path_is_stock_fastai_bit_for_bit`), each family included; this trains on ML-100k with each path's own shuffles,
+# the one thing those tests hold equal. The shuffles are the loaders', the same for every model, so one run measures them:
+# the notebook's collab_learner run (fastai's `EmbeddingDotBias`, held to the user's 0.85 bar). dot_bias_wd and collab_emb_nn
+# ran here too until the CI budget (docs/testing.md); their families stay held bit for bit above.
+FAITHFUL = ['collab']
 
 @pytest.mark.slow
 @pytest.mark.realdata

@@ -21,7 +21,8 @@ def test_notebook_imports_the_package_and_defines_nothing(path):
 
 @pytest.mark.slow
 @pytest.mark.realdata
-@pytest.mark.parametrize('path', NOTEBOOKS, ids=lambda p: p.stem)
+# 02 runs under a real Jupyter kernel below, its every output held to the saved text: running it in-process too adds nothing
+@pytest.mark.parametrize('path', [p for p in NOTEBOOKS if p.stem != '02_bias_and_weight_decay'], ids=lambda p: p.stem)
 def test_notebook(path, ratings):
     "Runs every cell (its asserts are regression tests); training is shared with test_accuracy.py through the cache."
     try: fresh = run_notebook(path)
