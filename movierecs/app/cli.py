@@ -151,10 +151,10 @@ def _recommend(args):
     m = _model(args, by)
     if args.user is not None:
         s = _ask(m, 'recommend', args.user, n=args.n)
-        df = pd_frame({s.index.name: s.index.tolist(), s.name: s.to_numpy()})
+        df = _frame({s.index.name: s.index.tolist(), s.name: s.to_numpy()})
     else: df = _ask(m, 'recommend_for', rates, n=args.n)
     label, ranking = df.columns[0], 'score' in df.columns
-    out = pd_frame({label: df[label]})
+    out = _frame({label: df[label]})
     if ranking:
         out['match'] = _match(df['score'].to_numpy())
         rater = _default_rater() if not args.model else None
@@ -163,7 +163,7 @@ def _recommend(args):
     if 'because' in df.columns: out['because'] = df['because'].tolist()
     _show_frame(out, args, fmts={'match': '{:.0%}', 'stars': '{:.1f}'})
 
-def pd_frame(d):
+def _frame(d):
     import pandas as pd
     return pd.DataFrame(d)
 
