@@ -94,7 +94,9 @@ def _fold_member(m, codes, stars, prior):
 def _training_rows(learn):
     it = learn.dls.train.items
     u, i = list(learn.dls.classes)[:2]
-    return it[u].to_numpy('int64'), it[i].to_numpy('int64'), it[list(learn.dls.train.y_names)[0]].to_numpy('float32')
+    # copies: a frame's arrays are read-only under pandas' copy-on-write, and torch warns on reading them
+    return (it[u].to_numpy('int64', copy=True), it[i].to_numpy('int64', copy=True),
+            it[list(learn.dls.train.y_names)[0]].to_numpy('float32', copy=True))
 
 def foldin_prior(learn, # A trained rating learner
                  rule=None # One of `FOLDIN_RULES`; default `FOLDIN_RULE`

@@ -91,7 +91,7 @@ def foldin_run(name, # A name from `FOLDIN_RUNS`
     col = {t: j for j, t in enumerate(titles)}
     cw = _codes(without, titles)
     fold = ([torch.from_numpy(cw[given.title[given.user == u].map(col).to_numpy()]) for u in users],
-            [torch.from_numpy(given.rating[given.user == u].to_numpy('float32')) for u in users])
+            [torch.from_numpy(given.rating[given.user == u].to_numpy('float32', copy=True)) for u in users])
     lams = foldin_lambdas(without) if model_task(model) == 'rating' else {}  # once per model, before the clock starts
     start = time.perf_counter()
     s_fold = _scores(without, fold, users, titles)

@@ -87,6 +87,17 @@ def _quiet_process(argv, cache=None, modules=False):
             "print('loaded:', [m for m in ('torch', 'fastai', 'torchvision', 'matplotlib', 'IPython') if m in sys.modules])")
     return subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300, env=env)
 
+def test_commands_that_need_the_learner_print_only_their_answer(synth, seed, tmp_path):
+    "Fold-in by gradient descent (SVD++) and GLocal-K load their Learner: still the answer alone, nothing on stderr."
+    for name in ('svdpp', 'glocal_k'):
+        learn = movierecs.train_model(name, epochs=1, wd=None if movierecs.trains_by_lbfgs(name) else 0.1, seed=seed, ratings=synth,
+                                      progress=False)
+        path = str(movierecs.save(learn, tmp_path/name))
+        for argv in (['recommend', '--user', '5', '-n', '3', '--model', path], ['similar', 'Movie 3 (1990)', '--model', path],
+                     *([['recommend', '--rate', 'Movie 3 (1990)=5', '-n', '3', '--model', path]] if name == 'svdpp' else [])):
+            r = _quiet_process(argv)
+            assert r.returncode == 0 and r.stdout and r.stderr == '', (argv, r.stderr[-800:])
+
 def test_commands_print_only_their_answer_and_load_no_fastai(model_dir):
     "Each command in its own process, from a saved model: exit 0, its answer, an empty stderr; `--help` and `models` import no torch."
     path, _ = model_dir
