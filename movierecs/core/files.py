@@ -121,8 +121,12 @@ def write_atomic(files:dict # {path: text or bytes}, written together: all repla
     if len(files) > 1 and _switch(folders[0], files): return
     tmps, journal, jtmp = [], None, None
     try:
+        if len(files) == 1:  # one file: a rename, under the folder's lock (a group's switch cannot drop it)
+            (path, content), = files.items()
+            with _folder_lock(folders[0]):
+                tmps.append((_tmp_beside(path, content), path))
+                return os.replace(*tmps[0])
         for path, content in files.items(): tmps.append((_tmp_beside(path, content), path))
-        if len(tmps) == 1: return os.replace(*tmps[0])
         jtmp = _tmp_beside(folders[0]/'journal', json.dumps([[t, str(p)] for t, p in tmps]), prefix='.movierecs-journal.')
         with _no_interrupt():
             journal = Path(jtmp[:-len('.tmp')] + '.json')
@@ -134,32 +138,68 @@ def write_atomic(files:dict # {path: text or bytes}, written together: all repla
             for tmp in [t for t, _ in tmps] + [jtmp]:
                 if tmp and os.path.exists(tmp): os.remove(tmp)
 
+@contextlib.contextmanager
+def _folder_lock(folder):
+    ("Hold `folder`'s lock (flock on the folder itself): writers to one folder take turns; a group's switch replaces the "
+     "folder, so a writer that waited checks it holds today's. A folder this user cannot open is written without it.")
+    import fcntl
+    while True:
+        try: fd = os.open(folder, os.O_RDONLY)
+        except PermissionError:
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_ino == os.stat(folder).st_ino:
+                yield
+                return
+        finally: os.close(fd)
+
 def _switch(folder, files) -> bool:
     ("Write the group `files` by building `folder`'s next state beside it and exchanging the two in one step; False, with "
-     "nothing changed, where the system cannot exchange paths (the journal is used then).")
-    import fcntl
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # one group at a time per folder; a writer that waited re-checks it holds today's folder
-        if os.fstat(fd).st_ino != os.stat(folder).st_ino: return _switch(folder, files)
-        _drop_next(folder)  # under the lock, any next state beside the folder is a crashed writer's
-        nxt = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f'.{folder.name}.movierecs-next.'))
+     "nothing changed, where the system cannot exchange the folder (a mount point, no renameat2: the journal is used then).")
+    real = Path(os.path.realpath(folder))  # a folder reached through a symlink: the switch happens where the files are
+    if os.path.ismount(real) or real.parent == real: return False
+    files = {real/p.name: c for p, c in files.items()}
+    with _folder_lock(real):
+        _drop_next(real)  # under the lock, any next state beside the folder is a crashed writer's
+        nxt = Path(tempfile.mkdtemp(dir=real.parent, prefix=f'.{real.name}.movierecs-next.'))
         try:
-            os.chmod(nxt, os.stat(folder).st_mode & 0o7777)
-            for entry in os.scandir(folder):  # today's files, hard-linked: nothing is copied, nothing of today's is touched
-                if folder/entry.name in files: continue
-                if entry.is_dir(follow_symlinks=False): shutil.copytree(entry.path, nxt/entry.name, symlinks=True, copy_function=os.link)
-                elif entry.is_symlink(): os.symlink(os.readlink(entry.path), nxt/entry.name)
-                else: os.link(entry.path, nxt/entry.name, follow_symlinks=False)
+            st = os.stat(real)
+            os.chmod(nxt, st.st_mode & 0o7777)
+            try: os.chown(nxt, st.st_uid, st.st_gid)
+            except OSError: pass  # another owner's folder: ours it becomes, as a new file would
+            for entry in os.scandir(real):  # today's files, hard-linked: nothing is copied, nothing of today's is touched
+                if real/entry.name in files: continue
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.copytree(entry.path, nxt/entry.name, symlinks=True, copy_function=os.link)
+                    elif entry.is_symlink(): os.symlink(os.readlink(entry.path), nxt/entry.name)
+                    else: os.link(entry.path, nxt/entry.name, follow_symlinks=False)
+                except FileNotFoundError: pass  # gone meanwhile (another program's temporary file)
             for path, content in files.items(): os.replace(_tmp_beside(nxt/path.name, content), nxt/path.name)
             dfd = os.open(nxt, os.O_RDONLY)
             try: os.fsync(dfd)
             finally: os.close(dfd)
             with _no_interrupt():
-                if not _exchange(nxt, folder): return False  # the commit point: readers see the new set from here on
+                try: swapped = _exchange(nxt, real)  # the commit point: readers see the new set from here on
+                except OSError: swapped = False
+                if not swapped: return False
+                _carry_over(nxt, real, files)
         finally: shutil.rmtree(nxt, ignore_errors=True)  # the unused next state, or the old state exchanged out
-        return True
-    finally: os.close(fd)
+    return True
+
+def _carry_over(old, new, files):
+    "What another program put in the folder while the next state was built (a new file, a file replaced): moved into the new one."
+    for entry in os.scandir(old):
+        dest = new/entry.name
+        if dest in files: continue
+        try:
+            there = os.lstat(dest)
+            if there.st_ino == entry.inode(): continue  # the same file, linked into the new state
+        except FileNotFoundError: pass
+        try: os.replace(entry.path, dest)
+        except OSError: pass  # a folder in the way, or gone meanwhile
 
 def png_bytes(fig, dpi=80):
     "A matplotlib figure as PNG bytes (no timestamp or software tag, so the same figure gives the same file)."

@@ -135,6 +135,25 @@ def test_a_crash_at_any_step_of_a_group_write_leaves_all_old_or_all_new(tmp_path
     write_atomic({folder/n: 'newer' for n in names})  # a write after crashes: the crashed writers' next states are gone
     assert [p.name for p in tmp_path.iterdir() if 'movierecs-next' in p.name and p.name.startswith(f'.{folder.name}.')] == []
 
+def test_group_writes_keep_the_files_others_write_meanwhile_and_a_symlinked_folder(tmp_path):
+    "A group's switch drops nothing another writer puts in the folder meanwhile, and writes through a symlinked folder to its target."
+    from movierecs.core.files import write_atomic
+    code = ("import sys\nfrom pathlib import Path\nfrom movierecs.core.files import write_atomic\nD, kind = Path(sys.argv[1]), sys.argv[2]\n"
+            "for i in range(80):\n    write_atomic({D/'a': str(i), D/'b': str(i)} if kind == 'group' else {D/f'single_{i}': 'x'})\n")
+    (tmp_path/'w.py').write_text(code); folder = tmp_path/'results'; folder.mkdir()
+    env = {**os.environ, 'PYTHONPATH': str(Path(movierecs.__file__).parents[1])}
+    ps = [subprocess.Popen([sys.executable, str(tmp_path/'w.py'), str(folder), k], env=env, stderr=subprocess.PIPE, text=True)
+          for k in ('group', 'single')]
+    errs = [p.communicate(timeout=120)[1] for p in ps]
+    assert [p.returncode for p in ps] == [0, 0], errs
+    names = sorted(os.listdir(folder))
+    assert names == sorted(['a', 'b', *(f'single_{i}' for i in range(80))]) and (folder/'a').read_text() == '79'
+    assert not [n for n in os.listdir(tmp_path) if 'movierecs' in n]
+    real = tmp_path/'real'; real.mkdir(); (real/'keep.txt').write_text('k'); (tmp_path/'link').symlink_to('real')
+    write_atomic({tmp_path/'link'/'x': '1', tmp_path/'link'/'y': '1'})
+    assert (tmp_path/'link').is_symlink() and sorted(os.listdir(real)) == ['keep.txt', 'x', 'y']
+    assert not [n for n in os.listdir(tmp_path) if 'movierecs' in n]
+
 def test_a_reader_holding_the_results_folder_never_sees_a_mix(tmp_path):
     "A reader who opens the folder once and reads the group's files in it while groups are written sees one group's files."
     from movierecs.core.files import write_atomic
