@@ -381,7 +381,7 @@ class Preparing:
         else:
             refresh = [] if self.error is not None else [Meta(http_equiv='refresh', content=str(RETRY))]
             head = Head(Meta(charset='utf-8'), Title('movierecs: preparing'), *refresh)
-            response = HTMLResponse('<!doctype html>' + to_xml(Html(head, Body(Main(H1('movierecs'), P(msg, id='preparing'))))),
+            response = HTMLResponse(to_xml(Html(head, Body(Main(H1('movierecs'), P(msg, id='preparing'))))),
                                     status_code=status, headers=headers)
         await response(scope, receive, send)
 

@@ -190,9 +190,9 @@ def read_light(path # Folder written by `movierecs.save` or `movierecs train`
     "The model saved at `path` as numpy arrays (`Light`); `NoLightForm` for a model without one (GLocal-K)."
     meta, arrays = read_model(path)
     try: m = Light(meta, arrays)
-    except (KeyError, IndexError, ValueError, TypeError) as e:
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError) as e:
         if isinstance(e, NoLightForm): raise
-        raise ModelFileError(f"The weights in {path} do not fit a {meta['model_spec'].get('model')!r} model "
+        raise ModelFileError(f"The weights in {path} do not fit a {meta['model_spec']['model']!r} model "
                              f"({type(e).__name__}: {e}): they were edited or come from another model. Save the model again.") from None
     m.folder = path
     return m

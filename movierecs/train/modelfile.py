@@ -133,4 +133,10 @@ def _rows_problem(meta, arrays):
         if len(c) and (c.min() < 1 or c.max() > len(vocab)):
             return f"its rows hold {side} codes from {c.min()} to {c.max()}, outside the {len(vocab)} {side}s of its vocabulary"
     if not np.isfinite(ratings).all(): return 'its ratings hold NaN or inf values'
+    spec = meta['model_spec']
+    if not isinstance(spec, dict) or not isinstance(spec.get('model'), str): return "model.json's model_spec names no model"
+    for k, v in arrays.items():
+        if not k.startswith('state/'): continue
+        if v.dtype.kind not in 'fiub': return f'its weights {k[6:]} are {v.dtype}, not numbers'
+        if v.dtype.kind == 'f' and not np.isfinite(v).all(): return f'its weights {k[6:]} hold NaN or inf values'
     return ''

@@ -169,6 +169,9 @@ def _edit_arrays(saved, edit):
     (lambda a: a.__setitem__('rows', a['rows'][:, :1]), r'its rows are int64 of shape \(\d+, 1\), not \(n, 2\) codes'),
     (lambda a: a.__setitem__('ratings', a['ratings'][:5]), r'its ratings \(5,\) and valid flags \(\d+,\) do not match'),
     (lambda a: a['ratings'].__setitem__(2, np.nan), 'its ratings hold NaN or inf values'),
+    (lambda a: a['state/movie_bias.weight'].__setitem__((3, 0), np.nan), r'its weights movie_bias.weight hold NaN or inf values'),
+    (lambda a: a.__setitem__('state/movie_bias.weight', a['state/movie_bias.weight'].astype(str)),
+     r'its weights movie_bias.weight are <U\d+, not numbers'),
 ])
 def test_edited_rows_in_resigned_weights_are_model_file_errors(saved, edit, problem):
     "A weights file edited and re-hashed, whose rated rows point past the vocabularies or are gone: one clear error, not an IndexError."
@@ -177,6 +180,13 @@ def test_edited_rows_in_resigned_weights_are_model_file_errors(saved, edit, prob
     for reader in (load, read_light):
         with pytest.raises(ModelFileError, match=rf"model-[0-9a-f]{{16}}\.npz: {problem}.*it was edited\. Save the model again"):
             reader(saved)
+
+def test_a_model_spec_that_names_no_model_is_a_model_file_error(saved):
+    "model.json edited and its weights re-signed for it: a model_spec that is not a description is one clear error from both readers."
+    from movierecs.recommendation.light import read_light
+    _resign(saved, model_spec=['dot_bias'])
+    for reader in (load, read_light):
+        with pytest.raises(ModelFileError, match="model.json's model_spec names no model: it was edited"): reader(saved)
 
 def test_edited_weights_of_another_shape_are_model_file_errors(saved):
     from movierecs.recommendation.light import read_light
