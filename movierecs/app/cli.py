@@ -212,6 +212,7 @@ def _serve(args):
         web.start()
         srv.run(sockets=[sock])
         if web.error is not None: raise web.error
+        if web.app is None: raise KeyboardInterrupt  # the server stopped (Ctrl-C) while the models were still being prepared
     finally: sock.close()
 
 def _serve_app(args):

@@ -365,6 +365,20 @@ def test_models_that_cannot_load_are_an_error_page_and_the_commands_error():
         assert r.status_code == 500 and 'could not prepare the models: No saved model at /x' in r.text and 'refresh' not in r.text
     assert [type(e) for e in failed] == [ModelFileError]
 
+def test_ctrl_c_while_the_models_are_prepared_is_exit_130(monkeypatch, capsys):
+    "The server stopped by Ctrl-C before the models were ready: exit 130 and 'movierecs: interrupted', as at any other moment."
+    import threading
+    never = threading.Event()
+    monkeypatch.setattr(movierecs.app.cli, '_serve_app', lambda args: never.wait(30))
+    class Server:  # uvicorn after a Ctrl-C: `run` returns
+        def __init__(self, web): pass
+        def run(self, sockets): pass
+    monkeypatch.setattr(ms, 'server', Server)
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]
+    with pytest.raises(SystemExit) as e: main(['serve', '--port', str(port)])
+    never.set()
+    assert e.value.code == 130 and capsys.readouterr().err.strip().splitlines()[-1] == 'movierecs: interrupted'
+
 def test_serve_command_errors_are_one_line(saved, capsys):
     with socket.socket() as busy:
         busy.bind(('127.0.0.1', 0)); busy.listen()
