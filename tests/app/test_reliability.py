@@ -138,7 +138,8 @@ def test_a_crash_at_any_step_of_a_group_write_leaves_all_old_or_all_new(tmp_path
 def test_group_writes_keep_the_files_others_write_meanwhile_and_a_symlinked_folder(tmp_path):
     "A group's switch drops nothing another writer puts in the folder meanwhile, and writes through a symlinked folder to its target."
     from movierecs.core.files import write_atomic
-    code = ("import sys\nfrom pathlib import Path\nfrom movierecs.core.files import write_atomic\nD, kind = Path(sys.argv[1]), sys.argv[2]\n"
+    code = ("import sys\nfrom pathlib import Path\nfrom movierecs.core.files import write_atomic\n"
+            "D, kind = Path(sys.argv[1]), sys.argv[2]\n"
             "for i in range(80):\n    write_atomic({D/'a': str(i), D/'b': str(i)} if kind == 'group' else {D/f'single_{i}': 'x'})\n")
     (tmp_path/'w.py').write_text(code); folder = tmp_path/'results'; folder.mkdir()
     env = {**os.environ, 'PYTHONPATH': str(Path(movierecs.__file__).parents[1])}
