@@ -1,7 +1,8 @@
 """Writing result files so that an interrupted run never leaves a half-written one, nor a group of files half replaced.
 A group switches in one step, for every reader: the folder's next state is built beside it (its other files hard-linked,
 the group's new ones written), then the two folders are exchanged by one `renameat2(RENAME_EXCHANGE)`, so a person, git or
-a program that opens the folder sees the old set or the new one, never a mix, with nothing to recover. Where the system
+a program that opens the folder sees the old set or the new one, never a mix, with nothing to recover (a program that
+had the folder open before, or works in it, keeps the old one: a shell in it must `cd .` again). Where the system
 cannot exchange two paths, a group is written like a database's redo journal: every file goes to a temporary name beside it,
 a journal naming the renames is committed in one rename, then the renames run; after a crash past the commit, the next
 `write_atomic` in that folder, or `recover(folder)`, finishes them."""
