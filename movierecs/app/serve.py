@@ -377,7 +377,7 @@ class Preparing:
                f'Preparing {self.what}: the default models are trained once, on first use (about a minute; the terminal that '
                f'runs `movierecs serve` shows the time left). This page reloads itself.')
         status, headers = (500, None) if self.error is not None else (503, {'Retry-After': str(RETRY)})
-        if path.startswith('/api/'): response = JSONResponse({'error': msg}, status_code=status, headers=headers)
+        if path.startswith('/api/'): response = _error(path, status, msg, headers)  # one line of JSON, as every API error
         else:
             refresh = [] if self.error is not None else [Meta(http_equiv='refresh', content=str(RETRY))]
             head = Head(Meta(charset='utf-8'), Title('movierecs: preparing'), *refresh)

@@ -112,12 +112,12 @@ def read_model(path # Folder written by `movierecs.save`
     if str(arrays.get('described_sha256', '')) != _digest({k: meta[k] for k in _DESCRIBED}):
         raise ModelFileError(f"{path/META} does not describe the model {wf} was saved with: it was edited (its model, "
                              f"settings or vocabularies changed), or the files do not belong together. Save the model again.")
-    problem = _rows_problem(meta, arrays)
+    problem = _arrays_problem(meta, arrays)
     if problem: raise ModelFileError(f"{wf}: {problem}: it was edited. Save the model again.")
     return meta, arrays
 
-def _rows_problem(meta, arrays):
-    "What is wrong with the rated rows a weights file carries (their codes against model.json's vocabularies), or ''."
+def _arrays_problem(meta, arrays):
+    "What is wrong with a weights file's arrays (rated rows against model.json's vocabularies, the weights) or its model_spec, or ''."
     missing = [k for k in ('rows', 'ratings', 'valid') if k not in arrays]
     if missing: return f"it lacks the rated rows ({', '.join(missing)})"
     rows, ratings, valid = arrays['rows'], arrays['ratings'], arrays['valid']
