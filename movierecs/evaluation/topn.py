@@ -4,12 +4,12 @@ import inspect, time
 import numpy as np, pandas as pd
 import scipy.sparse as sp
 from ..models.parts import rated_pairs
-from ..models.baselines import BASELINES, TopN, interactions
+from ..models.baselines import BASELINES, TIME_BASELINES, TopN, interactions
 from ..core.errors import DataError
 from ..core.checks import positive_int
 from .rating import split_frames
 from ..engine.feedback import RELEVANT
-from ..train.runs import DEFAULT_RANKER, EXPERIMENTS, RANKERS, RankingRun  # noqa: F401 (DEFAULT_RANKER: the module's documented default)
+from ..train.runs import DEFAULT_RANKER, EXPERIMENTS, NEXT_RUNS, RANKERS, RankingRun  # noqa: F401 (DEFAULT_RANKER: the module's documented default)
 __all__ = ['RELEVANT', 'KS', 'METRICS', 'top_k', 'ranking_metrics', 'carve_out', 'LearnerTopN',
            'fit_topn', 'evaluate_topn', 'tune_topn']
 
@@ -104,24 +104,25 @@ def fit_topn(method, # A baseline ('popular', ...), a peer ('implicit.als', ...)
     start = time.perf_counter()
     if isinstance(method, RankingRun): method, run = '', method
     else: run = None
-    if method in BASELINES:
-        takes = list(inspect.signature(BASELINES[method]).parameters)
+    known = {**BASELINES, **TIME_BASELINES}
+    if method in known:
+        takes = list(inspect.signature(known[method]).parameters)
         bad = [k for k in params if k not in takes]
         if bad: raise TypeError(f"{method!r} takes no parameter {', '.join(map(repr, bad))}; it takes "
                                 f"{', '.join(takes) or 'none'} (list lengths go in ks=, e.g. ks=(10,)).")
-        fitted = BASELINES[method](**params).fit(base, item_name)
+        fitted = known[method](**params).fit(base, item_name)
     elif method.startswith('implicit.'):
         from .peers import ImplicitTopN
         fitted = ImplicitTopN(method.split('.', 1)[1], seed=seed, **params).fit(base, item_name)
     else:
         from ..train.experiments import train_model
         from .rating import split_ratings
-        if run is None and method not in EXPERIMENTS and method not in RANKERS:
+        if run is None and method not in EXPERIMENTS and method not in RANKERS and method not in NEXT_RUNS:
             from .peers import IMPLICIT
-            raise ValueError(f"Unknown top-N method {method!r}. Valid: {', '.join(BASELINES)}, "
-                             f"{', '.join('implicit.' + m for m in IMPLICIT)}, a ranking run ({', '.join(RANKERS)}) "
+            raise ValueError(f"Unknown top-N method {method!r}. Valid: {', '.join(known)}, "
+                             f"{', '.join('implicit.' + m for m in IMPLICIT)}, a ranking run ({', '.join([*RANKERS, *NEXT_RUNS])}) "
                              f"or a rating experiment ({', '.join(EXPERIMENTS)}).")
-        e = run or RANKERS.get(method) or EXPERIMENTS[method]
+        e = run or RANKERS.get(method) or NEXT_RUNS.get(method) or EXPERIMENTS[method]
         valid = base.iloc[:0] if valid is None else valid
         ratings, splits = split_ratings(base, valid[valid.user.isin(base.user) & valid[item_name].isin(base[item_name])])
         kw = {**dict(epochs=e.epochs, lr=e.lr, wd=e.wd, progress=False), **e.kwargs, **params}

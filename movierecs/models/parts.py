@@ -6,7 +6,7 @@ import numpy as np
 __all__ = ['model_weights', 'vocab', 'title_index', 'user_index', 'rated_pairs', 'item_label']
 
 # Where each registered model keeps its weights: notebook modules, then fastai's EmbeddingDotBias and EmbeddingNN
-_WEIGHTS = {('movie', 'factors'): ('movie_factors', 'item_factors', 'i_weight', 'embeds.1', 'decoder'),
+_WEIGHTS = {('movie', 'factors'): ('movie_factors', 'item_factors', 'i_weight', 'embeds.1', 'decoder', 'items'),
             ('movie', 'bias'): ('movie_bias', 'i_bias'),
             ('user', 'factors'): ('user_factors', 'u_weight', 'embeds.0')}
 

@@ -7,7 +7,8 @@ __all__ = ['TASKS', 'register', 'list_models', 'model_task', 'describe_model', '
 
 _models, _tasks, _lbfgs = {}, {}, set()
 
-TASKS = ('rating', 'ranking')  # a rating model predicts stars (trained on MSE); a ranking model scores every movie for a user
+TASKS = ('rating', 'ranking', 'next')  # a rating model predicts stars (trained on MSE); a ranking model scores every movie for a user;
+# a next-item model scores every movie as what the user watches next, from their ratings in time order
 
 MAX_WIDTH = 100_000  # n_factors, n_act, n_hidden: ML-100k's 1,665 titles x 100,000 factors already take 0.7 GB
 
@@ -31,6 +32,8 @@ _INDEX = {
                  "of 5 full-batch L-BFGS iterations each."),
     'mult_dae': ('rankers', 'ranking', False, "Mult-DAE reading each user's rated movies and trained, on the multinomial likelihood, "
                  "to put the liked ones first."),
+    'sasrec': ('sequential', 'next', False, "SASRec reading each user's rated movies in time order, trained with full softmax "
+               "cross-entropy to name the next one."),
 }
 
 def _first_line(f): return ' '.join((f.__doc__ or '').strip().split('\n\n')[0].split())

@@ -182,6 +182,9 @@ def recommend_for(learn, # A trained learner, e.g. `default_learner()`: a rankin
     is most like ('because'; None when nothing is rated >= 4). Columns: title, score (a ranking model) or stars (a rating
     model's prediction), because. A ranking model given only low ratings recommends as for an empty row: its generic list."""
     positive_int(n, 'n')
+    if hasattr(getattr(learn, 'model', None), 'score_windows'):
+        raise TypeError("This is a next-item model: it reads a history in order, not stars. "
+                        "Use recommend_next(learn, [titles, oldest first]).")
     codes, given = parse_ratings(learn, ratings)
     ranking = hasattr(learn.model, 'score_rows')
     if stars is not None:

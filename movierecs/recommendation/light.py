@@ -138,7 +138,9 @@ class Light:
         from ..models.registry import model_task
         self.task = model_task(self.name)
         self.form = _form(self.name, spec, self.state, self)
-        if self.form is None: raise NoLightForm(f"{self.name} has no numpy form (GLocal-K's global kernel mixes every user's column).")
+        if self.form is None:
+            why = {'glocal_k': "GLocal-K's global kernel mixes every user's column", 'sasrec': "SASRec reads histories in order"}
+            raise NoLightForm(f"{self.name} has no numpy form ({why.get(self.name, 'not written out')}).")
         self.user_scores(1)  # a forward through every array: one of another shape fails here, not in an answer
 
     def train_rows(self):

@@ -133,6 +133,9 @@ def _arrays_problem(meta, arrays):
         if len(c) and (c.min() < 1 or c.max() > len(vocab)):
             return f"its rows hold {side} codes from {c.min()} to {c.max()}, outside the {len(vocab)} {side}s of its vocabulary"
     if not np.isfinite(ratings).all(): return 'its ratings hold NaN or inf values'
+    t = arrays.get('timestamps')
+    if t is not None and (t.shape != (len(rows),) or t.dtype.kind not in 'iu'):
+        return f'its timestamps {t.dtype} {t.shape} are not one time per row of its {len(rows)} rows'
     spec = meta['model_spec']
     if not isinstance(spec, dict) or not isinstance(spec.get('model'), str): return "model.json's model_spec names no model"
     for k, v in arrays.items():

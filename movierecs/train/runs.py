@@ -7,7 +7,7 @@ from typing import Optional
 from ..core.checks import check_schedule
 from ..models.registry import list_models, trains_by_lbfgs
 __all__ = ['USER_BAR', 'SLACK', 'SPREAD_K', 'MIN_SEEDS', 'SEEDS_CSV', 'spread_bars', 'SCHEDULES', 'GROUPS', 'Experiment', 'EXPERIMENTS',
-           'group_names', 'get_experiment', 'RankingRun', 'RANKERS', 'DEFAULT_RANKER']
+           'group_names', 'get_experiment', 'RankingRun', 'RANKERS', 'DEFAULT_RANKER', 'NEXT_RUNS']
 
 USER_BAR = 0.85  # the user's bar for the weight-decayed dot-product models and fastai's collab_learner
 
@@ -107,7 +107,7 @@ def get_experiment(name):
 
 @dataclass(frozen=True)
 class RankingRun:
-    "One `fit_one_cycle(epochs, lr, wd=wd)` run of a registered ranking model, its settings chosen on a carve-out of u1.base."
+    "One `fit_one_cycle(epochs, lr, wd=wd)` run of a registered ranking or next-item model, its settings chosen on a carve-out."
     model: str                  # Name in the learner registry (`list_models('ranking')`)
     epochs: int                 # Epochs of the one-cycle schedule
     lr: float                   # Peak learning rate
@@ -120,3 +120,9 @@ RANKERS = {
 }
 
 DEFAULT_RANKER = 'mult_dae'  # `recommend` and `movierecs recommend` use it: the best NDCG@10 of results/topn.md
+
+# the next-item runs of results/next_item.md; `make tune-next` chose their settings on a carve-out in time of ML-100k's training
+# histories (each user's second-to-last rating, never the last): results/next_tuning.md
+NEXT_RUNS = {
+    'sasrec': RankingRun('sasrec', epochs=100, lr=1e-3, wd=0.01, kwargs=dict(n_factors=64, n_blocks=2, n_heads=1, dropout=0.2)),
+}

@@ -7,7 +7,7 @@ import numpy as np, pandas as pd, torch
 from ..engine.loaders import dataloaders
 from ..core.files import write_atomic
 from ..core.checks import plain_value
-from ..models.registry import get_learner, list_models
+from ..models.registry import get_learner, list_models, model_task
 from ..core.errors import ModelFileError
 from .modelfile import FORMAT, META, VERSION, _digest, _locked, _read_meta, check_folder, read_model, weights_bytes
 __all__ = ['save', 'load']
@@ -38,6 +38,8 @@ def save(learn, # A learner from `get_learner` / `train_model`
             'rows': codes[keep],
             'ratings': np.concatenate([it['rating'].to_numpy('float32') for it, _ in parts])[keep],
             'valid': np.concatenate([np.full(len(it), v) for it, v in parts])[keep]}
+    if spec.get('model') in list_models() and model_task(spec['model']) == 'next':  # a sequential model reads each rating's time
+        blob['timestamps'] = np.concatenate([it['timestamp'].to_numpy('int64') for it, _ in parts])[keep]
     import fastai
     described = dict(format=FORMAT, version=VERSION, model_spec=spec, train_spec=getattr(learn, 'train_spec', None),
                      bs=dls.train.bs, classes=classes)
@@ -72,6 +74,8 @@ def load(path # Folder written by `save`
     (user_name, users), (item_name, items) = ((k, np.array(c, dtype=object)) for k, c in meta['classes'].items())
     rows, valid = blob['rows'], blob['valid']
     ratings = pd.DataFrame({'user': users[rows[:, 0]-1], item_name: items[rows[:, 1]-1], 'rating': blob['ratings']})
+    if 'timestamps' in blob: ratings['timestamp'] = blob['timestamps']
+    elif model_task(name) == 'next': raise ModelFileError(f"{wf} holds no timestamps, which a {name!r} model reads: save the model again.")
     typed = ratings.copy()
     for col, vals in (('user', users), (item_name, items)):
         if len(vals): typed[col] = ratings[col].astype(type(vals[0]))

@@ -1,7 +1,7 @@
 "The fast path: the same optimizer maths, the same callback events, a true permutation, and the same losses."
 import numpy as np, pytest, torch
 from fastai.callback.core import Callback, _events
-from fastai.metrics import rmse
+from fastai.metrics import accuracy, rmse
 from fastai.learner import Learner
 from fastai.optimizer import Adam
 from fastai.tabular.core import TabDataLoader
@@ -140,7 +140,7 @@ def test_fast_learner_is_learner_bit_for_bit(name, synth, seed):
     for cls in (Learner, FastLearner):
         torch.manual_seed(0)
         dls = dataloaders(synth, bs=32, seed=seed, fast=True)
-        learn = get_learner(name, dls, wd=0.1, metrics=rmse)
+        learn = get_learner(name, dls, wd=0.1, metrics=accuracy if movierecs.model_task(name) == 'next' else rmse)
         learn.__class__ = cls
         learn.add_cb(EarlyStoppingCallback(patience=10))  # a callback of the generic path, alongside
         with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(3, 5e-3)

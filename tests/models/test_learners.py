@@ -14,9 +14,10 @@ def dls(synth, seed):
 def test_registry_names():
     rating = ['dot', 'dot_raw', 'dot_bias', 'dot_bias_params', 'collab', 'collab_nn', 'collab_emb_nn', 'svdpp', 'ensemble', 'autorec',
               'glocal_k']
-    assert list_models('rating') == rating and list_models('ranking') == ['mult_dae'] and list_models() == rating + ['mult_dae']
+    assert list_models('rating') == rating and list_models('ranking') == ['mult_dae'] and list_models('next') == ['sasrec']
+    assert list_models() == rating + ['mult_dae', 'sasrec']
     assert movierecs.model_task('mult_dae') == 'ranking' and movierecs.model_task('dot') == 'rating'
-    with pytest.raises(ValueError, match="Unknown task 'stars'. Valid tasks: rating, ranking"): list_models('stars')
+    with pytest.raises(ValueError, match="Unknown task 'stars'. Valid tasks: rating, ranking, next"): list_models('stars')
 
 def test_unknown_name_lists_valid_names(dls):
     with pytest.raises(ValueError, match="Unknown model 'svd'. Valid names: dot, dot_raw, dot_bias"): get_learner('svd', dls)
@@ -44,7 +45,7 @@ def ndcg_and_popular(learn, ratings):
                  for m in (movierecs.LearnerTopN(learn), 'popular'))
 
 def test_every_model_has_a_bar():
-    assert set(MSE_RATIO_BARS) == set(ONE_CYCLE) - set(list_models('ranking'))  # the L-BFGS models: tests/test_autoencoders.py
+    assert set(MSE_RATIO_BARS) == set(ONE_CYCLE) - set(list_models('ranking')) - set(list_models('next'))  # L-BFGS: test_autoencoders
 
 @pytest.mark.parametrize('name', ONE_CYCLE)
 def test_factory_trains_and_predicts_in_range(name, dls, synth, seed):
@@ -56,6 +57,10 @@ def test_factory_trains_and_predicts_in_range(name, dls, synth, seed):
     train_loss, valid_loss = learn.recorder.values[-1][:2]
     assert train_loss == train_loss  # no NaN
     preds, targs = learn.get_preds()
+    if movierecs.model_task(name) == 'next':  # what comes next, after each user's training window (random times here: a planted
+        # sequence that it must learn is in tests/models/test_sequential.py)
+        assert preds.shape == (len(learn.dls.valid.x), len(dls.classes['title'])) and torch.isfinite(preds[:, 1:]).all()
+        return
     if movierecs.model_task(name) == 'ranking':  # a score for every movie, for each user with a validation row
         assert preds.shape == (dls.valid.items.user.nunique(), len(dls.classes['title'])) and torch.isfinite(preds).all()
         ndcg, popular = ndcg_and_popular(learn, synth)
@@ -152,6 +157,7 @@ def test_fast_path_trains_every_model(synth, seed):
      "mult_dae's NDCG@10 above popularity's.")
     for name in movierecs.list_models():
         if movierecs.trains_by_lbfgs(name): continue  # full-batch L-BFGS: tests/models/test_autoencoders.py
+        if movierecs.model_task(name) == 'next': continue  # one batch an epoch here: tests/models/test_sequential.py
         learn = movierecs.train_model(name, epochs=5, wd=0.1, seed=seed, ratings=synth, progress=False, fast=True)
         assert isinstance(learn, FastLearner)
         if movierecs.model_task(name) == 'ranking':

@@ -8,6 +8,7 @@ BIAS_MODELS = ['dot_bias', 'dot_bias_params', 'collab', 'svdpp']
 FACTOR_MODELS = ['dot', 'dot_raw', 'dot_bias', 'dot_bias_params', 'collab', 'collab_nn', 'collab_emb_nn', 'svdpp', 'mult_dae']
 NO_FACTOR_MODELS = ['ensemble']  # several members, so no single set of factors
 COMPUTED_FACTOR_MODELS = ['autorec', 'glocal_k']  # factors computed from the ratings: tests/test_autoencoders.py
+MOVIE_FACTOR_MODELS = ['sasrec']  # movie embeddings (similar movies by cosine), no user factors: a user is their history
 
 @pytest.fixture(scope='module')
 def dls(synth, seed): return dataloaders(synth, bs=32, seed=seed)
@@ -19,12 +20,18 @@ def _set_movie_weights(learn, bias=None, factors=None):
         for name, p in learn.model.named_parameters():
             is_bias = name in ('movie_bias', 'movie_bias.weight', 'i_bias.weight')
             is_fac = name in ('movie_factors', 'movie_factors.weight', 'item_factors.weight', 'i_weight.weight', 'embeds.1.weight',
-                              'decoder.weight')
+                              'decoder.weight', 'items.weight')
             if bias is not None and is_bias: p.copy_(bias.view_as(p))
             if factors is not None and is_fac: p.copy_(factors)
 
 def test_every_model_is_covered():
-    assert set(FACTOR_MODELS + NO_FACTOR_MODELS + COMPUTED_FACTOR_MODELS) == set(movierecs.list_models())
+    assert set(FACTOR_MODELS + NO_FACTOR_MODELS + COMPUTED_FACTOR_MODELS + MOVIE_FACTOR_MODELS) == set(movierecs.list_models())
+
+@pytest.mark.parametrize('name', MOVIE_FACTOR_MODELS)
+def test_models_with_movie_factors_only(name, dls):
+    learn = get_learner(name, dls)
+    for f in (biases, lambda l: similar_users(l, 1)):
+        with pytest.raises(TypeError, match='has no (movie|user) (factors|bias)'): f(learn)
 
 @pytest.mark.parametrize('name', NO_FACTOR_MODELS)
 def test_models_without_factors_say_so(name, dls):
@@ -43,11 +50,11 @@ def test_biases_rank_titles(name, dls):
     assert biases(learn, n=2, lowest=False).index.tolist() == titles[:-3:-1]
     assert biases(learn, n=2, lowest=False).tolist() == [len(titles)-1, len(titles)-2]
 
-@pytest.mark.parametrize('name', ['dot', 'dot_raw', 'collab_nn', 'collab_emb_nn', 'mult_dae'])
+@pytest.mark.parametrize('name', ['dot', 'dot_raw', 'collab_nn', 'collab_emb_nn', 'mult_dae', 'sasrec'])
 def test_models_without_bias_say_so(name, dls):
     with pytest.raises(TypeError, match='has no movie bias'): biases(get_learner(name, dls))
 
-@pytest.mark.parametrize('name', FACTOR_MODELS)
+@pytest.mark.parametrize('name', FACTOR_MODELS + MOVIE_FACTOR_MODELS)
 def test_similar_movies_by_cosine(name, dls):
     learn = get_learner(name, dls)
     titles = list(dls.classes['title'])
@@ -107,10 +114,10 @@ def test_recommend_ranks_unrated_movies_by_prediction(name, dls):
     # the scores are the model's own predictions for (user, movie), or a ranking model's scores of every movie for the user
     i = titles.index(recs.index[0])
     with torch.no_grad():
-        if movierecs.model_task(name) == 'ranking': pred = learn.model.scores(torch.tensor([u]))[0, i].item()
+        if movierecs.model_task(name) != 'rating': pred = learn.model.scores(torch.tensor([u]))[0, i].item()
         else: pred = learn.model.eval()(torch.tensor([[u, i]])).item()
     assert recs.iloc[0] == pytest.approx(pred, abs=1e-6)
-    assert recs.name == ('score' if movierecs.model_task(name) == 'ranking' else 'predicted_rating')
+    assert recs.name == ('predicted_rating' if movierecs.model_task(name) == 'rating' else 'score')
 
 def test_pca_map(dls, tmp_path):
     learn = get_learner('collab', dls)

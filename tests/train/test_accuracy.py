@@ -5,7 +5,9 @@ from movierecs import EXPERIMENTS, FastLearner, TensorDataLoader, group_names
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 
-@pytest.mark.parametrize('name', group_names())  # the notebook group (the autoencoders: tests/test_autoencoders.py)
+# `tuned` (three models side by side, 57 s) is in `make test-tables`: every member's run is held here, and the ensemble's
+# learning, averaging and independent members on synthetic data (tests/models/test_learners.py)
+@pytest.mark.parametrize('name', [pytest.param(n, marks=pytest.mark.tables) if n == 'tuned' else n for n in group_names()])
 def test_final_valid_loss(name, trained):
     learn = trained(name)
     assert type(learn) is FastLearner and type(learn.dls.train) is TensorDataLoader  # the default path: a true permutation
