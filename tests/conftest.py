@@ -31,6 +31,20 @@ def pytest_configure(config):
 @pytest.fixture(scope='session')
 def seed(): return SEED
 
+def cycle_ratings(n_users=120, n_items=30, seed=0):
+    "Each user walks the items in one cycle (i, i+1, ...) from a random start, one a minute: the next item is always the one after."
+    import numpy as np, pandas as pd
+    rng = np.random.default_rng(seed)
+    rows = [(u, (s + t) % n_items + 1, 4, 880_000_000 + 60 * t + u) for u, s, n in
+            zip(range(1, n_users + 1), rng.integers(0, n_items, n_users), rng.integers(8, 20, n_users)) for t in range(n)]
+    r = pd.DataFrame(rows, columns=['user', 'movie', 'rating', 'timestamp'])
+    return r.assign(title='Movie ' + r.movie.astype(str).str.zfill(2)).sample(frac=1, random_state=seed).reset_index(drop=True)
+
+@pytest.fixture(scope='session')
+def cyc():
+    "A planted sequence (`cycle_ratings`): what a next-item model must learn and a popularity list cannot."
+    return cycle_ratings()
+
 @pytest.fixture(scope='session')
 def synth():
     "A small ratings frame from a known low-rank model (100 users, 60 movies)."

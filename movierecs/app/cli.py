@@ -144,8 +144,10 @@ def _recommend(args):
     ("A list a person can read: stars (1-5) from a rating model, and for a ranking model's list its 'match', each movie's chance "
      "of being the one picked relative to the first's. The default list is the ranking model's, with the default rating model's stars.")
     if args.model and args.by: raise ValueError("--by chooses between the default models; a model given with --model is used as it is.")
-    if (args.user is not None) + bool(args.rate or args.ratings is not None) != 1:
-        raise ValueError("give either --user ID (someone in the data) or your own ratings with --rate 'TITLE=STARS' / --ratings FILE")
+    if (args.user is not None) + bool(args.rate or args.ratings is not None) + bool(args.history) != 1:
+        raise ValueError("give one of --user ID (someone in the data), your own ratings with --rate 'TITLE=STARS' / --ratings FILE, "
+                         "or what you watched, in order, with --history TITLE (repeat it)")
+    if args.history: return _next(args)
     rates = _read_rates(args) if args.user is None else None  # before any model is loaded or trained: a typo fails at once
     by = args.by or 'ranking'
     m = _model(args, by)
@@ -162,6 +164,22 @@ def _recommend(args):
     else: out['stars'] = _stars(df[df.columns[1]].to_numpy())
     if 'because' in df.columns: out['because'] = df['because'].tolist()
     _show_frame(out, args, fmts={'match': '{:.0%}', 'stars': '{:.1f}'})
+
+def _next(args):
+    "What to watch next after `--history` (oldest first): the next-item model's list, with each title's match."
+    if args.by: raise ValueError("--by chooses the model of a --user or --rate list; --history asks the next-item model.")
+    from ..recommendation.nextitem import MAX_HISTORY
+    if len(args.history) > MAX_HISTORY: raise ValueError(f"{len(args.history):,} --history titles are more than {MAX_HISTORY:,}.")
+    from ..recommendation.nextitem import parse_history, recommend_next
+    from .defaults import default_learner
+    learn = _learner(args.model) if args.model else default_learner('next')
+    if not hasattr(learn.model, 'score_windows'):
+        raise ValueError(f"{args.model} holds a {learn.model_spec['model']} model, which does not read a history in order: "
+                         "give a next-item model (movierecs train sasrec), or leave out --model.")
+    parse_history(learn, args.history)  # each title checked before anything is shown
+    df = recommend_next(learn, args.history, n=args.n)
+    label = df.columns[0]
+    _show_frame(_frame({label: df[label], 'match': _match(df['score'].to_numpy())}), args, fmts={'match': '{:.0%}'})
 
 def _frame(d):
     import pandas as pd
@@ -295,10 +313,12 @@ def parser(more=None # {command: (help, main(argv))} of commands another layer a
                    'this command under torchrun, see docs/distributed.md')
     s.add_argument('--json', action='store_true', help='machine-readable output (no progress bar)')
     s = cmd('recommend', _recommend, "the movies a user has not rated that the model ranks first: a user of the data "
-            "(--user), or you, from your own ratings (--rate, --ratings)")
+            "(--user), or you, from your own ratings (--rate, --ratings); or what to watch next after what you watched (--history)")
     s.add_argument('--user', type=_user_id, help='a user id, e.g. 196')
     s.add_argument('--rate', action='append', metavar='TITLE=STARS', help="a movie you rated, e.g. 'Star Wars (1977)=5' (repeat it)")
     s.add_argument('--ratings', metavar='FILE', help='a CSV file of your ratings: title,rating per line')
+    s.add_argument('--history', action='append', metavar='TITLE', help="a movie you watched, oldest first, e.g. 'Star Wars (1977)' "
+                   "(repeat it): what to watch next, from the next-item model (SASRec)")
     s.add_argument('--by', choices=('ranking', 'rating'), help='ranking (default): the ranking model that recommends best '
                    '(results/topn.md), scores; rating: the notebook\'s collab model, highest predicted rating')
     model_opts(s, 10)

@@ -2,7 +2,7 @@
 import json, os, sys
 from pathlib import Path
 from .args import writable
-__all__ = ['cache_dir', 'DEFAULT_MODEL', 'default_ranker', 'default_learner', 'default_folder', 'default_light']
+__all__ = ['cache_dir', 'DEFAULT_MODEL', 'BY', 'default_ranker', 'default_next', 'default_learner', 'default_folder', 'default_light']
 
 DEFAULT_MODEL = dict(model='collab', epochs=5, lr=5e-3, wd=0.1, seed=42)  # the notebook's collab_learner run
 
@@ -11,6 +11,14 @@ def default_ranker() -> dict:
     from ..train.runs import DEFAULT_RANKER, RANKERS
     r = RANKERS[DEFAULT_RANKER]
     return dict(model=r.model, epochs=r.epochs, lr=r.lr, wd=r.wd, seed=42, **r.kwargs)
+
+def default_next() -> dict:
+    "`train_model` arguments of the default next-item model: SASRec's run of results/next_item.md (`NEXT_RUNS`), seed 42."
+    from ..train.runs import NEXT_RUNS
+    r = NEXT_RUNS['sasrec']
+    return dict(model=r.model, epochs=r.epochs, lr=r.lr, wd=r.wd, seed=42, **r.kwargs)
+
+BY = ('ranking', 'rating', 'next')  # the default models: what recommends, what predicts stars, what comes next
 
 def cache_dir() -> Path:
     "Where trained models are cached: env `MOVIERECS_CACHE`, else `$XDG_CACHE_HOME/movierecs`, else `~/.cache/movierecs`."
@@ -27,8 +35,10 @@ def _cache_hint() -> str:
 def _cached(by):
     "(folder, `train_model` arguments, why it must be trained or None) of the default model `by`, from its model.json alone."
     from ..train.modelfile import VERSION
-    if by not in ('ranking', 'rating'): raise ValueError(f"by must be 'ranking' or 'rating', got {by!r}.")
-    spec, path = (DEFAULT_MODEL, cache_dir()/'default') if by == 'rating' else (default_ranker(), cache_dir()/'default-ranking')
+    if by not in BY: raise ValueError(f"by must be one of {', '.join(map(repr, BY))}, got {by!r}.")
+    spec, path = {'rating': lambda: (DEFAULT_MODEL, cache_dir()/'default'),
+                  'ranking': lambda: (default_ranker(), cache_dir()/'default-ranking'),
+                  'next': lambda: (default_next(), cache_dir()/'default-next')}[by]()
     if not (path/'model.json').is_file(): return path, spec, 'once'
     meta = _meta(path)
     if meta is None or not isinstance(meta.get('model_spec'), dict): return path, spec, None  # unreadable: reading it says why
@@ -62,7 +72,8 @@ def _retrain_hint(path):
     from ..core.errors import ModelFileError
     return lambda e: ModelFileError(f'{e} (The cached default model: delete {path} to retrain it.)')
 
-def default_learner(by='ranking' # 'ranking': the recommender that ranks best (results/topn.md); 'rating': the notebook's collab run
+def default_learner(by='ranking' # 'ranking': the recommender that ranks best (results/topn.md); 'rating': the notebook's collab run;
+                                 # 'next': the next-item model (results/next_item.md)
                    ):
     ("The default model on ML-100k, trained once on every rating (it is for recommending: the notebook's 80/20 runs are "
      "`reproduce`'s) with its recorded settings, and cached in `cache_dir()`.")

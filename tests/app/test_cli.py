@@ -43,7 +43,9 @@ def test_similar_and_biases(model_dir, capsys):
     (['recommend', '--user', '5000'], 1, "User '5000' is not in the training data: valid users are 1 to 100"),
     (['similar', 'Movie 3'], 1, "'Movie 3' is not a movie the model was trained on. Did you mean"),
     (['recommend', '--user', '5', '-n', '0'], 2, 'argument -n: must be positive, got 0'),
-    (['recommend'], 1, 'give either --user ID (someone in the data) or your own ratings'),
+    (['recommend'], 1, 'give one of --user ID (someone in the data), your own ratings'),
+    (['recommend', '--user', '5', '--history', 'Movie 3 (1990)'], 1, 'give one of --user ID'),
+    (['recommend', '--history', 'Movie 3 (1990)'], 1, 'does not read a history in order: give a next-item model'),
     (['train', 'svd'], 2, "argument MODEL: invalid choice: 'svd'"),
     (['train', 'dot', '--lr', '-1'], 2, 'argument --lr: must be positive'),
     (['train', 'dot', '--epochs', 'x'], 2, "argument --epochs: 'x' is not a number"),
@@ -59,6 +61,29 @@ def test_bad_arguments_one_line_no_traceback(argv, code, problem, model_dir, cap
     msg = e.value.code if isinstance(e.value.code, str) else capsys.readouterr().err
     code_ = 1 if isinstance(e.value.code, str) else e.value.code
     assert code_ == code and problem in msg and msg.strip().count('\n') == 0 and 'Traceback' not in msg
+
+@pytest.fixture(scope='module')
+def next_dir(cyc, tmp_path_factory):
+    r = cyc
+    learn = movierecs.train_model('sasrec', ratings=r, splits=(range(len(r)), []), epochs=30, lr=3e-3, seed=42, progress=False,
+                                  n_factors=32, max_len=20)
+    return str(movierecs.save(learn, tmp_path_factory.mktemp('cli')/'sasrec')), learn
+
+def test_recommend_next_from_a_history(next_dir, capsys):
+    path, learn = next_dir
+    history = ['Movie 04', 'Movie 05', 'Movie 06']
+    want = movierecs.recommend_next(learn, history, n=4)
+    argv = ['recommend', *(a for t in history for a in ('--history', t)), '-n', '4', '--model', path]
+    lines = _run(capsys, *argv).splitlines()
+    assert lines[0].split() == ['#', 'title', 'match'] and len(lines) == 5 and lines[1].split()[1:] == ['Movie', '07', '100%']
+    rows = json.loads(_run(capsys, *argv, '--json'))
+    assert [r['title'] for r in rows] == want.title.tolist()
+    assert [r['match'] for r in rows] == pytest.approx(np.exp(want.score - want.score.max()).tolist(), rel=1e-6)
+    for bad, problem in (([*argv, '--history', 'Movie 04'], "'Movie 04' is in the history twice (places 1 and 4)"),
+                         (['recommend', '--history', 'Movie 4', '--model', path], "'Movie 4' is not a movie the model was trained on"),
+                         ([*argv, '--by', 'rating'], '--by chooses')):
+        with pytest.raises(SystemExit) as e: main(bad)
+        assert problem in e.value.code and e.value.code.count('\n') == 0
 
 def test_broken_model_folder_is_one_line(tmp_path):
     with pytest.raises(SystemExit) as e: main(['biases', '--model', str(tmp_path)])

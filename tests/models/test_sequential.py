@@ -1,22 +1,11 @@
 "SASRec and its loader: each user's history in time order, a true permutation of users, causal attention, padding masked."
 import math
-import numpy as np, pandas as pd
+import pandas as pd
 import pytest, torch
 import movierecs
 from movierecs import PAD, dataloaders, get_learner, histories, sequence_dataloaders, train_model
 from movierecs.models.sequential import SASRec, causal_mask
 from movierecs.evaluation.nextitem import ListTopN, evaluate_next, next_split
-
-def cycles(n_users=120, n_items=30, seed=0):
-    "Each user walks the items in one cycle (i, i+1, ...) from a random start, one a minute: the next item is always the one after."
-    rng = np.random.default_rng(seed)
-    rows = [(u, (s + t) % n_items + 1, 4, 880_000_000 + 60 * t + u) for u, s, n in
-            zip(range(1, n_users + 1), rng.integers(0, n_items, n_users), rng.integers(8, 20, n_users)) for t in range(n)]
-    r = pd.DataFrame(rows, columns=['user', 'movie', 'rating', 'timestamp'])
-    return r.assign(title='Movie ' + r.movie.astype(str).str.zfill(2)).sample(frac=1, random_state=seed).reset_index(drop=True)
-
-@pytest.fixture(scope='module')
-def cyc(): return cycles()
 
 def test_histories_are_in_time_order_with_ties_by_the_stated_rule():
     r = pd.DataFrame(dict(user=[1, 1, 1, 2, 2], title=['c', 'a', 'b', 'a', 'b'], rating=4, timestamp=[30, 10, 30, 5, 1]))
