@@ -246,8 +246,9 @@ def _serve_app(args):
             print(f"movierecs: {args.model} was trained on other titles than the default rating model: the page shows "
                   f"no predicted stars, biases or map.", file=sys.stderr)
             rater = None
-    else: learn, rater = default_learner('ranking'), default_learner('rating')
-    web = app(learn, rater)
+        nexter = None
+    else: learn, rater, nexter = default_learner('ranking'), default_learner('rating'), default_learner('next')
+    web = app(learn, rater, nexter)
     print('movierecs: the models are ready.', file=sys.stderr, flush=True)
     return web
 
@@ -331,13 +332,13 @@ def parser(more=None # {command: (help, main(argv))} of commands another layer a
     g.add_argument('--highest', action='store_true', help='highest biases: liked even by unlikely users')
     model_opts(s, 5)
     s = cmd('serve', _serve, 'the web page: search and rate movies and see your top 10 update, a page per movie, the PCA map; '
-            'and its JSON API (POST /api/recommend, GET /api/similar)')
+            'what to watch next after what you rated, in order; and its JSON API (POST /api/recommend, POST /api/next, GET /api/similar)')
     s.add_argument('--host', type=_host, default='127.0.0.1', help='address to listen on (default: 127.0.0.1: this machine only)')
     s.add_argument('--port', type=number_arg(int, low=1, high=65535, what='a port number'), default=8000,
                    help='TCP port, 1-65535 (default: 8000)')
     s.add_argument('--model', type=_folder, metavar='DIR', help='a model saved by `movierecs train`: a ranking model recommends, a rating '
                    'model recommends and gives the stars, biases and map (default: the default ranking model recommends, the '
-                   "notebook's collab model gives the stars, biases and map; each trained once and cached)")
+                   "notebook's collab model gives the stars, biases and map, SASRec what to watch next; each trained once and cached)")
     # commands of a higher layer (`reproduce`, from the studies): they parse their own arguments
     for name, (text, _) in (more or {}).items():
         s = cmd(name, None, text, add_help=False)

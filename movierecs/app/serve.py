@@ -15,6 +15,7 @@ from ..recommendation.analysis import movie_bias, pca_map, similar_movies
 from ..engine.feedback import RELEVANT
 from ..core.files import png_bytes
 from ..recommendation.foldin import MAX_RATINGS, star_range, recommend_for
+from ..recommendation.nextitem import MAX_HISTORY, recommend_next
 __all__ = ['MAX_BODY', 'MAX_N', 'N_MATCHES', 'RETRY', 'app', 'Preparing', 'listen', 'url', 'server', 'serve', 'background']
 
 MAX_BODY = 512 * 1024  # bytes of a request body: MAX_RATINGS (5,000) ratings of ~100 bytes each; every ML-100k title rated is 54 KB
@@ -125,6 +126,25 @@ async def _read_request(req):
     if not isinstance(ratings, dict): raise _Bad(400, f'"ratings" must be an object {{title: stars}}, got {_json_type(ratings)}')
     return ratings, _int(data.get('n'), 'n', 10)
 
+async def _read_history(req):
+    "The titles (oldest first) and n of a POSTed body {\"history\": [titles], \"n\": 10}; _Bad naming the problem otherwise."
+    body = await req.body()
+    example = 'send JSON like {"history": ["Star Wars (1977)", "Alien (1979)"]}, oldest first'
+    if not body.strip(): raise _Bad(400, f'the request body is empty: {example}')
+    try: data = json.loads(body, object_pairs_hook=_no_duplicates)
+    except _Bad: raise
+    except (ValueError, RecursionError) as e: raise _Bad(400, f'the request body is not valid JSON ({type(e).__name__}: {e}): {example}')
+    if not isinstance(data, dict): raise _Bad(400, f'the request body must be a JSON object, got {_json_type(data)}: {example}')
+    extra = sorted(set(data) - {'history', 'n'})
+    if extra: raise _Bad(400, f'unknown field {extra[0]!r}: the body takes "history" and, optionally, "n"')
+    if 'history' not in data: raise _Bad(400, f'"history" is missing: {example}')
+    history = data['history']
+    if not isinstance(history, list): raise _Bad(400, f'"history" must be an array of titles, oldest first, got {_json_type(history)}')
+    if len(history) > MAX_HISTORY: raise _Bad(400, f'"history" has {len(history):,} titles, more than {MAX_HISTORY:,}')
+    bad = next((t for t in history if not isinstance(t, str)), None)
+    if bad is not None: raise _Bad(400, f'every title of "history" must be a string, got {_json_type(bad)}')
+    return history, _int(data.get('n'), 'n', 10)
+
 def _no_duplicates(pairs):
     "A JSON object, refused when a key repeats: a title rated twice is ambiguous, not 'the last one wins'."
     seen = {}
@@ -158,7 +178,8 @@ ICON = _asset('icon.svg')
 JS = _asset('app.js')
 
 def app(learn, # A trained learner that recommends: a ranking model such as `default_learner()`, or a rating model
-        rater=None # A trained rating learner (e.g. `default_learner('rating')`): predicted stars, each movie's bias, the PCA map
+        rater=None, # A trained rating learner (e.g. `default_learner('rating')`): predicted stars, each movie's bias, the PCA map
+        nexter=None # A trained next-item learner (e.g. `default_learner('next')`): what to watch next, the ratings' order the history
        ) -> FastHTML:
     "The web page and JSON API around already loaded learners; nothing is loaded, trained or written while it serves."
     if item_label(learn) != 'title': raise ValueError("serve needs a model whose items are titles, "
@@ -178,6 +199,11 @@ def app(learn, # A trained learner that recommends: a ranking model such as `def
     if rater is not None and rater is not learn and vocab(rater, 'movie') != vocab(learn, 'movie'):
         raise ValueError(f"rater ({_model_name(rater)}) was trained on other titles than learn ({_model_name(learn)}): "
                          f"give a rating model trained on the same ratings, or none.")
+    if nexter is not None:
+        if not hasattr(getattr(nexter, 'model', None), 'score_windows'):
+            raise TypeError(f"nexter must be a next-item model's learner (e.g. default_learner('next')), got {_model_name(nexter)}.")
+        if vocab(nexter, 'movie') != vocab(learn, 'movie'):
+            raise ValueError(f"nexter ({_model_name(nexter)}) was trained on other titles than learn ({_model_name(learn)}).")
     stars_kw = {'stars': rater} if rater is not None and rater is not learn and hasattr(learn.model, 'score_rows') else {}
     about = (f'Recommendations from {_model_name(learn)}' +
              (f'; predicted stars, biases and the map from {_model_name(rater)}' if rater is not None and rater is not learn else '') +
@@ -189,6 +215,17 @@ def app(learn, # A trained learner that recommends: a ranking model such as `def
 
     try: recommend({search_index[0][0]: hi}, 1)  # one-off costs of the first fold-in (the rating model's calibration) paid here
     except _Bad: pass
+
+    def watch_next(history, n):
+        if nexter is None: raise _Bad(404, 'this server has no next-item model: movierecs serve without --model serves the default one')
+        try: return recommend_next(nexter, history, n=n)
+        except (KeyError, ValueError, TypeError) as e: raise _library_error(e) from None
+
+    def next_table(recs):
+        top = float(recs['score'].max()) if len(recs) else 0.
+        rows = [Tr(Td(i, cls='num'), Td(A(r['title'], href=_movie_url(r['title']))), Td(f"{math.exp(r['score'] - top):.0%}", cls='num'),
+                   cls='next', data_title=r['title']) for i, r in enumerate(recs.to_dict('records'), 1)]
+        return Table(Thead(Tr(Th('#', cls='num'), Th('title'), Th('match', cls='num'))), Tbody(*rows))
 
     def similar(title, n):
         try: return similar_movies(learn, title, n=n)
@@ -254,6 +291,19 @@ def app(learn, # A trained learner that recommends: a ranking model such as `def
 
     async def api_titles(req): return JSONResponse({'titles': matches(req.query_params.get('q', ''))})
 
+    async def api_next(req):
+        try:
+            history, n = await _read_history(req)
+            recs = await run_in_threadpool(watch_next, history, n)
+        except _Bad as e: return fail(req, e)
+        return JSONResponse({'next': [{'title': r['title'], 'score': float(r['score'])} for r in recs.to_dict('records')]})
+
+    async def next_list(req):
+        try:
+            history, n = await _read_history(req)
+            return HTMLResponse(to_xml(next_table(await run_in_threadpool(watch_next, history, n))))
+        except _Bad as e: return fail(req, e)
+
     # -- the page's own fragment: the top 10 as HTML, from the same body as the API
     async def recommendations(req):
         try:
@@ -276,7 +326,8 @@ def app(learn, # A trained learner that recommends: a ranking model such as `def
             allowed = sorted({m.strip() for m in (exc.headers or {}).get('Allow', '').split(',')} - {'HEAD', ''})
             msg = f"{req.method} {path} is not allowed: use {' or '.join(allowed) or 'another method'}"
         elif status == 404:
-            msg = (f'no such endpoint {req.method} {path}: the API has POST /api/recommend, GET /api/similar, GET /api/titles'
+            msg = (f'no such endpoint {req.method} {path}: the API has POST /api/recommend, POST /api/next, GET /api/similar, '
+                   'GET /api/titles'
                    if path.startswith('/api/') else f'no page at {path}')
         else: msg = exc.detail
         if path.startswith('/api/'): return _error(path, status, msg, exc.headers)
@@ -291,6 +342,7 @@ def app(learn, # A trained learner that recommends: a ranking model such as `def
 
     routes = [Route('/api/recommend', api_recommend, methods=['POST']), Route('/api/similar', api_similar, methods=['GET']),
               Route('/api/titles', api_titles, methods=['GET']), Route('/recommendations', recommendations, methods=['POST']),
+              Route('/api/next', api_next, methods=['POST']), Route('/next', next_list, methods=['POST']),
               Route('/map.png', map_png_, methods=['GET']), Route('/static/app.js', asset(JS, 'text/javascript'), methods=['GET']),
               Route('/static/app.css', asset(CSS, 'text/css'), methods=['GET']),
               *[Route(p, asset(ICON, 'image/svg+xml'), methods=['GET']) for p in ('/static/icon.svg', '/favicon.ico')]]
@@ -311,7 +363,9 @@ def app(learn, # A trained learner that recommends: a ranking model such as `def
                              id='search-form', role='search', method='get', action='/'),
                         Div(match_list(q), id='matches'),
                         H2('Your ratings'), Ul(id='rated', cls='titles'), P('None yet.', id='no-ratings', cls='hint')),
-                Section(H2('Your top 10'), Div(id='recs')), cls='cols'),
+                Section(H2('Your top 10'), Div(id='recs'),
+                        *([H2('Watch next'), P(f'From {_model_name(nexter)}, reading what you rated in the order you rated it.',
+                                               cls='hint'), Div(id='next')] if nexter is not None else [])), cls='cols'),
             Script(src='/static/app.js'), data_stars=json.dumps(star_values))
 
     @web.get('/search')
@@ -405,12 +459,13 @@ def url(host, port):
 
 def server(learn, # The recommending learner, as in `app`; or an ASGI app (such as `Preparing`) to serve as it is
            rater=None, # The rating learner, as in `app`
-           log_level='info' # uvicorn's log level
+           log_level='info', # uvicorn's log level
+           nexter=None # The next-item learner, as in `app`
           ):
-    ("A uvicorn server of `app(learn, rater)`: `.run(sockets=[listen(host, port)])` serves until interrupted; "
+    ("A uvicorn server of `app(learn, rater, nexter)`: `.run(sockets=[listen(host, port)])` serves until interrupted; "
      "`.should_exit = True` stops it.")
     import uvicorn
-    web = learn if callable(learn) and not hasattr(learn, 'model') else app(learn, rater)
+    web = learn if callable(learn) and not hasattr(learn, 'model') else app(learn, rater, nexter)
     return uvicorn.Server(uvicorn.Config(web, log_level=log_level, server_header=False, timeout_graceful_shutdown=GRACE,
                                          lifespan='off'))
 
@@ -419,22 +474,24 @@ def serve(learn, # The recommending learner, as in `app`
           host='127.0.0.1', # Address to listen on (loopback only by default)
           port=8000, # TCP port
           sock=None, # A socket from `listen`, instead of host and port
-          log_level='info' # uvicorn's log level
+          log_level='info', # uvicorn's log level
+          nexter=None # The next-item learner, as in `app`
          ):
-    "Serve `app(learn, rater)` on `host`:`port` with uvicorn until interrupted."
+    "Serve `app(learn, rater, nexter)` on `host`:`port` with uvicorn until interrupted."
     sock = sock or listen(host, port)
-    server(learn, rater, log_level).run(sockets=[sock])
+    server(learn, rater, log_level, nexter).run(sockets=[sock])
 
 def background(learn, # The recommending learner, as in `app`
                rater=None, # The rating learner, as in `app`
                host='127.0.0.1', # Address to listen on
                port=0, # TCP port; 0 takes a free one
-               log_level='warning' # uvicorn's log level
+               log_level='warning', # uvicorn's log level
+               nexter=None # The next-item learner, as in `app`
               ) -> tuple:
-    "Serve `app(learn, rater)` from a thread (for tests, benchmarks, notebooks): (its base URL, `stop()`), once it answers."
+    "Serve `app(learn, rater, nexter)` from a thread (for tests, benchmarks, notebooks): (its base URL, `stop()`), once it answers."
     import threading, time
     sock = listen(host, port)
-    srv = server(learn, rater, log_level)
+    srv = server(learn, rater, log_level, nexter)
     t = threading.Thread(target=srv.run, kwargs=dict(sockets=[sock]), daemon=True)
     t.start()
     while not srv.started and t.is_alive(): time.sleep(0.02)

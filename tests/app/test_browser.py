@@ -3,7 +3,7 @@ import shutil
 from pathlib import Path
 import pytest
 import movierecs
-from movierecs.app.defaults import default_ranker
+from movierecs.app.defaults import default_next, default_ranker
 from movierecs.core.files import write_atomic
 from movierecs.app.serve import background
 
@@ -32,8 +32,9 @@ def browser():
     yield driver
     driver.quit()
 
-def _rate_three_and_check(driver, base, rates, screenshot=None):
-    "Search each (query, title, stars) of `rates`, pick the title and rate it; check the top 10, the movie page and the map."
+def _rate_three_and_check(driver, base, rates, screenshot=None, nexter=None):
+    ("Search each (query, title, stars) of `rates`, pick the title and rate it; check the top 10, the 'Watch next' list (the order "
+     "rated is the history), the movie page and the map.")
     from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -64,6 +65,10 @@ def _rate_three_and_check(driver, base, rates, screenshot=None):
         assert because in rated
     on = [len(li.find_elements(By.CSS_SELECTOR, 'button.star')) for li in driver.find_elements(By.CSS_SELECTOR, '#rated li')]
     assert on == [5] * len(rated) and driver.find_element(By.CSS_SELECTOR, '#rated li').text.count('★') == rates[0][2]
+    if nexter is not None:  # what to watch next after the titles in the order they were rated
+        def next10(d): return d.find_element(By.ID, 'next').get_attribute('aria-busy') is None and len(titles('#next tr.next')) == 10
+        wait.until(next10)
+        assert titles('#next tr.next') == movierecs.recommend_next(nexter, list(rated), n=10).title.tolist()
     if screenshot: write_atomic({screenshot: driver.get_screenshot_as_png()})
     first = recs[0]
     driver.find_element(By.CSS_SELECTOR, '#recs tr.rec td a').click()  # the movie page of the first recommendation
@@ -89,7 +94,8 @@ def test_rate_three_movies_synthetic(browser, synth, seed):
     def load():
         trained.wait(60)
         learn = movierecs.train_model('mult_dae', epochs=3, seed=seed, ratings=synth, progress=False)
-        return app(learn, movierecs.train_model('dot_bias', epochs=2, seed=seed, ratings=synth, progress=False))
+        return app(learn, movierecs.train_model('dot_bias', epochs=2, seed=seed, ratings=synth, progress=False), nexter)
+    nexter = movierecs.train_model('sasrec', epochs=3, seed=seed, ratings=synth, progress=False, n_factors=16, max_len=20)
     base, stop = background(Preparing(load).start())
     try:
         browser.get(base + '/')
@@ -99,18 +105,19 @@ def test_rate_three_movies_synthetic(browser, synth, seed):
         before = browser.get_log('browser')  # (reading the log empties it) while preparing: the 503s of the page, nothing else
         assert before and all('503 (Service Unavailable)' in e['message'] for e in before), before
         _rate_three_and_check(browser, base, [('movie 3', 'Movie 3 (1990)', 5), ('MOVIE 7', 'Movie 7 (1990)', 4),
-                                              ('vie 9 (', 'Movie 9 (1990)', 1)])
+                                              ('vie 9 (', 'Movie 9 (1990)', 1)], nexter=nexter)
     finally: stop()
 
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_rate_three_movies_ml100k(browser, ratings, trained, seed, tmp_path):
-    ("The same on ML-100k (the ranking model trained briefly, the notebook's collab run for the stars): "
+    ("The same on ML-100k (the ranking model and SASRec trained briefly, the notebook's collab run for the stars): "
      "the screenshot README shows (`make screenshot`).")
     shot = Path(os.environ.get(SCREENSHOT) or tmp_path/'serve.png')
     learn = movierecs.train_model(**{**default_ranker(), 'epochs': 15}, ratings=ratings, progress=False, cache=True)
-    base, stop = background(learn, trained('collab'))
+    nexter = movierecs.train_model(**{**default_next(), 'epochs': 5}, ratings=ratings, progress=False)
+    base, stop = background(learn, trained('collab'), nexter=nexter)
     try: _rate_three_and_check(browser, base, [('star wars', 'Star Wars (1977)', 5), ('fargo', 'Fargo (1996)', 4),
-                                               ('titanic', 'Titanic (1997)', 2)], screenshot=shot)
+                                               ('titanic', 'Titanic (1997)', 2)], screenshot=shot, nexter=nexter)
     finally: stop()
     assert shot.read_bytes().startswith(b'\x89PNG')

@@ -320,8 +320,8 @@ def test_serve_command(saved, learn, rater, monkeypatch, capsys):
             self.web.thread.join(120)
             calls.append((*self.web.app, sockets[0].getsockname()))
     monkeypatch.setattr(ms, 'server', Server)
-    monkeypatch.setattr(ms, 'app', lambda learn, rater: (learn, rater))
-    defaults = {'ranking': learn, 'rating': rater}
+    monkeypatch.setattr(ms, 'app', lambda learn, rater, nexter=None: (learn, rater))
+    defaults = {'ranking': learn, 'rating': rater, 'next': None}
     monkeypatch.setattr(movierecs.app.cli, 'default_learner', lambda by='ranking': defaults[by])
     with socket.socket() as s: s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]
     main(['serve', '--port', str(port), '--model', saved[0]])
@@ -421,3 +421,35 @@ def test_serve_refuses_an_empty_host(saved, capsys):
     with pytest.raises(SystemExit) as e: main(['serve', '--host', ' ', '--model', saved[1]])
     err = capsys.readouterr().err
     assert e.value.code == 2 and 'argument --host: is empty' in err and err.strip().count('\n') == 0
+
+
+@pytest.fixture(scope='module')
+def nexter(frame, seed):
+    "SASRec on the same titles (a few epochs: the answers are checked against `recommend_next`, not for quality)."
+    return movierecs.train_model('sasrec', epochs=3, seed=seed, ratings=frame, progress=False, n_factors=16, max_len=20)
+
+def test_watch_next_list_and_api(learn, rater, nexter):
+    "The page has a 'Watch next' list when a next-item model is served; /api/next and /next answer recommend_next's list."
+    history = ['Movie 9 (1990)', 'Movie 3 (1990)', EVIL]
+    with TestClient(app(learn, rater, nexter)) as c:
+        assert 'Watch next' in c.get('/').text
+        want = movierecs.recommend_next(nexter, history, n=10)
+        got = c.post('/api/next', json={'history': history}).json()['next']
+        assert [r['title'] for r in got] == want.title.tolist()
+        assert [r['score'] for r in got] == pytest.approx(want.score.tolist(), rel=1e-6)
+        html = c.post('/next', json={'history': history, 'n': 5}).text
+        assert _titles(html, 'next') == want.title.tolist()[:5] and '<script>' not in html
+        for body, status, problem in (
+                ({'history': []}, 400, 'history is empty'),
+                ({'history': ['Movie 3 (1990)', 'Movie 3 (1990)']}, 400, "'Movie 3 (1990)' is in the history twice"),
+                ({'history': ['Movie 3']}, 400, "'Movie 3' is not a movie the model was trained on. Did you mean"),
+                ({'history': 'Movie 3 (1990)'}, 400, '"history" must be an array of titles'),
+                ({'history': [3]}, 400, 'every title of "history" must be a string'),
+                ({'history': ['Movie 3 (1990)'] * 5001}, 400, 'more than 5,000'),
+                ({'ratings': {}}, 400, 'unknown field'),
+                ({'history': ['Movie 3 (1990)'], 'n': 0}, 400, 'n must be an integer from 1')):
+            assert problem in _one_line_error(c.post('/api/next', json=body), status), body
+    with TestClient(app(learn, rater)) as c:
+        assert 'Watch next' not in c.get('/').text
+        assert 'no next-item model' in _one_line_error(c.post('/api/next', json={'history': ['Movie 3 (1990)']}), 404)
+    with pytest.raises(TypeError, match="nexter must be a next-item model"): app(learn, rater, rater)

@@ -1,6 +1,6 @@
 "SASRec and its loader: each user's history in time order, a true permutation of users, causal attention, padding masked."
 import math
-import pandas as pd
+import numpy as np, pandas as pd
 import pytest, torch
 import movierecs
 from movierecs import PAD, dataloaders, get_learner, histories, sequence_dataloaders, train_model

@@ -2,7 +2,7 @@
 "use strict";
 const KEY = 'movierecs.ratings', $ = id => document.getElementById(id);
 const STARS = JSON.parse(document.body.dataset.stars);
-let ratings = {}, searchSeq = 0, recSeq = 0, timer = null;
+let ratings = {}, searchSeq = 0, recSeq = 0, nextSeq = 0, timer = null;
 try { const r = JSON.parse(localStorage.getItem(KEY)); if (r && typeof r === 'object' && !Array.isArray(r)) ratings = r; } catch (e) {}
 function save() { try { localStorage.setItem(KEY, JSON.stringify(ratings)); } catch (e) {} }
 function el(tag, props, ...kids) { const e = Object.assign(document.createElement(tag), props); e.append(...kids); return e; }
@@ -21,6 +21,7 @@ function showRated() {
 }
 async function refresh() {
   showRated();
+  refreshNext();
   const seq = ++recSeq;
   if (!Object.keys(ratings).length) { $('recs').replaceChildren(el('p', {className: 'hint', textContent: 'Rate a movie to see what to watch next.'})); return; }
   $('recs').setAttribute('aria-busy', 'true');
@@ -30,6 +31,18 @@ async function refresh() {
     if (seq === recSeq) $('recs').innerHTML = html;
   } catch (e) { if (seq === recSeq) $('recs').replaceChildren(el('p', {className: 'error', textContent: 'The server did not answer: ' + e})); }
   if (seq === recSeq) $('recs').removeAttribute('aria-busy');
+}
+async function refreshNext() {  // the order of the ratings is the history: what to watch next after it
+  if (!$('next')) return;
+  const seq = ++nextSeq, history = Object.keys(ratings);
+  if (!history.length) { $('next').replaceChildren(); return; }
+  $('next').setAttribute('aria-busy', 'true');
+  try {
+    const r = await fetch('/next', {method: 'POST', headers: {'Content-Type': 'application/json'}, body: JSON.stringify({history})});
+    const html = await r.text();
+    if (seq === nextSeq) $('next').innerHTML = html;
+  } catch (e) { if (seq === nextSeq) $('next').replaceChildren(el('p', {className: 'error', textContent: 'The server did not answer: ' + e})); }
+  if (seq === nextSeq) $('next').removeAttribute('aria-busy');
 }
 async function search() {
   const q = $('q').value.trim(), seq = ++searchSeq;
