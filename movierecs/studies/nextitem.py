@@ -1,0 +1,173 @@
+"""`make next`: what each method names as the next movie, leave-one-out in time, full ranking: results/next_item.{md,csv}.
+`make next-peer`: RecTools' SASRec on the very same rows, in its own venv (hours): results/next_peer.csv, which `make next` reads."""
+import argparse, json, statistics, subprocess, tempfile, time
+from pathlib import Path
+import numpy as np, pandas as pd
+from ..core.files import write_atomic
+from ..data.movielens import load_ratings
+from ..data.temporal import time_order
+from ..evaluation.nextitem import ListTopN, evaluate_next, next_split
+from ..evaluation.topn import KS
+from ..train.runs import NEXT_RUNS, RANKERS
+from .reproduce import cpu_label, environment
+__all__ = ['NEXT_SETTINGS', 'SEEDS', 'PEER', 'PEER_VENV', 'next_item_table', 'peer_rows', 'run_peer', 'next_markdown']
+
+# the baselines' settings, chosen on the carve-out in time by `make tune-next` (results/next_tuning.md); a test ties them to it
+NEXT_SETTINGS = {'popular': {}, 'recent_popular': dict(days=28), 'markov': {}, 'ease': dict(lam=100)}
+
+SEEDS = (42, 43, 44, 45, 46)  # the trained models' seeds: the table gives their mean ± sd
+
+PEER = 'rectools.sasrec'  # the established library's SASRec: RecTools 0.19, its published settings (benchmarks/peers/rectools_sasrec.py)
+
+PEER_VENV = Path('.venv-rectools')  # its own venv (`bash benchmarks/peers/setup_rectools.sh`): it cannot share .venv
+
+def peer_rows(train:pd.DataFrame, # The training histories of `next_split`
+              item_name='title', seed=42 # As in `next_split`
+             ) -> pd.DataFrame:
+    ("The rows handed to the peer: user, item, order, where `order` ranks every rating by (time, user, the tie rule of "
+     "`time_order`), so each user's history comes out in exactly our order.")
+    pos = np.empty(len(train), 'int64')
+    by_user = time_order(train, seed, item_name)
+    pos[by_user] = np.arange(len(train))  # each row's place in (user, time, tie) order
+    order = np.lexsort((pos, train.timestamp.to_numpy()))  # then by time across users: a user's rows keep their relative order
+    rank = np.empty(len(train), 'int64'); rank[order] = np.arange(len(train))
+    return pd.DataFrame({'user': train.user.to_numpy(), 'item': train[item_name].to_numpy(), 'order': rank})
+
+def run_peer(train:pd.DataFrame, seed=42, item_name='title', k=100, python=None, log=print) -> tuple:
+    "RecTools' SASRec trained on `train` in its own venv: (its lists as a fitted `ListTopN`, its timing dict)."
+    python = Path(python or PEER_VENV/'bin'/'python')
+    if not python.exists(): raise FileNotFoundError(f"{python} is missing: run `bash benchmarks/peers/setup_rectools.sh` first.")
+    script = Path(__file__).resolve().parents[2]/'benchmarks'/'peers'/'rectools_sasrec.py'
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        peer_rows(train, item_name, seed).to_csv(d/'train.csv', index=False)
+        subprocess.run([str(python), str(script), '--train', str(d/'train.csv'), '--out', str(d/'top.csv'), '--seed', str(seed),
+                        '--k', str(k), '--timing', str(d/'timing.json')], check=True)
+        lists = pd.read_csv(d/'top.csv', dtype={'item': train[item_name].dtype}).rename(columns={'item': item_name})
+        timing = json.loads((d/'timing.json').read_text())
+    log(f"{PEER} seed {seed}: {timing['seconds_per_epoch']:.2f} s an epoch, {timing['fit_seconds']:.0f} s in all")
+    return ListTopN(lists).fit(train, item_name), timing
+
+def _evaluate(task):
+    "One (method, seed) of the table, in a worker process of one thread: two at once on two cores give the same numbers."
+    import torch
+    m, seed, split, ks, data = task
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    res = evaluate_next(m, split, ks=ks, seed=seed, **NEXT_SETTINGS.get(m, {}))
+    return [{**r, 'data': data, 'seed': seed, 'seconds': round(time.perf_counter() - start, 1),
+             'params': json.dumps(NEXT_SETTINGS.get(m, {}))} for r in res]
+
+def next_item_table(ratings:pd.DataFrame, # Ratings with timestamps, e.g. `load_ratings()`
+                    seeds=SEEDS, # Seeds of the trained models
+                    methods=None, # Names to run (default: the baselines, mult_dae and sasrec)
+                    ks=KS, data='ml-100k',
+                    workers=2, # Processes at once, one thread each
+                    log=print) -> pd.DataFrame:
+    "One row per (method, seed, k) on `next_split(ratings)`: every method ranks every movie a user has not rated."
+    from concurrent.futures import ProcessPoolExecutor
+    split = next_split(ratings)
+    log(f'{data}: {split.describe()}')
+    methods = methods or [*NEXT_SETTINGS, *RANKERS, *NEXT_RUNS]
+    tasks = [(m, seed, tuple(split), ks, data) for m in methods for seed in (seeds if m in RANKERS or m in NEXT_RUNS else seeds[:1])]
+    rows = []
+    with ProcessPoolExecutor(workers) as pool:
+        for (m, seed, *_), res in zip(tasks, pool.map(_evaluate, tasks)):
+            rows += res
+            log(f"{data} {m:15} seed {seed}  NDCG@10 {res[0]['ndcg']:.4f}  HR@10 {res[0]['hit_rate']:.4f}  ({res[0]['seconds']:.0f} s)")
+    return pd.DataFrame(rows)
+
+def _cell(v): return f'{statistics.mean(v):.4f} ± {statistics.stdev(v):.4f}' if len(v) > 1 else f'{v[0]:.4f}'
+
+def next_markdown(df:pd.DataFrame, env:dict, epochs:pd.DataFrame=None) -> str:
+    "The tables of results/next_item.md."
+    md = ['# What comes next: leave-one-out in time, full ranking', '',
+          f"Regenerated by `make next` — do not edit. fastai {env['packages']['fastai']}, torch {env['packages']['torch']}, "
+          f"{cpu_label(env)}, {env['threads']} thread(s), {env['wall_seconds'] / 60:.0f} minutes.", '',
+          "**Protocol.** Each user's ratings are put in time order (ties in the same second broken by a seeded rank of the movie, "
+          "`time_order`); the last one is the test item, the rest is the training history (`next_split`). Every method is fitted "
+          "on the histories alone and ranks every movie the user has not rated (no sampled negatives); the metrics score where the "
+          "test movie lands: HR@k (is it in the top k), NDCG@k (1/log2(rank + 1) when it is), MRR. A user whose test title is "
+          "already in their history (titles merge 18 pairs of movies) cannot be scored and is counted. The settings were chosen "
+          "on each user's second-to-last rating (results/next_tuning.md), never on the last. Trained models: mean ± sd over seeds "
+          f"{', '.join(map(str, sorted(df.seed.unique())))}.", '']
+    for data, d in df.groupby('data', sort=False):
+        u = d.iloc[0]
+        md += [f'## {data}', '', f"{u.users:,} users scored, {u.skipped_users} skipped.", '',
+               '| method | NDCG@10 | HR@10 | NDCG@20 | HR@20 | MRR@20 | seeds | fit s (mean) |', '|---|---:|---:|---:|---:|---:|---:|---:|']
+        for method, g in d.groupby('method', sort=False):
+            t, w = g[g.k == 10], g[g.k == 20]
+            md.append(f"| {method} | {_cell(t.ndcg.tolist())} | {_cell(t.hit_rate.tolist())} | {_cell(w.ndcg.tolist())} | "
+                      f"{_cell(w.hit_rate.tolist())} | {_cell(w.mrr.tolist())} | {len(t)} | {t.fit_seconds.mean():.0f} |")
+        ten = d[d.k == 10].groupby('method', sort=False).ndcg
+        if 'sasrec' in ten.groups:
+            mean, sd = ten.mean(), ten.std()
+            others = [m for m in mean.index if m != 'sasrec']
+            best = max(others, key=lambda m: mean[m])
+            md += ['', f"**SASRec (movierecs) NDCG@10 {mean['sasrec']:.4f}**; the best other method, {best}, {mean[best]:.4f}: "
+                   + (f"ahead by {mean['sasrec'] - mean[best]:.4f}" if mean['sasrec'] > mean[best] else
+                      f"behind by {mean[best] - mean['sasrec']:.4f}") + '.']
+            if PEER in mean:
+                gap, spread = mean['sasrec'] - mean[PEER], np.nansum([sd.get('sasrec'), sd.get(PEER)])
+                md.append(f"Against {PEER}: {gap:+.4f}, the two seed spreads (sd) summing to {spread:.4f}: "
+                          + ('more than the spreads.' if gap > spread else 'within them, or behind.'))
+        md.append('')
+    if epochs is not None and len(epochs):
+        md += ['## Time per epoch, side by side (`make next-peer`, one run)', '',
+               '| model | settings | s per epoch (mean) | epochs | threads |', '|---|---|---:|---:|---:|']
+        md += [f"| {r.model} | `{r.settings}` | {r.seconds_per_epoch:.2f} | {r.epochs} | {r.threads} |" for r in epochs.itertuples()]
+        md.append('')
+    return '\n'.join(md)
+
+def _epoch_seconds(ratings, seed=42):
+    "Seconds per training epoch of movierecs' SASRec run on the histories of `next_split(ratings)` (its LossTable's times)."
+    from ..train.experiments import train_model
+    train, _ = next_split(ratings)
+    r = NEXT_RUNS['sasrec']
+    learn = train_model('sasrec', epochs=3, lr=r.lr, wd=r.wd, seed=seed, ratings=train, splits=(np.arange(len(train)), []),
+                        progress=False, **r.kwargs)
+    return float(np.mean(learn.loss_table.seconds)) if getattr(learn.loss_table, 'seconds', None) else float('nan')
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog='python -m movierecs.studies.nextitem', description=__doc__.split(': ', 1)[1].split('\n')[0])
+    p.add_argument('--data', default='ml-100k', help="a release name ('ml-100k', 'ml-1m') or an ml-100k folder")
+    p.add_argument('--peer', action='store_true', help=f'run {PEER} (its own venv) at every seed: results/next_peer.csv')
+    p.add_argument('--seeds', type=int, default=len(SEEDS), help='how many of the seeds 42, 43, ... (default: 5)')
+    p.add_argument('--out', default='results')
+    p.add_argument('--no-verify', action='store_true', help="load the release without checking its md5 and README counts (a sample)")
+    a = p.parse_args(argv)
+    import torch
+    start, out = time.perf_counter(), Path(a.out)
+    ratings, seeds = load_ratings(None if a.data == 'ml-100k' else a.data, verify=not a.no_verify), SEEDS[:a.seeds]
+    if a.peer:  # the peer at every seed, and movierecs' SASRec's epoch time in the same run, side by side
+        train, test = next_split(ratings)
+        r = NEXT_RUNS['sasrec']
+        rows = []
+        timings = [dict(model='movierecs sasrec', seed=42, settings=json.dumps(r.kwargs), epochs=r.epochs,
+                        seconds_per_epoch=_epoch_seconds(ratings), threads=torch.get_num_threads())]
+        for seed in seeds:
+            fitted, timing = run_peer(train, seed)
+            rows += [{**r, 'method': PEER, 'data': a.data, 'seed': seed, 'seconds': round(timing['fit_seconds'], 1),
+                      'fit_seconds': round(timing['fit_seconds'], 1), 'params': json.dumps(timing.get('settings', {}))}
+                     for r in evaluate_next(fitted, (train, test), seed=seed)]
+            timings.append(dict(model=PEER, seed=seed, settings=json.dumps(timing.get('settings', {})), epochs=timing['epochs'],
+                                seconds_per_epoch=timing['seconds_per_epoch'], threads=timing['threads']))
+            write_atomic({out/'next_peer.csv': pd.DataFrame(rows).to_csv(index=False, float_format='%.6f'),
+                          out/'next_peer_timing.csv': pd.DataFrame(timings).to_csv(index=False, float_format='%.4f')})
+        return
+    df = next_item_table(ratings, seeds, data=a.data)
+    peer = out/'next_peer.csv'
+    if peer.is_file():
+        pr = pd.read_csv(peer)
+        df = pd.concat([df, pr[pr.data == a.data]], ignore_index=True)
+    env = {**environment(42), 'threads': torch.get_num_threads(), 'wall_seconds': round(time.perf_counter() - start, 1)}
+    pt = out/'next_peer_timing.csv'  # measured side by side by `make next-peer`
+    agg = dict(settings=('settings', 'first'), seconds_per_epoch=('seconds_per_epoch', 'mean'), epochs=('epochs', 'first'),
+               threads=('threads', 'first'))
+    epochs = pd.read_csv(pt).groupby('model', sort=False).agg(**agg).reset_index() if pt.is_file() else None
+    name = 'next_item' if a.data == 'ml-100k' else f'next_item_{a.data}'
+    write_atomic({out/f'{name}.csv': df.to_csv(index=False, float_format='%.6f'),
+                  out/f'{name}.md': next_markdown(df, env, pd.DataFrame(epochs))})
+    print(f'Wrote {out}/{name}.md and .csv in {(time.perf_counter() - start) / 60:.0f} minutes.')
+
+if __name__ == '__main__': main()

@@ -1,0 +1,39 @@
+"`make next` on a file written in ML-1M's format (the real ML-1M cannot be downloaded here), and its settings tied to make tune-next."
+import pandas as pd
+import movierecs
+from movierecs.studies import nextitem as study
+
+def _ml1m(folder, r):
+    "`r` (user, movie, rating, timestamp, title) written as ML-1M's ratings.dat and movies.dat ('::'-separated, latin-1)."
+    folder.mkdir(parents=True)
+    (folder/'ratings.dat').write_text(''.join(f'{u}::{m}::{s}::{t}\n' for u, m, s, t in r[['user', 'movie', 'rating', 'timestamp']]
+                                              .itertuples(index=False)), encoding='latin-1')
+    movies = r.drop_duplicates('movie').sort_values('movie')
+    (folder/'movies.dat').write_text(''.join(f'{m}::{t}::Drama\n' for m, t in movies[['movie', 'title']].itertuples(index=False)),
+                                     encoding='latin-1')
+
+def test_next_on_the_ml1m_format(cyc, tmp_path, monkeypatch):
+    r = cyc.assign(title=cyc.title + ' (1990)')
+    _ml1m(tmp_path/'ml-1m', r)
+    monkeypatch.setenv(movierecs.ENV_VAR, str(tmp_path))  # a folder holding the release
+    monkeypatch.setattr(study, 'SEEDS', (42,))
+    monkeypatch.setattr(study, 'NEXT_RUNS', {'sasrec': movierecs.RankingRun('sasrec', epochs=20, lr=3e-3, wd=0.01,
+                                                                            kwargs=dict(n_factors=16, max_len=20))})
+    monkeypatch.setattr(study, 'RANKERS', {})
+    study.main(['--data', 'ml-1m', '--out', str(tmp_path/'out'), '--seeds', '1', '--no-verify'])
+    df = pd.read_csv(tmp_path/'out'/'next_item_ml-1m.csv')
+    assert set(df.method) == {'popular', 'recent_popular', 'markov', 'ease', 'sasrec'} and set(df.k) == {10, 20}
+    assert (df.users == r.user.nunique()).all() and (df.data == 'ml-1m').all()
+    ten = df[df.k == 10].set_index('method')
+    assert ten.hit_rate['markov'] == 1 and ten.hit_rate['sasrec'] > ten.hit_rate['popular']  # the planted sequence
+    md = (tmp_path/'out'/'next_item_ml-1m.md').read_text()
+    assert '## ml-1m' in md and '| sasrec |' in md and 'SASRec (movierecs) NDCG@10' in md
+
+def test_the_settings_are_the_carve_outs_best():
+    "NEXT_SETTINGS and NEXT_RUNS hold the best rows of results/next_tuning.csv (make tune-next), never a test-set choice."
+    t = pd.read_csv('results/next_tuning.csv')
+    best = t[t.chosen].set_index('method').params
+    for m, p in study.NEXT_SETTINGS.items():
+        if m in best: assert best[m] == repr(p), m
+    run = movierecs.NEXT_RUNS['sasrec']
+    assert best['sasrec'] == repr(dict(epochs=run.epochs, lr=run.lr))
