@@ -8,7 +8,7 @@ export MOVIERECS_DATA ?= $(abspath ../shared/data/ml-100k)
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-check screenshot lint test test-tables test-fast test-floor reproduce benchmark accuracy topn foldin bench-cli tune tune-accuracy tune-blend accuracy-attempts tune-topn tune-foldin tune-next next next-peer peer-venv notebooks distributed bench bench-scale clean
+.PHONY: help install install-check screenshot lint test test-tables test-fast test-floor reproduce benchmark accuracy topn foldin bench-cli tune tune-accuracy tune-blend accuracy-attempts tune-topn tune-foldin tune-next next next-peer peer-venv temporal notebooks distributed bench bench-scale clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ tune-next: install ## Choose SASRec's epochs and lr, EASE^R's lambda and recent 
 
 next: install ## What comes next, leave-one-out in time, full ranking: baselines, EASE^R, mult_dae and SASRec (seeds 42-46), with make next-peer's rows: results/next_item.{md,csv} (~30 min). ML-1M: make next DATA=ml-1m MOVIERECS_DATA=a folder holding ml-1m.zip or its folder
 	$(PY) -m movierecs.studies.nextitem --data $(or $(DATA),ml-100k)
+
+temporal: install ## The rating (RMSE) and top-N (NDCG, recall) tables on a global split in time beside a random one, seeds 42-46: results/temporal.{md,csv} (~15 min)
+	$(PY) -m movierecs.studies.temporal
 
 PEER_VENV := .venv-rectools
 peer-venv: ## RecTools 0.19 (its SASRec) in a venv of its own, .venv-rectools: it cannot share .venv

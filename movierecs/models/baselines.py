@@ -118,12 +118,15 @@ def _timed(ratings, item_name, seed=42):
 class RecentPopular(TopN):
     ("The items rated most in the `days` before each user's latest training rating (Sun, SIGIR 2023: popularity at the time "
      "of the interaction), ties broken by popularity over all training time.")
-    params = ('days',)
-    def __init__(self, days=28 # The window, in days before the user's latest rating; choose it on a carve-out
+    params = ('days', 'at')
+    def __init__(self, days=28, # The window, in days before the user's latest rating; choose it on a carve-out
+                 at=None # A timestamp where the window ends for every user (a global split's cut); None: each user's latest rating
                 ):
         if isinstance(days, bool) or not isinstance(days, (int, float, np.number)) or not (np.isfinite(days) and days > 0):
             raise ValueError(f"days must be a finite positive number of days, got {days!r}.")
-        self.days = days
+        if at is not None and (isinstance(at, bool) or not isinstance(at, (int, np.integer))):
+            raise ValueError(f"at must be a timestamp (whole seconds) or None, got {at!r}.")
+        self.days, self.at = days, at
     def _fit(self, ratings):
         r = _timed(ratings, self.item_name)
         t = r.timestamp.to_numpy('int64')
@@ -132,7 +135,7 @@ class RecentPopular(TopN):
         self.last = r.groupby('user').timestamp.max().reindex(self.users).to_numpy('int64')
         self.counts = np.asarray(self.seen.sum(0)).ravel()
     def _score(self, u):
-        end = self.last[u]
+        end = self.last[u] if self.at is None else np.full(len(u), self.at, 'int64')
         lo = np.searchsorted(self.times, end - self.days * 86400, 'left')
         hi = np.searchsorted(self.times, end, 'right')
         out = np.empty((len(u), len(self.items)))

@@ -37,3 +37,17 @@ def test_the_settings_are_the_carve_outs_best():
         if m in best: assert best[m] == repr(p), m
     run = movierecs.NEXT_RUNS['sasrec']
     assert best['sasrec'] == repr(dict(epochs=run.epochs, lr=run.lr))
+
+def test_temporal_tables_on_a_small_frame(monkeypatch):
+    "`make temporal`'s code on synthetic ratings: both splits, every method, the markdown's tables; the time split's test is later."
+    from movierecs.studies import temporal
+    r = movierecs.synthetic_ratings(120, 50, seed=1)
+    sp = temporal.splits(r)
+    assert sp['time'][0].timestamp.max() < sp['time'][1].timestamp.min() and len(sp['random'][1]) <= len(sp['time'][1])
+    monkeypatch.setattr(temporal, 'RATING_RUNS', ('dot_bias_wd',))
+    monkeypatch.setattr(temporal, 'TOPN_METHODS', ('popular', 'recent_popular', 'ease'))
+    df, info = temporal.temporal_table(r, seeds=(42, 43), workers=1, log=lambda *a: None)
+    assert set(df.split) == {'time', 'random'} and set(df.method) == {'movie mean', 'dot_bias_wd', 'popular', 'recent_popular', 'ease'}
+    assert len(df[(df.method == 'dot_bias_wd') & (df.split == 'time')]) == 2  # a trained model at each seed
+    md = temporal.temporal_markdown(df, info, {'packages': {'fastai': 'x', 'torch': 'y'}, 'wall_seconds': 60})
+    assert '## Rating models: RMSE on the test rows' in md and '| ease |' in md and '**Order by NDCG@10.**' in md
