@@ -8,7 +8,8 @@ NOTEBOOKS = sorted((Path(__file__).parents[2]/'notebooks').glob('*.ipynb'))
 
 def test_the_story_is_all_there():
     assert [p.stem for p in NOTEBOOKS] == ['00_data', '01_dot_product', '02_bias_and_weight_decay', '03_create_params',
-                                           '04_collab_learner', '05_neural_net', '06_recommendations', '07_accuracy', '08_topn']
+                                           '04_collab_learner', '05_neural_net', '06_recommendations', '07_accuracy', '08_topn',
+                                           '09_time']
 
 @pytest.mark.parametrize('path', NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_imports_the_package_and_defines_nothing(path):
