@@ -44,6 +44,7 @@ def test_temporal_tables_on_a_small_frame(monkeypatch):
     r = movierecs.synthetic_ratings(120, 50, seed=1)
     sp = temporal.splits(r)
     assert sp['time'][0].timestamp.max() < sp['time'][1].timestamp.min() and len(sp['random'][1]) <= len(sp['time'][1])
+    assert len(sp['random'][0]) == len(sp['time'][0])  # as many training rows
     monkeypatch.setattr(temporal, 'RATING_RUNS', ('dot_bias_wd',))
     monkeypatch.setattr(temporal, 'TOPN_METHODS', ('popular', 'recent_popular', 'ease'))
     df, info = temporal.temporal_table(r, seeds=(42, 43), workers=1, log=lambda *a: None)
