@@ -37,6 +37,10 @@ def test_the_settings_are_the_carve_outs_best():
         if m in best: assert best[m] == repr(p), m
     run = movierecs.NEXT_RUNS['sasrec']
     assert best['sasrec'] == repr(dict(epochs=run.epochs, lr=run.lr))
+    import ast, re
+    md = open('results/next_tuning.md').read()
+    fixed = ast.literal_eval(re.search(r"SASRec's fixed settings: `(\{.*?\})`", md)[1])
+    assert fixed == run.kwargs and f'weight decay {run.wd:g}' in md
 
 def test_temporal_tables_on_a_small_frame(monkeypatch):
     "`make temporal`'s code on synthetic ratings: both splits, every method, the markdown's tables; the time split's test is later."
