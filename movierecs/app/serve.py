@@ -110,40 +110,33 @@ def _int(v, name, default, query=False):
         raise _Bad(400, f'{name} must be an integer from 1 to {MAX_N}, got {v!r}')
     return v
 
-async def _read_request(req):
-    "The {title: stars} and n of a POSTed body {\"ratings\": {title: stars}, \"n\": 10}; _Bad naming the problem otherwise."
+async def _read_body(req, key, example):
+    "The `key` field and n of a POSTed JSON object {key: ..., \"n\": 10}; _Bad naming the problem (and `example`) otherwise."
     body = await req.body()
-    example = 'send JSON like {"ratings": {"Star Wars (1977)": 5}}'
     if not body.strip(): raise _Bad(400, f'the request body is empty: {example}')
     try: data = json.loads(body, object_pairs_hook=_no_duplicates)
     except _Bad: raise
     except (ValueError, RecursionError) as e: raise _Bad(400, f'the request body is not valid JSON ({type(e).__name__}: {e}): {example}')
     if not isinstance(data, dict): raise _Bad(400, f'the request body must be a JSON object, got {_json_type(data)}: {example}')
-    extra = sorted(set(data) - {'ratings', 'n'})
-    if extra: raise _Bad(400, f'unknown field {extra[0]!r}: the body takes "ratings" and, optionally, "n"')
-    if 'ratings' not in data: raise _Bad(400, f'"ratings" is missing: {example}')
-    ratings = data['ratings']
+    extra = sorted(set(data) - {key, 'n'})
+    if extra: raise _Bad(400, f'unknown field {extra[0]!r}: the body takes "{key}" and, optionally, "n"')
+    if key not in data: raise _Bad(400, f'"{key}" is missing: {example}')
+    return data[key], _int(data.get('n'), 'n', 10)
+
+async def _read_request(req):
+    "The {title: stars} and n of a POSTed body {\"ratings\": {title: stars}, \"n\": 10}; _Bad naming the problem otherwise."
+    ratings, n = await _read_body(req, 'ratings', 'send JSON like {"ratings": {"Star Wars (1977)": 5}}')
     if not isinstance(ratings, dict): raise _Bad(400, f'"ratings" must be an object {{title: stars}}, got {_json_type(ratings)}')
-    return ratings, _int(data.get('n'), 'n', 10)
+    return ratings, n
 
 async def _read_history(req):
     "The titles (oldest first) and n of a POSTed body {\"history\": [titles], \"n\": 10}; _Bad naming the problem otherwise."
-    body = await req.body()
-    example = 'send JSON like {"history": ["Star Wars (1977)", "Alien (1979)"]}, oldest first'
-    if not body.strip(): raise _Bad(400, f'the request body is empty: {example}')
-    try: data = json.loads(body, object_pairs_hook=_no_duplicates)
-    except _Bad: raise
-    except (ValueError, RecursionError) as e: raise _Bad(400, f'the request body is not valid JSON ({type(e).__name__}: {e}): {example}')
-    if not isinstance(data, dict): raise _Bad(400, f'the request body must be a JSON object, got {_json_type(data)}: {example}')
-    extra = sorted(set(data) - {'history', 'n'})
-    if extra: raise _Bad(400, f'unknown field {extra[0]!r}: the body takes "history" and, optionally, "n"')
-    if 'history' not in data: raise _Bad(400, f'"history" is missing: {example}')
-    history = data['history']
+    history, n = await _read_body(req, 'history', 'send JSON like {"history": ["Star Wars (1977)", "Alien (1979)"]}, oldest first')
     if not isinstance(history, list): raise _Bad(400, f'"history" must be an array of titles, oldest first, got {_json_type(history)}')
     if len(history) > MAX_HISTORY: raise _Bad(400, f'"history" has {len(history):,} titles, more than {MAX_HISTORY:,}')
     bad = next((t for t in history if not isinstance(t, str)), None)
     if bad is not None: raise _Bad(400, f'every title of "history" must be a string, got {_json_type(bad)}')
-    return history, _int(data.get('n'), 'n', 10)
+    return history, n
 
 def _no_duplicates(pairs):
     "A JSON object, refused when a key repeats: a title rated twice is ambiguous, not 'the last one wins'."

@@ -129,7 +129,7 @@ def temporal_markdown(df, info, env) -> str:
     if len(order) == 2:
         md += ['', f"**Order by NDCG@10.** random: {' > '.join(order['random'])}; time: {' > '.join(order['time'])}."
                + (' The order changes with the split.' if order['random'] != order['time'] else ' The same order on both.')]
-    users = t[t.k == 10].groupby('split').users.first()
+    users = t[t.k == 10].groupby('split').users.first().astype(int)
     md += ['', 'Users scored: ' + ', '.join(f'{s} {n:,}' for s, n in users.items()) + '.', '']
     return '\n'.join(md)
 

@@ -19,30 +19,27 @@ function showRated() {
     li.dataset.title = t; return li; }));
   $('no-ratings').hidden = titles.length > 0;
 }
+async function fill(id, url, body, current) {  // POST body to url and show the HTML it answers in #id, unless a newer call came
+  $(id).setAttribute('aria-busy', 'true');
+  try {
+    const r = await fetch(url, {method: 'POST', headers: {'Content-Type': 'application/json'}, body: JSON.stringify(body)});
+    const html = await r.text();
+    if (current()) $(id).innerHTML = html;
+  } catch (e) { if (current()) $(id).replaceChildren(el('p', {className: 'error', textContent: 'The server did not answer: ' + e})); }
+  if (current()) $(id).removeAttribute('aria-busy');
+}
 async function refresh() {
   showRated();
   refreshNext();
   const seq = ++recSeq;
   if (!Object.keys(ratings).length) { $('recs').replaceChildren(el('p', {className: 'hint', textContent: 'Rate a movie to see what to watch next.'})); return; }
-  $('recs').setAttribute('aria-busy', 'true');
-  try {
-    const r = await fetch('/recommendations', {method: 'POST', headers: {'Content-Type': 'application/json'}, body: JSON.stringify({ratings})});
-    const html = await r.text();
-    if (seq === recSeq) $('recs').innerHTML = html;
-  } catch (e) { if (seq === recSeq) $('recs').replaceChildren(el('p', {className: 'error', textContent: 'The server did not answer: ' + e})); }
-  if (seq === recSeq) $('recs').removeAttribute('aria-busy');
+  await fill('recs', '/recommendations', {ratings}, () => seq === recSeq);
 }
 async function refreshNext() {  // the order of the ratings is the history: what to watch next after it
   if (!$('next')) return;
   const seq = ++nextSeq, history = Object.keys(ratings);
   if (!history.length) { $('next').replaceChildren(); return; }
-  $('next').setAttribute('aria-busy', 'true');
-  try {
-    const r = await fetch('/next', {method: 'POST', headers: {'Content-Type': 'application/json'}, body: JSON.stringify({history})});
-    const html = await r.text();
-    if (seq === nextSeq) $('next').innerHTML = html;
-  } catch (e) { if (seq === nextSeq) $('next').replaceChildren(el('p', {className: 'error', textContent: 'The server did not answer: ' + e})); }
-  if (seq === nextSeq) $('next').removeAttribute('aria-busy');
+  await fill('next', '/next', {history}, () => seq === nextSeq);
 }
 async function search() {
   const q = $('q').value.trim(), seq = ++searchSeq;
