@@ -106,7 +106,13 @@ def next_markdown(df:pd.DataFrame, env:dict, epochs:pd.DataFrame=None) -> str:
             best = max(others, key=lambda m: mean[m])
             md += ['', f"**SASRec (movierecs) NDCG@10 {mean['sasrec']:.4f}**; the best other method, {best}, {mean[best]:.4f}: "
                    + (f"ahead by {mean['sasrec'] - mean[best]:.4f}" if mean['sasrec'] > mean[best] else
-                      f"behind by {mean[best] - mean['sasrec']:.4f}") + '.']
+                      f"behind by {mean[best] - mean['sasrec']:.4f}") + f" (SASRec's seed sd {sd['sasrec']:.4f})."]
+            hr = d[d.k == 20].groupby('method', sort=False).hit_rate.mean()
+            md.append(f"At k = 20, HR@20: SASRec {hr['sasrec']:.4f}, the best other method {hr.drop('sasrec').idxmax()} "
+                      f"{hr.drop('sasrec').max():.4f}.")
+            if PEER not in mean:
+                md.append(f"{PEER} (RecTools' SASRec, its published settings) has not been run on these rows: `make next-peer` "
+                          "(about an hour a seed here) writes results/next_peer.csv, which this table then includes.")
             if PEER in mean:
                 gap, spread = mean['sasrec'] - mean[PEER], np.nansum([sd.get('sasrec'), sd.get(PEER)])
                 md.append(f"Against {PEER}: {gap:+.4f}, the two seed spreads (sd) summing to {spread:.4f}: "
