@@ -64,7 +64,7 @@ def test_command_line(saved, learn, tmp_path, capsys):
 
 @pytest.mark.parametrize('argv, problem', [
     (['--rate', 'Movie 3 (1990)'], 'expected TITLE=STARS'), (['--rate', 'Movie 3 (1990)=five'], 'stars must be a number'),
-    (['--rate', 'Movie 3 (1990)=5', '--user', '3'], 'give either --user ID'), ([], 'give either --user ID'),
+    (['--rate', 'Movie 3 (1990)=5', '--user', '3'], 'give one of --user ID'), ([], 'give one of --user ID'),
     (['--ratings', '/nonexistent.csv'], 'cannot read --ratings'),
 ])
 def test_command_line_errors_are_one_line(saved, argv, problem):
