@@ -20,7 +20,7 @@ def next_carve_out(base:pd.DataFrame, # The training histories of `next_split`
                    item_name='title' # The item column
                   ):
     "The carve-out that choices are made on: each user's last training rating (their second-to-last), never the test one."
-    return leave_last_out(base, 1, seed, item_name)
+    return next_split(base, seed, item_name)  # the same split, one rating earlier
 
 class ListTopN(TopN):
     "Ranked lists another program made (user, rank, item; rank 1 first) as a top-N method: unlisted items score -inf."

@@ -132,7 +132,7 @@ def _epoch_seconds(ratings, seed=42):
     r = NEXT_RUNS['sasrec']
     learn = train_model('sasrec', epochs=3, lr=r.lr, wd=r.wd, seed=seed, ratings=train, splits=(np.arange(len(train)), []),
                         progress=False, **r.kwargs)
-    return float(np.mean(learn.loss_table.seconds)) if getattr(learn.loss_table, 'seconds', None) else float('nan')
+    return float(np.mean(learn.loss_table.seconds))
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog='python -m movierecs.studies.nextitem', description=__doc__.split(': ', 1)[1].split('\n')[0])
