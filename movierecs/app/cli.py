@@ -170,14 +170,13 @@ def _next(args):
     if args.by: raise ValueError("--by chooses the model of a --user or --rate list; --history asks the next-item model.")
     from ..recommendation.nextitem import MAX_HISTORY
     if len(args.history) > MAX_HISTORY: raise ValueError(f"{len(args.history):,} --history titles are more than {MAX_HISTORY:,}.")
-    from ..recommendation.nextitem import parse_history, recommend_next
+    from ..recommendation.nextitem import recommend_next
     from .defaults import default_learner
     learn = _learner(args.model) if args.model else default_learner('next')
     if not hasattr(learn.model, 'score_windows'):
         raise ValueError(f"{args.model} holds a {learn.model_spec['model']} model, which does not read a history in order: "
                          "give a next-item model (movierecs train sasrec), or leave out --model.")
-    parse_history(learn, args.history)  # each title checked before anything is shown
-    df = recommend_next(learn, args.history, n=args.n)
+    df = recommend_next(learn, args.history, n=args.n)  # checks each title before anything is shown
     label = df.columns[0]
     _show_frame(_frame({label: df[label], 'match': _match(df['score'].to_numpy())}), args, fmts={'match': '{:.0%}'})
 

@@ -109,10 +109,13 @@ class EASE(TopN):
         self.weights = b
     def _score(self, u): return np.asarray(self.seen[u] @ self.weights)
 
-def _timed(ratings, item_name, seed=42):
-    "`ratings` in `time_order` (each user's oldest first), with its user and item as the fitted method's codes."
+def _check_times(ratings):
     if 'timestamp' not in ratings.columns:
         raise DataError("ratings has no timestamp column: this method reads the time of each rating (u.data's 4th column).")
+
+def _timed(ratings, item_name, seed=42):
+    "`ratings` in `time_order`: each user's rows together, oldest first."
+    _check_times(ratings)
     return ratings.iloc[time_order(ratings, seed=seed, item=item_name)]
 
 class RecentPopular(TopN):
@@ -128,11 +131,11 @@ class RecentPopular(TopN):
             raise ValueError(f"at must be a timestamp (whole seconds) or None, got {at!r}.")
         self.days, self.at = days, at
     def _fit(self, ratings):
-        r = _timed(ratings, self.item_name)
-        t = r.timestamp.to_numpy('int64')
-        by_time = np.argsort(t, kind='stable')
-        self.times, self.codes = t[by_time], pd.Index(self.items).get_indexer(r[self.item_name])[by_time]
-        self.last = r.groupby('user').timestamp.max().reindex(self.users).to_numpy('int64')
+        _check_times(ratings)
+        t = ratings.timestamp.to_numpy('int64')
+        by_time = np.argsort(t, kind='stable')  # counts in a window of time: the order within a user does not matter here
+        self.times, self.codes = t[by_time], pd.Index(self.items).get_indexer(ratings[self.item_name])[by_time]
+        self.last = ratings.groupby('user').timestamp.max().reindex(self.users).to_numpy('int64')
         self.counts = np.asarray(self.seen.sum(0)).ravel()
     def _score(self, u):
         end = self.last[u] if self.at is None else np.full(len(u), self.at, 'int64')
