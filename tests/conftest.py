@@ -88,6 +88,7 @@ def default_cache(tmp_path_factory, ratings):
 def _held_to_saved_numbers(item):
     return 'trained' in item.fixturenames or item.path.name in SAVED_NUMBERS
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups into the test ids: later marks are ignored
 def pytest_collection_modifyitems(config, items):
     "One xdist group for the runs held to saved numbers: they share learners and the machine's threads."
     for item in items:

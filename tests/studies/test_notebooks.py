@@ -1,4 +1,5 @@
 "The notebooks are tests: each runs in-process with execnb, and its saved outputs must match a fresh run."
+import os
 from pathlib import Path
 import pytest
 from fastcore.nbio import mk_cell, new_nb, read_nb, write_nb
@@ -10,6 +11,14 @@ def test_the_story_is_all_there():
     assert [p.stem for p in NOTEBOOKS] == ['00_data', '01_dot_product', '02_bias_and_weight_decay', '03_create_params',
                                            '04_collab_learner', '05_neural_net', '06_recommendations', '07_accuracy', '08_topn',
                                            '09_time']
+
+def test_the_runs_held_to_saved_numbers_share_one_worker(request):
+    """conftest's xdist group is in force: under `--dist loadgroup` the test's id carries it, so the notebooks and the runs
+    they share go to one worker and train once (pytest 9.2 drops xdist's group silently, pytest-xdist#1386: pytest < 9.2)."""
+    mark = request.node.get_closest_marker('xdist_group')
+    assert mark and mark.args == ('saved_numbers',)
+    if os.environ.get('PYTEST_XDIST_WORKER') and getattr(request.config.option, 'loadgroup', False):
+        assert request.node.nodeid.endswith('@saved_numbers'), request.node.nodeid
 
 @pytest.mark.parametrize('path', NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_imports_the_package_and_defines_nothing(path):

@@ -200,6 +200,7 @@ def every_model_on_two_processes(synth, seed, tmp_path_factory):
 
 @pytest.mark.slow
 @two_cores
+@pytest.mark.xdist_group('every_model_on_two_processes')  # one worker sets the module fixture up, not both
 @pytest.mark.parametrize('model', STEP_MODELS)
 def test_every_model_trained_by_steps_trains_on_two_processes(model, every_model_on_two_processes, seed):
     "Every model but the L-BFGS ones: 2 processes end with the same weights (batchnorm statistics too), and rank 0's save loads."
