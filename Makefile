@@ -72,8 +72,8 @@ peer-venv: ## RecTools 0.19 (its SASRec) in a venv of its own, .venv-rectools: i
 	bash benchmarks/peers/setup_rectools.sh $(PEER_VENV)
 
 PEER_SEEDS ?= 5
-next-peer: install peer-venv ## RecTools' SASRec with its published settings on make next's very rows, seeds 42-(41+PEER_SEEDS), and both epoch times side by side: results/next_peer{,_timing}.csv (about an hour a seed)
-	$(PY) -m movierecs.studies.nextitem --peer --seeds $(PEER_SEEDS)
+next-peer: install peer-venv ## RecTools' SASRec with its published settings on make next's very rows, seeds 42-(41+PEER_SEEDS) or SEED_LIST=44,45 (the other seeds' rows kept), and both epoch times side by side: results/next_peer{,_timing}.csv (about an hour a seed)
+	$(PY) -m movierecs.studies.nextitem --peer --seeds $(PEER_SEEDS) $(if $(SEED_LIST),--seed-list $(SEED_LIST))
 
 INSTALL_CHECK ?= /tmp/movierecs-install-check
 install-check: ## pip install . into a fresh venv, then from /tmp: import, train, recommend and serve with no checkout on the path (~5 min)

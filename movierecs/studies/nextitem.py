@@ -134,29 +134,48 @@ def _epoch_seconds(ratings, seed=42):
                         progress=False, **r.kwargs)
     return float(np.mean(learn.loss_table.seconds))
 
+def _seed_list(p, text):
+    "'44,45' -> (44, 45), or the parser's error naming the problem."
+    try: seeds = tuple(int(t) for t in text.split(','))
+    except ValueError: p.error(f"--seed-list takes seeds separated by commas, e.g. '44,45', got {text!r}")
+    if len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds): p.error(f"--seed-list needs distinct seeds >= 0, got {text!r}")
+    return seeds
+
+def _kept(path:Path, data, seeds) -> list:
+    "The rows of a peer file that this run does not replace: other data, or other seeds (a seed run again is replaced)."
+    if not path.is_file(): return []
+    d = pd.read_csv(path)
+    if 'data' not in d.columns: d['data'] = 'ml-100k'  # the first timing files named no data: ML-100k's
+    return d[(d.data != data) | ~d.seed.isin(seeds)].to_dict('records')
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog='python -m movierecs.studies.nextitem', description=__doc__.split(': ', 1)[1].split('\n')[0])
     p.add_argument('--data', default='ml-100k', help="a release name ('ml-100k', 'ml-1m') or an ml-100k folder")
     p.add_argument('--peer', action='store_true', help=f'run {PEER} (its own venv) at every seed: results/next_peer.csv')
     p.add_argument('--seeds', type=int, default=len(SEEDS), help='how many of the seeds 42, 43, ... (default: 5)')
+    p.add_argument('--seed-list', help="with --peer: these seeds only, e.g. '44,45,46'; rows of the other seeds already in "
+                                        "results/next_peer.csv are kept (the peer's seeds can be run an hour at a time)")
     p.add_argument('--out', default='results')
     p.add_argument('--no-verify', action='store_true', help="load the release without checking its md5 and README counts (a sample)")
     a = p.parse_args(argv)
     import torch
     start, out = time.perf_counter(), Path(a.out)
-    ratings, seeds = load_ratings(None if a.data == 'ml-100k' else a.data, verify=not a.no_verify), SEEDS[:a.seeds]
+    seeds = SEEDS[:a.seeds] if a.seed_list is None else _seed_list(p, a.seed_list)
+    if a.seed_list is not None and not a.peer: p.error('--seed-list is for --peer: the table runs every seed of --seeds')
+    ratings = load_ratings(None if a.data == 'ml-100k' else a.data, verify=not a.no_verify)
     if a.peer:  # the peer at every seed, and movierecs' SASRec's epoch time in the same run, side by side
         train, test = next_split(ratings)
         r = NEXT_RUNS['sasrec']
-        rows = []
-        timings = [dict(model='movierecs sasrec', seed=42, settings=json.dumps(r.kwargs), epochs=r.epochs,
-                        seconds_per_epoch=_epoch_seconds(ratings), threads=torch.get_num_threads())]
+        rows, timings = _kept(out/'next_peer.csv', a.data, seeds), _kept(out/'next_peer_timing.csv', a.data, seeds)
+        timings += [dict(model='movierecs sasrec', data=a.data, seed=seeds[0], settings=json.dumps(r.kwargs), epochs=r.epochs,
+                         seconds_per_epoch=_epoch_seconds(ratings), threads=torch.get_num_threads())]
         for seed in seeds:
             fitted, timing = run_peer(train, seed)
             rows += [{**r, 'method': PEER, 'data': a.data, 'seed': seed, 'seconds': round(timing['fit_seconds'], 1),
                       'fit_seconds': round(timing['fit_seconds'], 1), 'params': json.dumps(timing.get('settings', {}))}
                      for r in evaluate_next(fitted, (train, test), seed=seed)]
-            timings.append(dict(model=PEER, seed=seed, settings=json.dumps(timing.get('settings', {})), epochs=timing['epochs'],
+            timings.append(dict(model=PEER, data=a.data, seed=seed, settings=json.dumps(timing.get('settings', {})),
+                                epochs=timing['epochs'],
                                 seconds_per_epoch=timing['seconds_per_epoch'], threads=timing['threads']))
             write_atomic({out/'next_peer.csv': pd.DataFrame(rows).to_csv(index=False, float_format='%.6f'),
                           out/'next_peer_timing.csv': pd.DataFrame(timings).to_csv(index=False, float_format='%.4f')})

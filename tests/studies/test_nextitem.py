@@ -56,3 +56,29 @@ def test_temporal_tables_on_a_small_frame(monkeypatch):
     assert len(df[(df.method == 'dot_bias_wd') & (df.split == 'time')]) == 2  # a trained model at each seed
     md = temporal.temporal_markdown(df, info, {'packages': {'fastai': 'x', 'torch': 'y'}, 'wall_seconds': 60})
     assert '## Rating models: RMSE on the test rows' in md and '| ease |' in md and '**Order by NDCG@10.**' in md
+
+def test_the_peer_runs_a_few_seeds_at_a_time_and_keeps_the_others(cyc, tmp_path, monkeypatch):
+    """`make next-peer --seed-list`: the listed seeds' rows are written or replaced, the other seeds' rows are kept, and every
+    run times movierecs' SASRec beside the peer (a stand-in for RecTools, whose venv CI does not build, returns popular lists)."""
+    import pytest
+    r = cyc.assign(title=cyc.title + ' (1990)')
+    _ml1m(tmp_path/'ml-1m', r)
+    monkeypatch.setenv(movierecs.ENV_VAR, str(tmp_path))
+    calls = []
+    def peer(train, seed, **kw):
+        calls.append(seed)
+        return study.ListTopN(pd.DataFrame({'user': [], 'title': [], 'rank': []})).fit(train, 'title'), \
+            dict(seconds_per_epoch=seed / 100, fit_seconds=seed, epochs=1, threads=1, settings={'seed': seed})
+    monkeypatch.setattr(study, 'run_peer', peer)
+    monkeypatch.setattr(study, '_epoch_seconds', lambda ratings: 0.5)
+    out, args = tmp_path/'out', ['--peer', '--data', 'ml-1m', '--out', str(tmp_path/'out'), '--no-verify']
+    study.main([*args, '--seed-list', '42,43'])
+    study.main([*args, '--seed-list', '43,44'])
+    assert calls == [42, 43, 43, 44]
+    rows, timing = pd.read_csv(out/'next_peer.csv'), pd.read_csv(out/'next_peer_timing.csv')
+    assert sorted(rows.seed.unique()) == [42, 43, 44] and len(rows) == 3 * rows.k.nunique() and (rows.method == study.PEER).all()
+    peer_t = timing[timing.model == study.PEER]
+    assert sorted(peer_t.seed) == [42, 43, 44] and (timing.model == 'movierecs sasrec').sum() == 2  # one a run, side by side
+    for bad in ('42,x', '42,42', '-1'):
+        with pytest.raises(SystemExit): study.main([*args, '--seed-list', bad])
+    with pytest.raises(SystemExit): study.main(['--data', 'ml-1m', '--seed-list', '42'])  # only with --peer
