@@ -110,11 +110,12 @@ class SASRec(Module):
 @delegates(Learner.__init__)
 def sasrec(dls, n_factors=64, n_blocks=2, n_heads=1, dropout=0.2,
            max_len=MAX_LEN, # The longest history read: each user's newest max_len items
-           batch=128, # Users per batch (`bs` is the ratings loader's, which `train_model` sets)
+           batch=128, # Windows per batch (`bs` is the ratings loader's, which `train_model` sets)
+           windows='last', # What an epoch trains on: each user's newest `max_len` items ('last') or every rating ('all')
            **kwargs):
     "SASRec reading each user's rated movies in time order, trained with full softmax cross-entropy to name the next one."
     positive_int(batch, 'batch')
-    seqs = sequence_dataloaders(check_dls(dls), max_len=max_len, bs=batch)
+    seqs = sequence_dataloaders(check_dls(dls), max_len=max_len, bs=batch, windows=windows)
     model = SASRec(seqs.history, len(dls.classes[list(dls.classes)[1]]), n_factors, n_blocks, n_heads, dropout)
     kwargs.setdefault('loss_func', SequenceCE(model))
     return _learner(seqs, model, **kwargs)

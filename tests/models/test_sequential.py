@@ -30,8 +30,27 @@ def test_windows_pair_each_item_with_the_next_and_pad_on_the_left(cyc):
     for i, u in enumerate(sorted(u for u in h if len(h[u]) >= 2)):
         assert y[i][y[i] != PAD].tolist() == h[u][1:][-12:].tolist()  # the newest items are kept, the last one is a target only
 
+def test_all_windows_hold_every_pair_of_the_history_once(cyc):
+    "windows='all': each (item, next item) pair of a user's history is in exactly one window; the newest window is 'last''s."
+    from collections import Counter
+    from movierecs.engine.sequences import windows_of
+    seq = np.arange(1, 24)  # 22 pairs: windows of 8 pairs ending at the newest, so 6 + 8 + 8
+    x, y = windows_of(seq, 8, 'all')
+    assert x.shape == (3, 8) and torch.equal(x[0], windows_of(seq, 8, 'last')[0][0])
+    pairs = Counter((int(a), int(b)) for xs, ys in zip(x, y) for a, b in zip(xs, ys) if a != PAD)
+    assert pairs == Counter(zip(seq[:-1].tolist(), seq[1:].tolist()))  # every pair once: none lost, none twice
+    assert windows_of(seq[:9], 8, 'all')[0].shape == (1, 8)  # 8 pairs: one full window
+    dls = dataloaders(cyc, bs=16, splits=(range(len(cyc)), []))
+    last, every = (sequence_dataloaders(dls, max_len=5, bs=8, windows=w).train for w in ('last', 'all'))
+    h = histories(dls.train)
+    assert int((every.y != PAD).sum()) == sum(len(s) - 1 for s in h.values()) > int((last.y != PAD).sum())
+    with pytest.raises(ValueError, match="windows must be one of"): sequence_dataloaders(dls, windows='newest')
+
 def test_every_epoch_is_a_new_permutation_of_the_users(cyc):
-    s = sequence_dataloaders(dataloaders(cyc, bs=16, seed=1), max_len=10, bs=7, seed=3)
+    dls = dataloaders(cyc, bs=16, seed=1)
+    s = sequence_dataloaders(dls, max_len=10, bs=7, seed=3, windows='all')
+    h = [v for v in histories(dls.train).values() if len(v) >= 2]
+    assert len(s.train.x) == sum(math.ceil((len(v) - 1) / 10) for v in h) > len(h)  # a window per 10 pairs: long histories cut
     epochs = [torch.cat([xb for xb, _ in s.train]) for _ in range(3)]
     key = lambda x: sorted(map(tuple, x.tolist()))
     for e in epochs: assert len(e) == len(s.train.x) and key(e) == key(s.train.x)  # each user once, none dropped
