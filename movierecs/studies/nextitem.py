@@ -187,9 +187,9 @@ def main(argv=None):
         df = pd.concat([df, pr[pr.data == a.data]], ignore_index=True)
     env = {**environment(42), 'threads': torch.get_num_threads(), 'wall_seconds': round(time.perf_counter() - start, 1)}
     pt = out/'next_peer_timing.csv'  # measured side by side by `make next-peer`
-    agg = dict(settings=('settings', 'first'), seconds_per_epoch=('seconds_per_epoch', 'mean'), epochs=('epochs', 'first'),
-               threads=('threads', 'first'))
-    epochs = pd.read_csv(pt).groupby('model', sort=False).agg(**agg).reset_index() if pt.is_file() else None
+    agg = dict(seconds_per_epoch=('seconds_per_epoch', 'mean'), epochs=('epochs', 'first'), threads=('threads', 'first'))
+    epochs = None  # a row a model and its settings (movierecs' run may have changed between the peer's seeds)
+    if pt.is_file(): epochs = pd.read_csv(pt).groupby(['model', 'settings'], sort=False).agg(**agg).reset_index()
     name = 'next_item' if a.data == 'ml-100k' else f'next_item_{a.data}'
     write_atomic({out/f'{name}.csv': df.to_csv(index=False, float_format='%.6f'),
                   out/f'{name}.md': next_markdown(df, env, pd.DataFrame(epochs))})

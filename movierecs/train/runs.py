@@ -124,6 +124,6 @@ DEFAULT_RANKER = 'mult_dae'  # `recommend` and `movierecs recommend` use it: the
 # the next-item runs of results/next_item.md; `make tune-next` chose their settings on a carve-out in time of ML-100k's training
 # histories (each user's second-to-last rating, never the last): results/next_tuning.md
 NEXT_RUNS = {
-    'sasrec': RankingRun('sasrec', epochs=200, lr=3e-3, wd=0.01,
-                         kwargs=dict(n_factors=64, n_blocks=2, n_heads=1, dropout=0.2, max_len=50, batch=128)),
+    'sasrec': RankingRun('sasrec', epochs=100, lr=3e-3, wd=0.01,
+                         kwargs=dict(n_factors=64, n_blocks=2, n_heads=1, dropout=0.2, max_len=50, batch=128, windows='all')),
 }
