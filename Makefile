@@ -8,7 +8,7 @@ export MOVIERECS_DATA ?= $(abspath ../shared/data/ml-100k)
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-check screenshot lint test test-tables test-fast test-floor reproduce benchmark accuracy topn foldin bench-cli tune tune-accuracy tune-blend accuracy-attempts tune-topn tune-foldin tune-next next next-peer peer-venv temporal notebooks distributed bench bench-scale clean
+.PHONY: help install install-check screenshot lint test test-tables test-fast test-floor reproduce benchmark accuracy topn foldin bench-cli tune tune-accuracy tune-blend accuracy-attempts tune-topn tune-foldin tune-next next next-peer next-timing next-render peer-venv temporal notebooks distributed bench bench-scale clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -58,10 +58,10 @@ foldin: install ## Fold-in against training in: 10% of users held out, folded in
 tune-foldin: install ## Choose what fold-in shrinks someone new toward, on a carve-out of the users outside make foldin's held-out ones: results/foldin_tuning.{md,csv} (~8 min)
 	$(PY) benchmarks/tune_foldin.py
 
-tune-next: install ## Choose SASRec's epochs and lr, EASE^R's lambda and recent popularity's window on each user's second-to-last rating: results/next_tuning.{md,csv} (~25 min)
+tune-next: install ## Choose SASRec's epochs, lr and windows, EASE^R's lambda and recent popularity's window on each user's second-to-last rating: results/next_tuning.{md,csv} (~45 min; --keep reuses SASRec rows it holds)
 	$(PY) benchmarks/tune_next.py
 
-next: install ## What comes next, leave-one-out in time, full ranking: baselines, EASE^R, mult_dae and SASRec (seeds 42-46), with make next-peer's rows: results/next_item.{md,csv} (~30 min). ML-1M: make next DATA=ml-1m MOVIERECS_DATA=a folder holding ml-1m.zip or its folder
+next: install ## What comes next, leave-one-out in time, full ranking: baselines, EASE^R, mult_dae and SASRec (seeds 42-46), with make next-peer's rows and next-timing's table: results/next_item.{md,csv,json} (~40 min). ML-1M: make next DATA=ml-1m MOVIERECS_DATA=a folder holding ml-1m.zip or its folder
 	$(PY) -m movierecs.studies.nextitem --data $(or $(DATA),ml-100k)
 
 temporal: install ## The rating (RMSE) and top-N (NDCG, recall) tables on a global split in time beside a random one, seeds 42-46: results/temporal.{md,csv} (~15 min)
@@ -72,8 +72,14 @@ peer-venv: ## RecTools 0.19 (its SASRec) in a venv of its own, .venv-rectools: i
 	bash benchmarks/peers/setup_rectools.sh $(PEER_VENV)
 
 PEER_SEEDS ?= 5
-next-peer: install peer-venv ## RecTools' SASRec with its published settings on make next's very rows, seeds 42-(41+PEER_SEEDS) or SEED_LIST=44,45 (the other seeds' rows kept), and both epoch times side by side: results/next_peer{,_timing}.csv (about an hour a seed)
+next-peer: install peer-venv ## RecTools' SASRec with its published settings on make next's very rows, seeds 42-(41+PEER_SEEDS) or SEED_LIST=44,45 (the other seeds' rows kept): results/next_peer.csv (about an hour a seed); then make next-render
 	$(PY) -m movierecs.studies.nextitem --peer --seeds $(PEER_SEEDS) $(if $(SEED_LIST),--seed-list $(SEED_LIST))
+
+next-timing: install peer-venv ## An epoch of movierecs' SASRec and of RecTools', in turns, one thread each, on make next's rows: results/next_timing.csv (~5 min, alone on the machine); then make next-render
+	$(PY) -m movierecs.studies.nextitem --timing
+
+next-render: install ## results/next_item.md again from next_item.csv, next_peer.csv and next_timing.csv, training nothing
+	$(PY) -m movierecs.studies.nextitem --render
 
 INSTALL_CHECK ?= /tmp/movierecs-install-check
 install-check: ## pip install . into a fresh venv, then from /tmp: import, train, recommend and serve with no checkout on the path (~5 min)

@@ -1,5 +1,6 @@
 """`make next`: what each method names as the next movie, leave-one-out in time, full ranking: results/next_item.{md,csv}.
-`make next-peer`: RecTools' SASRec on the very same rows, in its own venv (hours): results/next_peer.csv, which `make next` reads."""
+`make next-peer`: RecTools' SASRec on the very same rows, in its own venv (hours): results/next_peer.csv, which `make next` reads.
+`make next-timing`: an epoch of each, in turns on the same rows: results/next_timing.csv, which `make next` reads too."""
 import argparse, json, statistics, subprocess, tempfile, time
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -33,7 +34,9 @@ def peer_rows(train:pd.DataFrame, # The training histories of `next_split`
     rank = np.empty(len(train), 'int64'); rank[order] = np.arange(len(train))
     return pd.DataFrame({'user': train.user.to_numpy(), 'item': train[item_name].to_numpy(), 'order': rank})
 
-def run_peer(train:pd.DataFrame, seed=42, item_name='title', k=100, python=None, log=print) -> tuple:
+def run_peer(train:pd.DataFrame, seed=42, item_name='title', k=100, python=None, log=print,
+             extra=() # More arguments of the peer's script, e.g. ('--epochs', '3', '--threads', '1')
+            ) -> tuple:
     "RecTools' SASRec trained on `train` in its own venv: (its lists as a fitted `ListTopN`, its timing dict)."
     python = Path(python or PEER_VENV/'bin'/'python')
     if not python.exists(): raise FileNotFoundError(f"{python} is missing: run `bash benchmarks/peers/setup_rectools.sh` first.")
@@ -42,7 +45,7 @@ def run_peer(train:pd.DataFrame, seed=42, item_name='title', k=100, python=None,
         d = Path(d)
         peer_rows(train, item_name, seed).to_csv(d/'train.csv', index=False)
         subprocess.run([str(python), str(script), '--train', str(d/'train.csv'), '--out', str(d/'top.csv'), '--seed', str(seed),
-                        '--k', str(k), '--timing', str(d/'timing.json')], check=True)
+                        '--k', str(k), '--timing', str(d/'timing.json'), *map(str, extra)], check=True)
         lists = pd.read_csv(d/'top.csv', dtype={'item': train[item_name].dtype}).rename(columns={'item': item_name})
         timing = json.loads((d/'timing.json').read_text())
     log(f"{PEER} seed {seed}: {timing['seconds_per_epoch']:.2f} s an epoch, {timing['fit_seconds']:.0f} s in all")
@@ -119,20 +122,41 @@ def next_markdown(df:pd.DataFrame, env:dict, epochs:pd.DataFrame=None) -> str:
                           + ('more than the spreads.' if gap > spread else 'within them, or behind.'))
         md.append('')
     if epochs is not None and len(epochs):
-        md += ['## Time per epoch, side by side (`make next-peer`, one run)', '',
-               '| model | settings | s per epoch (mean) | epochs | threads |', '|---|---|---:|---:|---:|']
-        md += [f"| {r.model} | `{r.settings}` | {r.seconds_per_epoch:.2f} | {r.epochs} | {r.threads} |" for r in epochs.itertuples()]
+        md += ['## Time per epoch, side by side (`make next-timing`: in turns, one thread each, on these rows)', '',
+               '| model | settings | s per epoch (mean) | epochs a turn | turns | threads |', '|---|---|---:|---:|---:|---:|']
+        md += [f"| {r.model} | `{r.settings}` | {r.seconds_per_epoch:.2f} | {r.epochs} | {r.rounds} | {r.threads} |"
+               for r in epochs.itertuples()]
+        if len(epochs) == 2: md.append(f"\n{epochs.model[1]} / {epochs.model[0]}: "
+                                       f"**{epochs.seconds_per_epoch[1] / epochs.seconds_per_epoch[0]:.1f}×** the time an epoch.")
         md.append('')
     return '\n'.join(md)
 
-def _epoch_seconds(ratings, seed=42):
-    "Seconds per training epoch of movierecs' SASRec run on the histories of `next_split(ratings)` (its LossTable's times)."
+def _epoch_seconds(train, epochs=3, seed=42) -> float:
+    "Seconds per training epoch of movierecs' SASRec run on the histories `train` (its LossTable's times)."
     from ..train.experiments import train_model
-    train, _ = next_split(ratings)
     r = NEXT_RUNS['sasrec']
-    learn = train_model('sasrec', epochs=3, lr=r.lr, wd=r.wd, seed=seed, ratings=train, splits=(np.arange(len(train)), []),
+    learn = train_model('sasrec', epochs=epochs, lr=r.lr, wd=r.wd, seed=seed, ratings=train, splits=(np.arange(len(train)), []),
                         progress=False, **r.kwargs)
     return float(np.mean(learn.loss_table.seconds))
+
+def time_side_by_side(train:pd.DataFrame, # The histories of `next_split`
+                      epochs=3, rounds=2, # Epochs a turn, turns each
+                      python=None, log=print) -> pd.DataFrame:
+    ("Seconds per epoch of movierecs' SASRec run and the peer's, in turns (ours, the peer's, ours, ...), one thread each, "
+     "on the same rows: the machine's drift falls on both.")
+    import torch
+    threads, rows = torch.get_num_threads(), []
+    torch.set_num_threads(1)
+    try:
+        for turn in range(rounds):
+            rows.append(dict(model='movierecs sasrec', round=turn, settings=json.dumps(NEXT_RUNS['sasrec'].kwargs),
+                             epochs=epochs, seconds_per_epoch=_epoch_seconds(train, epochs), threads=1))
+            _, t = run_peer(train, 42, python=python, log=log, extra=('--epochs', epochs, '--threads', 1, '--quiet'))
+            rows.append(dict(model=PEER, round=turn, settings=json.dumps(t.get('settings', {})), epochs=epochs,
+                             seconds_per_epoch=t['seconds_per_epoch'], threads=t['threads']))
+            log(f"round {turn}: movierecs {rows[-2]['seconds_per_epoch']:.2f} s, {PEER} {rows[-1]['seconds_per_epoch']:.2f} s an epoch")
+    finally: torch.set_num_threads(threads)
+    return pd.DataFrame(rows)
 
 def _seed_list(p, text):
     "'44,45' -> (44, 45), or the parser's error naming the problem."
@@ -153,6 +177,10 @@ def main(argv=None):
     p.add_argument('--data', default='ml-100k', help="a release name ('ml-100k', 'ml-1m') or an ml-100k folder")
     p.add_argument('--peer', action='store_true', help=f'run {PEER} (its own venv) at every seed: results/next_peer.csv')
     p.add_argument('--seeds', type=int, default=len(SEEDS), help='how many of the seeds 42, 43, ... (default: 5)')
+    p.add_argument('--timing', action='store_true', help=f"time an epoch of movierecs' SASRec and of {PEER} in turns, one thread "
+                                                         "each, on make next's rows: results/next_timing.csv (run it alone)")
+    p.add_argument('--render', action='store_true', help="write next_item.md again from the CSVs (after the peer's seeds or the "
+                                                         "timing), training nothing")
     p.add_argument('--seed-list', help="with --peer: these seeds only, e.g. '44,45,46'; rows of the other seeds already in "
                                         "results/next_peer.csv are kept (the peer's seeds can be run an hour at a time)")
     p.add_argument('--out', default='results')
@@ -162,37 +190,46 @@ def main(argv=None):
     start, out = time.perf_counter(), Path(a.out)
     seeds = SEEDS[:a.seeds] if a.seed_list is None else _seed_list(p, a.seed_list)
     if a.seed_list is not None and not a.peer: p.error('--seed-list is for --peer: the table runs every seed of --seeds')
+    name = 'next_item' if a.data == 'ml-100k' else f'next_item_{a.data}'
+    if a.render:  # the tables again from the CSVs: the peer's seeds and the timing may have come after `make next`
+        if not (out/f'{name}.csv').is_file() or not (out/f'{name}.json').is_file():
+            p.error(f"--render needs {out}/{name}.csv and .json: run `make next` first")
+        df, env = pd.read_csv(out/f'{name}.csv'), json.loads((out/f'{name}.json').read_text())
+        return _write(out, name, a.data, df[df.method != PEER], env)
     ratings = load_ratings(None if a.data == 'ml-100k' else a.data, verify=not a.no_verify)
-    if a.peer:  # the peer at every seed, and movierecs' SASRec's epoch time in the same run, side by side
+    if a.peer:  # the peer at every seed (its rows of other seeds kept)
         train, test = next_split(ratings)
-        r = NEXT_RUNS['sasrec']
-        rows, timings = _kept(out/'next_peer.csv', a.data, seeds), _kept(out/'next_peer_timing.csv', a.data, seeds)
-        timings += [dict(model='movierecs sasrec', data=a.data, seed=seeds[0], settings=json.dumps(r.kwargs), epochs=r.epochs,
-                         seconds_per_epoch=_epoch_seconds(ratings), threads=torch.get_num_threads())]
+        rows = _kept(out/'next_peer.csv', a.data, seeds)
         for seed in seeds:
             fitted, timing = run_peer(train, seed)
             rows += [{**r, 'method': PEER, 'data': a.data, 'seed': seed, 'seconds': round(timing['fit_seconds'], 1),
                       'fit_seconds': round(timing['fit_seconds'], 1), 'params': json.dumps(timing.get('settings', {}))}
                      for r in evaluate_next(fitted, (train, test), seed=seed)]
-            timings.append(dict(model=PEER, data=a.data, seed=seed, settings=json.dumps(timing.get('settings', {})),
-                                epochs=timing['epochs'],
-                                seconds_per_epoch=timing['seconds_per_epoch'], threads=timing['threads']))
-            write_atomic({out/'next_peer.csv': pd.DataFrame(rows).to_csv(index=False, float_format='%.6f'),
-                          out/'next_peer_timing.csv': pd.DataFrame(timings).to_csv(index=False, float_format='%.4f')})
+            write_atomic({out/'next_peer.csv': pd.DataFrame(rows).to_csv(index=False, float_format='%.6f')})
+        return
+    if a.timing:
+        t = time_side_by_side(next_split(ratings)[0]).assign(data=a.data)
+        write_atomic({out/'next_timing.csv': t.to_csv(index=False, float_format='%.4f')})
         return
     df = next_item_table(ratings, seeds, data=a.data)
+    env = {**environment(42), 'threads': torch.get_num_threads(), 'wall_seconds': round(time.perf_counter() - start, 1)}
+    _write(out, name, a.data, df, env)
+
+def _write(out, name, data, df, env):
+    "results/{name}.{csv,md,json}: `df`'s rows with the peer's (results/next_peer.csv), the timing table, the environment."
     peer = out/'next_peer.csv'
     if peer.is_file():
         pr = pd.read_csv(peer)
-        df = pd.concat([df, pr[pr.data == a.data]], ignore_index=True)
-    env = {**environment(42), 'threads': torch.get_num_threads(), 'wall_seconds': round(time.perf_counter() - start, 1)}
-    pt = out/'next_peer_timing.csv'  # measured side by side by `make next-peer`
-    agg = dict(seconds_per_epoch=('seconds_per_epoch', 'mean'), epochs=('epochs', 'first'), threads=('threads', 'first'))
-    epochs = None  # a row a model and its settings (movierecs' run may have changed between the peer's seeds)
-    if pt.is_file(): epochs = pd.read_csv(pt).groupby(['model', 'settings'], sort=False).agg(**agg).reset_index()
-    name = 'next_item' if a.data == 'ml-100k' else f'next_item_{a.data}'
-    write_atomic({out/f'{name}.csv': df.to_csv(index=False, float_format='%.6f'),
+        df = pd.concat([df, pr[pr.data == data]], ignore_index=True)
+    pt = out/'next_timing.csv'  # measured side by side by `make next-timing`
+    agg = dict(seconds_per_epoch=('seconds_per_epoch', 'mean'), epochs=('epochs', 'first'), threads=('threads', 'first'),
+               rounds=('round', 'nunique'))
+    epochs = None
+    if pt.is_file():
+        t = pd.read_csv(pt)
+        epochs = t[t.data == data].groupby(['model', 'settings'], sort=False).agg(**agg).reset_index()
+    write_atomic({out/f'{name}.csv': df.to_csv(index=False, float_format='%.6f'), out/f'{name}.json': json.dumps(env, indent=2),
                   out/f'{name}.md': next_markdown(df, env, pd.DataFrame(epochs))})
-    print(f'Wrote {out}/{name}.md and .csv in {(time.perf_counter() - start) / 60:.0f} minutes.')
+    print(f"Wrote {out}/{name}.md, .csv and .json ({env['wall_seconds'] / 60:.0f} minutes of make next).")
 
 if __name__ == '__main__': main()

@@ -115,7 +115,7 @@ def test_rate_three_movies_ml100k(browser, ratings, trained, seed, tmp_path):
      "the screenshot README shows (`make screenshot`).")
     shot = Path(os.environ.get(SCREENSHOT) or tmp_path/'serve.png')
     learn = movierecs.train_model(**{**default_ranker(), 'epochs': 15}, ratings=ratings, progress=False, cache=True)
-    nexter = movierecs.train_model(**{**default_next(), 'epochs': 5}, ratings=ratings, progress=False)
+    nexter = movierecs.train_model(**{**default_next(), 'epochs': 2}, ratings=ratings, progress=False)  # every rating twice
     base, stop = background(learn, trained('collab'), nexter=nexter)
     try: _rate_three_and_check(browser, base, [('star wars', 'Star Wars (1977)', 5), ('fargo', 'Fargo (1996)', 4),
                                                ('titanic', 'Titanic (1997)', 2)], screenshot=shot, nexter=nexter)

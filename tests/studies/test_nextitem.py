@@ -58,28 +58,47 @@ def test_temporal_tables_on_a_small_frame(monkeypatch):
     md = temporal.temporal_markdown(df, info, {'packages': {'fastai': 'x', 'torch': 'y'}, 'wall_seconds': 60})
     assert '## Rating models: RMSE on the test rows' in md and '| ease |' in md and '**Order by NDCG@10.**' in md
 
+def _stand_in_peer(monkeypatch, calls):
+    "RecTools' SASRec needs its own venv, which CI does not build: a stand-in that returns empty lists and a timing."
+    def peer(train, seed, extra=(), **kw):
+        calls.append((seed, tuple(map(str, extra))))
+        return study.ListTopN(pd.DataFrame({'user': [], 'title': [], 'rank': []})).fit(train, 'title'), \
+            dict(seconds_per_epoch=seed / 10, fit_seconds=seed, epochs=1, threads=1, settings={'seed': seed})
+    monkeypatch.setattr(study, 'run_peer', peer)
+
 def test_the_peer_runs_a_few_seeds_at_a_time_and_keeps_the_others(cyc, tmp_path, monkeypatch):
-    """`make next-peer --seed-list`: the listed seeds' rows are written or replaced, the other seeds' rows are kept, and every
-    run times movierecs' SASRec beside the peer (a stand-in for RecTools, whose venv CI does not build, returns popular lists)."""
-    import pytest
+    """`make next-peer SEED_LIST=...`: the listed seeds' rows are written or replaced, the other seeds' rows are kept; then
+    `make next-timing` times both in turns and `make next-render` puts the peer's rows and the timing in the table."""
+    import json, pytest
     r = cyc.assign(title=cyc.title + ' (1990)')
     _ml1m(tmp_path/'ml-1m', r)
     monkeypatch.setenv(movierecs.ENV_VAR, str(tmp_path))
     calls = []
-    def peer(train, seed, **kw):
-        calls.append(seed)
-        return study.ListTopN(pd.DataFrame({'user': [], 'title': [], 'rank': []})).fit(train, 'title'), \
-            dict(seconds_per_epoch=seed / 100, fit_seconds=seed, epochs=1, threads=1, settings={'seed': seed})
-    monkeypatch.setattr(study, 'run_peer', peer)
-    monkeypatch.setattr(study, '_epoch_seconds', lambda ratings: 0.5)
-    out, args = tmp_path/'out', ['--peer', '--data', 'ml-1m', '--out', str(tmp_path/'out'), '--no-verify']
-    study.main([*args, '--seed-list', '42,43'])
-    study.main([*args, '--seed-list', '43,44'])
-    assert calls == [42, 43, 43, 44]
-    rows, timing = pd.read_csv(out/'next_peer.csv'), pd.read_csv(out/'next_peer_timing.csv')
+    _stand_in_peer(monkeypatch, calls)
+    out, args = tmp_path/'out', ['--data', 'ml-1m', '--out', str(tmp_path/'out'), '--no-verify']
+    with pytest.raises(SystemExit): study.main([*args, '--render'])  # nothing to render yet
+    study.main([*args, '--peer', '--seed-list', '42,43'])
+    study.main([*args, '--peer', '--seed-list', '43,44'])
+    assert [c[0] for c in calls] == [42, 43, 43, 44]
+    rows = pd.read_csv(out/'next_peer.csv')
     assert sorted(rows.seed.unique()) == [42, 43, 44] and len(rows) == 3 * rows.k.nunique() and (rows.method == study.PEER).all()
-    peer_t = timing[timing.model == study.PEER]
-    assert sorted(peer_t.seed) == [42, 43, 44] and (timing.model == 'movierecs sasrec').sum() == 2  # one a run, side by side
     for bad in ('42,x', '42,42', '-1'):
-        with pytest.raises(SystemExit): study.main([*args, '--seed-list', bad])
-    with pytest.raises(SystemExit): study.main(['--data', 'ml-1m', '--seed-list', '42'])  # only with --peer
+        with pytest.raises(SystemExit): study.main([*args, '--peer', '--seed-list', bad])
+    with pytest.raises(SystemExit): study.main([*args, '--seed-list', '42'])  # only with --peer
+    monkeypatch.setattr(study, 'NEXT_RUNS', {'sasrec': movierecs.RankingRun('sasrec', epochs=2, lr=3e-3, wd=0.01,
+                                                                            kwargs=dict(n_factors=8, max_len=10))})
+    monkeypatch.setattr(study, 'SEEDS', (42,)); monkeypatch.setattr(study, 'RANKERS', {})
+    calls.clear()
+    study.main([*args, '--timing'])
+    t = pd.read_csv(out/'next_timing.csv')
+    assert t.model.tolist() == ['movierecs sasrec', study.PEER] * 2 and (t.threads == 1).all()  # in turns, one thread each
+    assert [c[1] for c in calls] == [('--epochs', '3', '--threads', '1', '--quiet')] * 2
+    study.main([*args, '--seeds', '1'])  # make next: its rows, the peer's, the timing
+    md, table = (out/'next_item_ml-1m.md').read_text(), pd.read_csv(out/'next_item_ml-1m.csv')
+    assert f'| {study.PEER} |' in md and 'Time per epoch, side by side' in md and set(table.method) >= {study.PEER, 'sasrec'}
+    assert json.loads((out/'next_item_ml-1m.json').read_text())['wall_seconds'] > 0
+    rows.assign(ndcg=0.5).to_csv(out/'next_peer.csv', index=False)  # the peer's rows change (e.g. more seeds): render again
+    study.main([*args, '--render'])
+    again = pd.read_csv(out/'next_item_ml-1m.csv')
+    assert (again[again.method == study.PEER].ndcg == 0.5).all() and len(again) == len(table)
+    assert again[again.method != study.PEER].equals(table[table.method != study.PEER])  # our rows untouched
