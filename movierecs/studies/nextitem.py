@@ -117,9 +117,16 @@ def next_markdown(df:pd.DataFrame, env:dict, epochs:pd.DataFrame=None) -> str:
                 md.append(f"{PEER} (RecTools' SASRec, its published settings) has not been run on these rows: `make next-peer` "
                           "(about an hour a seed here) writes results/next_peer.csv, which this table then includes.")
             if PEER in mean:
-                gap, spread = mean['sasrec'] - mean[PEER], np.nansum([sd.get('sasrec'), sd.get(PEER)])
-                md.append(f"Against {PEER}: {gap:+.4f}, the two seed spreads (sd) summing to {spread:.4f}: "
-                          + ('more than the spreads.' if gap > spread else 'within them, or behind.'))
+                gap, n = mean['sasrec'] - mean[PEER], ten.count()
+                missing = sorted(set(d[d.method == 'sasrec'].seed) - set(d[d.method == PEER].seed))
+                if n[PEER] < 2 or missing:
+                    md.append(f"Against {PEER}: {gap:+.4f} at its {n[PEER]} seed(s) so far; seeds {', '.join(map(str, missing))} "
+                              f"are to come (`make next-peer SEED_LIST={','.join(map(str, missing))}`, then `make next-render`): "
+                              "its seed spread is not measured yet.")
+                else:
+                    spread = sd['sasrec'] + sd[PEER]
+                    md.append(f"Against {PEER}: {gap:+.4f}, the two seed spreads (sd) summing to {spread:.4f}: "
+                              + ('more than the spreads.' if gap > spread else 'within them, or behind.'))
         md.append('')
     if epochs is not None and len(epochs):
         md += ['## Time per epoch, side by side (`make next-timing`: in turns, one thread each, on these rows)', '',
