@@ -19,7 +19,7 @@ _FACE = {
     'engine.fastai_glue': 'FASTAI_RANGE FASTAI_LOADER_ATTRS TensorLoader FastLearner make_fast',
     'engine.sparse': 'WINDOW SparseAdam SparseFlush make_sparse sparse_embeddings',
     'engine.lbfgs': 'lbfgs LBFGSWrapper LBFGSStep',
-    'engine.sequences': 'PAD MAX_LEN histories window sequence_dataloaders',
+    'engine.sequences': 'PAD MAX_LEN WINDOWS histories window windows_of sequence_dataloaders',
     'engine.feedback': 'RELEVANT row_weights user_rows rows_dataloaders',
     'models.base': 'RaiseOnNaN',
     'models.registry': 'TASKS register list_models model_task describe_model trains_by_lbfgs get_learner check_model',
