@@ -176,7 +176,6 @@ def _kept(path:Path, data, seeds) -> list:
     "The rows of a peer file that this run does not replace: other data, or other seeds (a seed run again is replaced)."
     if not path.is_file(): return []
     d = pd.read_csv(path)
-    if 'data' not in d.columns: d['data'] = 'ml-100k'  # the first timing files named no data: ML-100k's
     return d[(d.data != data) | ~d.seed.isin(seeds)].to_dict('records')
 
 def main(argv=None):
@@ -216,6 +215,8 @@ def main(argv=None):
         return
     if a.timing:
         t = time_side_by_side(next_split(ratings)[0]).assign(data=a.data)
+        other = pd.read_csv(out/'next_timing.csv') if (out/'next_timing.csv').is_file() else t.iloc[:0]
+        t = pd.concat([other[other.data != a.data], t], ignore_index=True)  # another release's timing is kept
         write_atomic({out/'next_timing.csv': t.to_csv(index=False, float_format='%.4f')})
         return
     df = next_item_table(ratings, seeds, data=a.data)
