@@ -122,7 +122,7 @@ def next_markdown(df:pd.DataFrame, env:dict, epochs:pd.DataFrame=None) -> str:
                 if n[PEER] < 2 or missing:
                     md.append(f"Against {PEER}: {gap:+.4f} at its {n[PEER]} seed(s) so far; seeds {', '.join(map(str, missing))} "
                               f"are to come (`make next-peer SEED_LIST={','.join(map(str, missing))}`, then `make next-render`): "
-                              "its seed spread is not measured yet.")
+                              "the comparison with the two seed spreads waits for them.")
                 else:
                     spread = sd['sasrec'] + sd[PEER]
                     md.append(f"Against {PEER}: {gap:+.4f}, the two seed spreads (sd) summing to {spread:.4f}: "
@@ -172,11 +172,11 @@ def _seed_list(p, text):
     if len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds): p.error(f"--seed-list needs distinct seeds >= 0, got {text!r}")
     return seeds
 
-def _kept(path:Path, data, seeds) -> list:
-    "The rows of a peer file that this run does not replace: other data, or other seeds (a seed run again is replaced)."
+def _kept(path:Path, data, seeds=None) -> list:
+    "The rows of a results file that this run does not replace: other data, or (given `seeds`) other seeds."
     if not path.is_file(): return []
     d = pd.read_csv(path)
-    return d[(d.data != data) | ~d.seed.isin(seeds)].to_dict('records')
+    return d[(d.data != data) | (False if seeds is None else ~d.seed.isin(seeds))].to_dict('records')
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog='python -m movierecs.studies.nextitem', description=__doc__.split(': ', 1)[1].split('\n')[0])
@@ -215,8 +215,7 @@ def main(argv=None):
         return
     if a.timing:
         t = time_side_by_side(next_split(ratings)[0]).assign(data=a.data)
-        other = pd.read_csv(out/'next_timing.csv') if (out/'next_timing.csv').is_file() else t.iloc[:0]
-        t = pd.concat([other[other.data != a.data], t], ignore_index=True)  # another release's timing is kept
+        t = pd.concat([pd.DataFrame(_kept(out/'next_timing.csv', a.data)), t], ignore_index=True)  # another release's is kept
         write_atomic({out/'next_timing.csv': t.to_csv(index=False, float_format='%.4f')})
         return
     df = next_item_table(ratings, seeds, data=a.data)
