@@ -32,6 +32,44 @@ def synthetic(n, users, movies, seed=0):
     return pd.DataFrame({'user': ids(users, n).astype('int32'), 'movie': ids(movies, n).astype('int32'),
                          'rating': (g.integers(1, 11, n) / 2).astype('float32'), 'timestamp': g.integers(8e8, 1.6e9, n)})
 
+LOOP_FLAGS = ('-O3', '-march=native', '-ffast-math', '-shared', '-fPIC')  # the yardstick may reassociate sums: its dot products vectorize
+LOOP = dict(lr=0.005, reg=0.02, init_sd=0.1)  # Surprise's SVD defaults, for the compiled loop too
+
+class CompiledLoop:
+    ("The yardstick (benchmarks/mf_loop.c): biased matrix factorisation by SGD one rating at a time, in plain C on one thread, "
+     "a new permutation every epoch; fitted on (n, 2) codes and (n, 1) ratings, as the sparse path's loader holds them.")
+    def __init__(self, n_users, n_items, k=FACTORS, seed=0, lr=LOOP['lr'], reg=LOOP['reg'], init_sd=LOOP['init_sd']):
+        import ctypes, torch
+        from movierecs.engine.compiled import build
+        self.lib = lib = ctypes.CDLL(str(build(Path(__file__).with_name('mf_loop.c'), LOOP_FLAGS)))
+        P, I, F, U = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_uint64
+        lib.mf_init.restype, lib.mf_init.argtypes = ctypes.c_double, [P, P, P, P, I, I, I, F, P, I, U]
+        lib.mf_fit.restype, lib.mf_fit.argtypes = None, [P, P, P, P, I, F, P, P, P, I, P, ctypes.c_int, F, F, U]
+        lib.mf_predict.restype, lib.mf_predict.argtypes = None, [P, P, P, P, I, F, P, P, I, P]
+        self.p, self.q = torch.empty(n_users, k), torch.empty(n_items, k)
+        self.bu, self.bi = torch.empty(n_users), torch.empty(n_items)
+        self.k, self.seed, self.lr, self.reg, self.init_sd = k, seed, lr, reg, init_sd
+
+    def _ptrs(self): return [t.data_ptr() for t in (self.p, self.q, self.bu, self.bi)]
+
+    def fit(self, x, y, epochs) -> float:
+        "Initialise, then `epochs` epochs over the rows; the seconds the epochs took."
+        import torch
+        u, i, r = x[:, 0].contiguous(), x[:, 1].contiguous(), y.reshape(-1).float().contiguous()
+        if int(u.max()) >= len(self.p) or int(i.max()) >= len(self.q): raise ValueError('codes beyond the tables')
+        self.mu = self.lib.mf_init(*self._ptrs(), len(self.p), len(self.q), self.k, self.init_sd, r.data_ptr(), len(r), self.seed)
+        order = torch.empty(len(r), dtype=torch.long)
+        t = time.perf_counter()
+        self.lib.mf_fit(*self._ptrs(), self.k, self.mu, u.data_ptr(), i.data_ptr(), r.data_ptr(), len(r), order.data_ptr(), epochs,
+                        self.lr, self.reg, self.seed)
+        return time.perf_counter() - t
+
+    def predict(self, x):
+        import torch
+        u, i, out = x[:, 0].contiguous(), x[:, 1].contiguous(), torch.empty(len(x))
+        self.lib.mf_predict(*self._ptrs(), self.k, self.mu, u.data_ptr(), i.data_ptr(), len(x), out.data_ptr())
+        return out
+
 class _Peak:
     "Resident memory before, at most during (a thread samples it every 2 ms) and after a block, in MB."
     def __enter__(self):
@@ -80,12 +118,13 @@ def _codes(spec, seed=0):
 def _learner(x, y, bs, spec, sparse, factors=FACTORS):
     from fastai.data.core import DataLoaders
     from fastai.learner import Learner
+    from fastai.losses import MSELossFlat
     import movierecs as m
     from movierecs.engine.tensors import TensorDataLoader
     from movierecs.engine.fastai_glue import make_fast
     dls = DataLoaders(TensorDataLoader(x, y, bs=bs, shuffle=True, seed=0), TensorDataLoader(x[:bs], y[:bs], bs=bs))
     learn = make_fast(Learner(dls, m.DotProductBias(spec['users'] + 1, spec['movies'] + 1, factors, y_range=(0, 5.5)),
-                              loss_func=m.learners.MSELossFlat()))
+                              loss_func=MSELossFlat()))
     return m.make_sparse(learn) if sparse else learn
 
 def train_rate(which, bs):
@@ -114,10 +153,11 @@ def side_by_side():
     df = synthetic(**ML1M)
     x, y = _codes(ML1M)
     data = surprise.Dataset.load_from_df(df[['user', 'movie', 'rating']], surprise.Reader(rating_scale=(0.5, 5))).build_full_trainset()
-    out = {'svd': [], **{bs: [] for bs in SPARSE_BS}}
+    out = {'svd': [], 'loop': [], **{bs: [] for bs in SPARSE_BS}}
     for _ in range(SIDE_REPEATS):
         algo = surprise.SVD(n_factors=FACTORS, n_epochs=SVD_EPOCHS, random_state=0)
         t = time.perf_counter(); algo.fit(data); out['svd'].append(len(df) * SVD_EPOCHS / (time.perf_counter() - t))
+        out['loop'].append(len(x) * SVD_EPOCHS / CompiledLoop(ML1M['users'] + 1, ML1M['movies'] + 1).fit(x, y, SVD_EPOCHS))
         for bs in SPARSE_BS:
             learn = _learner(x, y, bs, ML1M, True)
             t = time.perf_counter()
@@ -138,6 +178,13 @@ def surprise_25m():
         t = time.perf_counter(); algo.fit(data); fit_s = time.perf_counter() - t
     print(json.dumps(dict(build_s=build_s, fit_s=fit_s, ratings_per_s=len(df) * SVD_25M_EPOCHS / fit_s, **mem.row())))
 
+def loop_25m():
+    "The compiled loop on the ML-25M-sized data: SVD_25M_EPOCHS epochs, ratings/s and peak memory."
+    x, y = _codes(ML25M)
+    with _Peak() as mem:
+        secs = CompiledLoop(ML25M['users'] + 1, ML25M['movies'] + 1).fit(x, y, SVD_25M_EPOCHS)
+    print(json.dumps(dict(seconds=secs, ratings_per_s=len(x) * SVD_25M_EPOCHS / secs, **mem.row())))
+
 def bandwidth():
     "This machine's memory bandwidth: bytes read plus written per second by a 512 MB copy (best of 5)."
     import numpy as np
@@ -152,12 +199,18 @@ def accuracy():
     "ML-100k, dot_bias_wd's recipe (5 epochs, lr 5e-3, wd 0.1, bs 64): final valid MSE of the dense and the sparse path over seeds."
     import warnings; warnings.filterwarnings('ignore')
     import movierecs as m
+    import torch
     r = m.load_ratings()
     out = {}
     for sparse in (False, True):
         for s in ACCURACY_SEEDS:
             learn = m.train_model('dot_bias', epochs=5, lr=5e-3, wd=0.1, seed=s, ratings=r, progress=False, sparse=sparse)
             out.setdefault('sparse' if sparse else 'dense', []).append(float(learn.loss_table.df.valid_loss.iloc[-1]))
+            if sparse: continue
+            tr, va = learn.dls.train, learn.dls.valid  # the compiled loop on the very same rows, Surprise's defaults
+            loop = CompiledLoop(len(learn.model.user_factors.weight), len(learn.model.movie_factors.weight), seed=s)
+            loop.fit(tr.x, tr.y, SVD_EPOCHS)
+            out.setdefault('loop', []).append(float(torch.mean((loop.predict(va.x) - va.y.reshape(-1))**2)))
     print(json.dumps(out))
 
 def child(*args):
@@ -197,6 +250,7 @@ def main():
         raw['dense'] = child('train', 'dense', '4096')
         raw['sparse'] = {str(bs): child('train', 'sparse', str(bs)) for bs in SPARSE_BS}
         raw['surprise_25m'] = child('surprise_25m')
+        raw['loop_25m'] = child('loop_25m')
         raw['side_by_side'] = child('side_by_side')
         raw['bandwidth'] = child('bandwidth')
         raw['accuracy'] = child('accuracy')
@@ -278,5 +332,6 @@ if __name__ == '__main__':
     elif cmd == ['side_by_side']: side_by_side()
     elif cmd == ['surprise_25m']: surprise_25m()
     elif cmd == ['bandwidth']: bandwidth()
+    elif cmd == ['loop_25m']: loop_25m()
     elif cmd == ['accuracy']: accuracy()
     else: main()

@@ -7,9 +7,11 @@ import torch
 from torch import nn
 from fastai.callback.core import Callback
 from fastai.optimizer import Adam, debias
+from . import compiled
 from .fast import FastAdam
 __all__ = ['WINDOW', 'SparseAdam', 'SparseFlush', 'make_sparse', 'sparse_embeddings']
 
+CACHE_AGES = 4096  # the compiled kernel keeps a step's catch-up factors for rows last updated up to this many steps before
 WINDOW = 300  # steps a row's momentum is followed after its last batch: (0.95/0.995)^300 < 1e-6, the rest is dropped
 
 def _log(v): return math.log(v) if v > 0 else -1e300  # beta = 0: nothing survives a step (and exp(-1e300 + 1e300) = 1 for none)
@@ -23,13 +25,26 @@ class _Catchup:
         self.t, self.logs = 0, torch.zeros(1, 3, dtype=torch.float64)  # logs[k]: sum over steps <= k of log beta1, log beta2, log decay
         # per step s: running A/sqrt(B), its coefficient
         self.a, self.coef = torch.zeros(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
+        self.slot, self.bufs = None, {}  # the compiled path's scratch: each row's place in a gradient (-1 between steps), buffers
 
-    def advance(self, b1, b2, shrink, lr_term):
-        "Record step t+1 for the rows it did not touch: their moments decay and they keep moving along their old moments."
+    def scratch(self, name, n, dtype):
+        "The first `n` entries of a buffer kept between steps (grown when too small: no allocation per step)."
+        b = self.bufs.get(name)
+        if b is None or len(b) < n: b = self.bufs[name] = torch.empty(max(n, 2*len(b) if b is not None else n), dtype=dtype)
+        return b[:n]
+
+    def advance(self, b1, b2, shrink, lr_term, lib=None):
+        ("Record step t+1 for the rows it did not touch: their moments decay and they keep moving along their old moments "
+         "(in `lib`, the compiled kernel, when given).")
         t, n = self.t + 1, len(self.a)
         if t >= n:  # grow the per-step arrays
             self.logs = torch.cat([self.logs, self.logs.new_zeros(n, 3)])
             self.a, self.coef = (torch.cat([v, v.new_zeros(n)]) for v in (self.a, self.coef))
+        if lib is not None:
+            lib.mr_advance(self.logs.data_ptr(), self.a.data_ptr(), self.coef.data_ptr(), t, WINDOW, _log(b1), _log(b2), _log(shrink),
+                           0. if b1 == 0 else float(b1 / math.sqrt(b2)), float(shrink), float(lr_term))
+            self.t = t
+            return
         self.logs[t] = self.logs[t-1] + torch.tensor([_log(b1), _log(b2), _log(shrink)], dtype=torch.float64)
         w = slice(max(0, t - WINDOW), t)  # the steps s whose rows still move noticeably
         self.a[w] *= 0. if b1 == 0 else b1 / math.sqrt(b2)
@@ -53,6 +68,35 @@ class _Catchup:
         else:
             for v, new in ((p.data, w), (st['grad_avg'], avg), (st['sqr_avg'], sqr)): v.index_copy_(0, rows, new)
             self.last.index_fill_(0, rows, T)
+
+    def bring_up_compiled(self, lib, p, st, idx):
+        "`catch_up` of the rows `idx` (repeats allowed) to the current step in the compiled kernel."
+        idx, n = idx.contiguous(), len(idx)
+        r = lib.mr_bring_up(p.data.data_ptr(), st['grad_avg'].data_ptr(), st['sqr_avg'].data_ptr(), p.shape[0], p[0].numel(),
+                            idx.data_ptr(), n, self.last.data_ptr(), self.logs.data_ptr(), self.coef.data_ptr(), self.t, WINDOW,
+                            float(st['eps']), self.scratch('rows', n, torch.long).data_ptr(),
+                            self.scratch('fac', 4*n, torch.float32).data_ptr(), *self._cache(), torch.get_num_threads())
+        if r < 0: raise IndexError(f"index {int(idx[-1 - r])} is out of range for an embedding of {p.shape[0]} rows")
+
+    def step_compiled(self, lib, p, st, g, h, shrink, d1, d2):
+        "The sparse gradient `g` summed per row, the catch-up and fastai's Adam of those rows, in one pass of the compiled kernel."
+        idx, vals = g._indices()[0].contiguous(), g._values().contiguous()
+        n, D = len(idx), p[0].numel()
+        if self.slot is None: self.slot = torch.full((p.shape[0],), -1, dtype=torch.long)
+        k = lib.mr_step(p.data.data_ptr(), st['grad_avg'].data_ptr(), st['sqr_avg'].data_ptr(), p.shape[0], D, idx.data_ptr(),
+                        vals.data_ptr(), n, self.last.data_ptr(), self.logs.data_ptr(), self.coef.data_ptr(), self.t, WINDOW,
+                        self.slot.data_ptr(), self.scratch('rows', n, torch.long).data_ptr(),
+                        self.scratch('acc', n*D, torch.float32).data_ptr(), self.scratch('fac', 4*n, torch.float32).data_ptr(),
+                        *self._cache(), float(-h['lr']/d1), float(h['mom']), float(1-h['mom']), float(h['sqr_mom']),
+                        float(1-h['sqr_mom']), float(h['eps']), float(shrink), int(shrink != 1), float(d2), torch.get_num_threads())
+        if k < 0: raise IndexError(f"index {int(idx[-1 - k])} is out of range for an embedding of {p.shape[0]} rows")
+        self.advance(h['mom'], h['sqr_mom'], shrink, h['lr'] * math.sqrt(d2) / d1, lib)
+
+    def _cache(self):
+        "The kernel's catch-up factors per age (T - s < CACHE_AGES), stamped with the step they are for: pointers and size."
+        if 'stamp' not in self.bufs:
+            self.bufs['cache'], self.bufs['stamp'] = torch.zeros(4*CACHE_AGES), torch.full((CACHE_AGES,), -1, dtype=torch.long)
+        return self.bufs['cache'].data_ptr(), self.bufs['stamp'].data_ptr(), CACHE_AGES
 
     def rows_of(self, idx, vals):
         "The distinct rows of a sparse gradient's (uncoalesced) indices `idx`, in order, and its `vals` summed per row."
@@ -89,6 +133,10 @@ class SparseAdam(FastAdam):
                     _adam(p.data, st['grad_avg'], st['sqr_avg'], p.grad.data, h, shrink, d1, d2)
                     continue
                 g = p.grad if p.grad.is_sparse else p.grad.to_sparse(1)
+                lib = _compiled_for(p, st)
+                if lib is not None:
+                    c.step_compiled(lib, p, st, g, h, shrink, d1, d2)
+                    continue
                 rows, g = c.rows_of(g._indices()[0], g._values())  # no sort: coalesce() would cost more than the step
                 c.catch_up(p, st, rows, c.t)
                 w, avg, sqr = (v.index_select(0, rows) for v in (p.data, st['grad_avg'], st['sqr_avg']))
@@ -100,7 +148,11 @@ class SparseAdam(FastAdam):
     def bring_up(self, p, rows):
         "Bring `rows` of `p` up to date before a forward pass reads them (`make_sparse` hooks this onto each embedding)."
         c = self.catchups.get(p)
-        if c is not None: c.catch_up(p, self.state[p], rows.reshape(-1).long(), c.t)  # a row listed twice gets the same values twice
+        if c is None: return
+        st, rows = self.state[p], rows.reshape(-1).long()
+        lib = _compiled_for(p, st)
+        if lib is not None: c.bring_up_compiled(lib, p, st, rows)
+        else: c.catch_up(p, st, rows, c.t)  # a row listed twice gets the same values twice
 
     def settle(self):
         "Bring every row up to date: the weights then equal what fastai's dense Adam gives (up to eps), for validation and saving."
@@ -119,6 +171,12 @@ class SparseAdam(FastAdam):
         "fastai's, then every row counts as up to date at the loaded state (saved between epochs, after `SparseFlush` settled it)."
         super().load_state_dict(sd)
         self.catchups.clear()
+
+def _compiled_for(p, st):
+    "The compiled kernel when it is built and `p` is what it steps (float32 on the CPU, contiguous), else None: PyTorch's steps."
+    if p.dtype != torch.float32 or p.device.type != 'cpu' or not p.is_contiguous(): return None
+    if not (st['grad_avg'].is_contiguous() and st['sqr_avg'].is_contiguous()): return None
+    return compiled.kernel()
 
 def _adam(w, avg, sqr, g, h, shrink, d1, d2):
     "fastai's `weight_decay`, `average_grad`, `average_sqr_grad` and `adam_step`, in place."

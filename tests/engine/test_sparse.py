@@ -1,14 +1,26 @@
-"The sparse path: SparseAdam steps as fastai's dense Adam would (up to eps), the rows it does not touch included; train_model(sparse=True)."
-import copy
+("The sparse path: SparseAdam steps as fastai's dense Adam would (up to eps), the rows it does not touch included, in the compiled "
+ "kernel and in PyTorch's steps (its fallback); train_model(sparse=True).")
+import copy, shutil
 
 import pytest
 import torch
 from fastai.layers import Embedding
 
 import movierecs as m
-from movierecs.engine import sparse
+from movierecs.engine import compiled, sparse
 from movierecs.engine.fast import FastAdam
 from movierecs.engine.sparse import SparseAdam, make_sparse, sparse_embeddings
+
+@pytest.fixture(params=['compiled', 'torch'])
+def path(request, monkeypatch):
+    "Each exactness test twice: on the compiled kernel, and on PyTorch's steps (what a machine without a compiler runs)."
+    monkeypatch.setenv('MOVIERECS_COMPILE', '1' if request.param == 'compiled' else '0')
+    compiled.reset()
+    if request.param == 'compiled' and compiled.kernel() is None:
+        if shutil.which('cc') is None: pytest.skip('no C compiler here: the compiled kernel cannot be built')
+        pytest.fail(f'a compiler is here but the kernel was not built: {compiled.kernel_status()}')
+    yield request.param
+    compiled.reset()
 
 def _pair(eps, wd=0.1, n_users=50, n_movies=80, seed=0):
     "The same DotProductBias twice: one stepped by fastai's dense Adam (FastAdam), one by SparseAdam on sparse gradients."
@@ -39,15 +51,15 @@ def _batches(n=400, bs=8, n_users=50, n_movies=80, rare=None):
         for i in rare: out[i][0] = torch.tensor([0, 0])
     return out
 
-def test_sparse_adam_matches_dense_adam_when_eps_is_negligible():
+def test_sparse_adam_matches_dense_adam_when_eps_is_negligible(path):
     # with eps -> 0 the catch-up of the rows a batch skips is exact: float32 rounding is all that differs
     assert _train(*_pair(eps=1e-12), _batches()) < 1e-5
 
-def test_rows_absent_for_longer_than_the_window_are_caught_up():
+def test_rows_absent_for_longer_than_the_window_are_caught_up(path):
     assert sparse.WINDOW < 400
     assert _train(*_pair(eps=1e-12), _batches(n=sparse.WINDOW + 200, rare=(0, sparse.WINDOW + 150))) < 1e-5
 
-def test_lazy_adam_would_not_match():
+def test_lazy_adam_would_not_match(path):
     # the bar above can fail: without the catch-up (rows frozen while absent, as a lazy Adam) the weights differ widely
     dense, sp, o1, o2 = _pair(eps=1e-12)
     for e in sp.modules():
@@ -55,7 +67,7 @@ def test_lazy_adam_would_not_match():
     o2.settle = lambda: None
     assert _train(dense, sp, o1, o2, _batches()) > 1e-3
 
-def test_weight_decay_alone_is_caught_up_exactly():
+def test_weight_decay_alone_is_caught_up_exactly(path):
     # mom=sqr_mom=0: a skipped row does not move, it only decays: exact whatever eps is
     dense, sp, o1, o2 = _pair(eps=1e-5)
     for o in (o1, o2): o.set_hyper('mom', 0.); o.set_hyper('sqr_mom', 0.)
@@ -67,7 +79,7 @@ def test_weight_decay_alone_is_caught_up_exactly():
     o2.settle()
     assert max(float((a - b).detach().abs().max()) for a, b in zip(dense.parameters(), sp.parameters())) < 1e-5
 
-def test_sparse_gradients_and_dense_ones_mix():
+def test_sparse_gradients_and_dense_ones_mix(path):
     # a dense parameter beside sparse embeddings steps exactly as fastai's Adam
     torch.manual_seed(0)
     emb, lin = Embedding(10, 4), torch.nn.Linear(4, 1)
@@ -118,7 +130,7 @@ def test_a_sparse_learner_exports_and_saves(tmp_path):
     with torch.no_grad(): assert torch.allclose(m.load(tmp_path/'model').model.eval()(x), before)
     assert m.load(tmp_path/'model').train_spec['sparse'] is True and m.load(tmp_path/'model').train_spec['bs'] == 32
 
-def test_int32_rows_are_brought_up():
+def test_int32_rows_are_brought_up(path):
     # a custom model may index its embeddings with int32 codes, as the dense path allows
     dense, sp, o1, o2 = _pair(eps=1e-12)
     assert _train(dense, sp, o1, o2, [x.int() for x in _batches(60)]) < 1e-5

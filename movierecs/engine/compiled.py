@@ -1,0 +1,77 @@
+"""The sparse path's compiled row arithmetic (rows.c): built once per machine with the system's C compiler, cached, loaded with
+ctypes. Without a compiler (or with `MOVIERECS_COMPILE=0`) `kernel()` is None and the sparse path runs its PyTorch steps."""
+import ctypes, hashlib, os, platform, shutil, subprocess, tempfile, warnings
+from pathlib import Path
+__all__ = ['SOURCE', 'FLAGS', 'build', 'kernel', 'kernel_status', 'cache_dir', 'reset']
+
+SOURCE = Path(__file__).with_name('rows.c')
+# no fused multiply-adds (torch's rounding); no errno from sqrtf (its loops vectorize; the rows' values are the same)
+FLAGS = ('-O3', '-march=native', '-ffp-contract=off', '-fno-math-errno', '-fopenmp', '-shared', '-fPIC')
+
+_state = {}  # 'lib': the loaded library or None; 'why': why it is None
+
+def cache_dir() -> Path:
+    "Where built kernels are kept: `MOVIERECS_CACHE`, else `$XDG_CACHE_HOME/movierecs`, else ~/.cache/movierecs."
+    root = os.environ.get('MOVIERECS_CACHE') or Path(os.environ.get('XDG_CACHE_HOME') or Path.home()/'.cache')/'movierecs'
+    return Path(root)/'kernels'
+
+def _cpu_key() -> str:
+    "What a `-march=native` build depends on: the machine and its CPU's flags."
+    try: flags = next((l for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith(('flags', 'Features'))), '')
+    except OSError: flags = ''
+    return f'{platform.machine()} {platform.system()} {flags}'
+
+def build(source:Path, # A C file
+          flags=FLAGS, # The compiler's flags
+          cc=None # The compiler; default: `CC`, else cc
+         ) -> Path:
+    ("`source` compiled into a shared library in `cache_dir()`, built once per source, flags and CPU (written under a temporary "
+     "name, then renamed: never half-written); its path.")
+    cc = cc or os.environ.get('CC') or 'cc'
+    source = Path(source)
+    key = hashlib.sha256(source.read_bytes() + ' '.join((*flags, _cpu_key())).encode()).hexdigest()[:16]
+    out = cache_dir()/f'{source.stem}-{key}.so'
+    if out.is_file(): return out
+    if shutil.which(cc) is None: raise RuntimeError(f'no C compiler: {cc!r} is not on PATH (install gcc, or set CC)')
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix='.so', dir=out.parent); os.close(fd)
+    try:
+        r = subprocess.run([cc, *flags, str(source), '-o', tmp, '-lm'], capture_output=True, text=True, timeout=120)
+        if r.returncode: raise RuntimeError(f'{cc} failed on {source.name}: {r.stderr.strip()[-500:]}')
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp): os.remove(tmp)
+    return out
+
+_I64, _F32, _F64, _P, _INT = ctypes.c_int64, ctypes.c_float, ctypes.c_double, ctypes.c_void_p, ctypes.c_int
+_SIGNATURES = {
+    'mr_bring_up': (_I64, [_P, _P, _P, _I64, _I64, _P, _I64, _P, _P, _P, _I64, _I64, _F32, _P, _P, _P, _P, _I64, _INT]),
+    'mr_step': (_I64, [_P, _P, _P, _I64, _I64, _P, _P, _I64, _P, _P, _P, _I64, _I64, _P, _P, _P, _P, _P, _P, _I64,
+                       _F32, _F32, _F32, _F32, _F32, _F32, _F32, _INT, _F32, _INT]),
+    'mr_advance': (None, [_P, _P, _P, _I64, _I64, _F64, _F64, _F64, _F64, _F64, _F64]),
+}
+
+def _load():
+    if os.environ.get('MOVIERECS_COMPILE', '1') == '0': return None, 'MOVIERECS_COMPILE=0'
+    try: lib = ctypes.CDLL(str(build(SOURCE)))
+    except (OSError, RuntimeError, subprocess.SubprocessError) as e: return None, str(e)
+    for name, (res, args) in _SIGNATURES.items():
+        f = getattr(lib, name); f.restype, f.argtypes = res, args
+    return lib, 'compiled'
+
+def kernel():
+    "The compiled row arithmetic (a ctypes library), built on first use; None (with a warning, once) when it cannot be built."
+    if 'lib' not in _state:
+        _state['lib'], _state['why'] = _load()
+        if _state['lib'] is None and _state['why'] != 'MOVIERECS_COMPILE=0':
+            warnings.warn(f"movierecs' sparse path runs its PyTorch steps (slower): {_state['why']}.", RuntimeWarning, stacklevel=2)
+    return _state['lib']
+
+def kernel_status() -> str:
+    "'compiled', or why the sparse path runs its PyTorch steps."
+    kernel()
+    return _state['why']
+
+def reset():
+    "Forget the loaded kernel: the next `kernel()` looks again (after CC, MOVIERECS_COMPILE or MOVIERECS_CACHE changed)."
+    _state.clear()

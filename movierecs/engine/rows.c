@@ -1,0 +1,120 @@
+/* The sparse path's row arithmetic in one pass (movierecs/engine/compiled.py builds it with the system's C compiler, and
+   engine/sparse.py calls it through ctypes). Each function does what a chain of PyTorch calls in sparse.py does — the same
+   formulas in the same order, in float32 for the rows and float64 for the per-step tables — but reads and writes every touched
+   row once, without temporaries, and shares the distinct rows between `threads` OpenMP threads (no two threads touch a row).
+
+   Tables: w, avg, sqr are (n_rows, D) float32, row-major. logs is (steps, 3) float64: the cumulative logs of beta1, beta2 and the
+   weight-decay factor; coef (steps,) float64: each past step's momentum coefficient; last (n_rows,) int64: the step each row was
+   last brought up to date. */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* The factors that bring a row last brought up to date at step s to step T: the products of beta1, beta2 and the weight-decay
+   factor over steps s+1..T, and the momentum's coefficient (`_Catchup.catch_up`), in f[0..3]. They depend on (s, T) alone, so a
+   call keeps them per T - s < K in `cache` (`stamp[T - s] == T` when present): a few exps per distinct s, not four per row. */
+static inline void factors(int64_t s, int64_t T, const double *logs, const double *coef, int64_t window,
+                           float *cache, int64_t *stamp, int64_t K, float *f) {
+    int64_t age = T - s;
+    if (age < K && stamp[age] == T) { memcpy(f, cache + 4*age, 4 * sizeof(float)); return; }
+    int64_t e = s + window < T ? s + window : T;
+    f[0] = (float)exp(logs[3*T] - logs[3*s]);
+    f[1] = (float)exp(logs[3*T+1] - logs[3*s+1]);
+    f[2] = (float)exp(logs[3*T+2] - logs[3*s+2]);
+    f[3] = (float)(coef[s] * exp(logs[3*T+2] - logs[3*e+2]));
+    if (age < K) { memcpy(cache + 4*age, f, 4 * sizeof(float)); stamp[age] = T; }
+}
+
+/* The catch-up of one row with its factors f: decay, moments, and the momentum's moves. */
+static inline void catch_up_row(float *w, float *a, float *q, int64_t D, const float *f, float eps) {
+    float d0 = f[0], d1 = f[1], d2 = f[2], c = f[3];
+    for (int64_t j = 0; j < D; j++) {
+        float aj = a[j], qj = q[j];
+        w[j] = w[j] * d2 - c * aj / (sqrtf(qj) + eps);
+        a[j] = aj * d0;
+        q[j] = qj * d1;
+    }
+}
+
+/* `SparseAdam.bring_up`: the rows `idx` (n of them, repeats allowed) brought up to step T. `stale` (n) and `fac` (4n) are scratch.
+   Returns the number of rows caught up, or -1 - i when idx[i] is out of range (nothing is then changed). */
+int64_t mr_bring_up(float *w, float *a, float *q, int64_t n_rows, int64_t D, const int64_t *idx, int64_t n,
+                    int64_t *last, const double *logs, const double *coef, int64_t T, int64_t window, float eps,
+                    int64_t *stale, float *fac, float *cache, int64_t *stamp, int64_t K, int threads) {
+    for (int64_t i = 0; i < n; i++) if (idx[i] < 0 || idx[i] >= n_rows) return -1 - i;
+    int64_t m = 0;
+    for (int64_t i = 0; i < n; i++) {  /* the distinct stale rows, each once: its `last` is set as it is listed */
+        int64_t r = idx[i];
+        if (last[r] != T) { stale[m] = r; factors(last[r], T, logs, coef, window, cache, stamp, K, fac + 4*m); last[r] = T; m++; }
+    }
+    #pragma omp parallel for num_threads(threads) schedule(static) if(m * D > 16384)
+    for (int64_t u = 0; u < m; u++) {
+        int64_t r = stale[u];
+        catch_up_row(w + r*D, a + r*D, q + r*D, D, fac + 4*u, eps);
+    }
+    return m;
+}
+
+/* `SparseAdam.step` for one sparse parameter at step T + 1: the gradient's n (row, values) pairs summed per distinct row (in the
+   order given), each such row caught up to step T, then stepped by fastai's Adam (`_adam`), and its `last` set to T + 1.
+   `slot` (n_rows entries, all -1 on entry and on return), `rows` (n), `acc` (n * D) and `fac` (4n) are scratch. Returns the number of
+   distinct rows, or -1 - i when idx[i] is out of range (nothing is then changed). */
+int64_t mr_step(float *w, float *a, float *q, int64_t n_rows, int64_t D, const int64_t *idx, const float *vals, int64_t n,
+                int64_t *last, const double *logs, const double *coef, int64_t T, int64_t window,
+                int64_t *slot, int64_t *rows, float *acc, float *fac, float *cache, int64_t *stamp, int64_t K,
+                float lr_d1, float mom, float one_minus_mom, float sqr_mom, float one_minus_sqr, float eps, float shrink,
+                int do_shrink, float d2, int threads) {
+    for (int64_t i = 0; i < n; i++) if (idx[i] < 0 || idx[i] >= n_rows) return -1 - i;
+    int64_t k = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t r = idx[i];
+        if (slot[r] < 0) {
+            slot[r] = k; rows[k] = r;
+            if (last[r] != T) factors(last[r], T, logs, coef, window, cache, stamp, K, fac + 4*k);
+            k++;
+        }
+    }
+    memset(acc, 0, (size_t)(k * D) * sizeof(float));
+    /* the sums, in the order of idx: threads split the columns, so no two write one value */
+    int nb = (D >= 32 && n * D > 65536) ? threads : 1;
+    #pragma omp parallel for num_threads(nb) schedule(static) if(nb > 1)
+    for (int b = 0; b < nb; b++) {
+        int64_t j0 = D * b / nb, j1 = D * (b + 1) / nb;
+        for (int64_t i = 0; i < n; i++) {
+            float *dst = acc + slot[idx[i]] * D;
+            const float *src = vals + i * D;
+            for (int64_t j = j0; j < j1; j++) dst[j] += src[j];
+        }
+    }
+    #pragma omp parallel for num_threads(threads) schedule(static) if(k * D > 16384)
+    for (int64_t u = 0; u < k; u++) {
+        int64_t r = rows[u];
+        float *wr = w + r*D, *ar = a + r*D, *qr = q + r*D;
+        const float *g = acc + u*D;
+        if (last[r] != T) catch_up_row(wr, ar, qr, D, fac + 4*u, eps);
+        for (int64_t j = 0; j < D; j++) {  /* weight_decay, average_grad, average_sqr_grad, adam_step */
+            float wj = do_shrink ? wr[j] * shrink : wr[j];
+            float aj = ar[j] * mom + one_minus_mom * g[j];
+            float qj = qr[j] * sqr_mom + one_minus_sqr * g[j] * g[j];
+            ar[j] = aj; qr[j] = qj;
+            wr[j] = wj + lr_d1 * aj / (sqrtf(qj / d2) + eps);
+        }
+        last[r] = T + 1;
+        slot[r] = -1;
+    }
+    return k;
+}
+
+/* `_Catchup.advance`: record step t for the rows it did not touch (logs[t], and the window of steps whose rows still move). */
+void mr_advance(double *logs, double *a, double *coef, int64_t t, int64_t window,
+                double log_b1, double log_b2, double log_shrink, double a_factor, double shrink, double lr_term) {
+    logs[3*t] = logs[3*(t-1)] + log_b1;
+    logs[3*t+1] = logs[3*(t-1)+1] + log_b2;
+    logs[3*t+2] = logs[3*(t-1)+2] + log_shrink;
+    for (int64_t s = t - window > 0 ? t - window : 0; s < t; s++) {
+        a[s] *= a_factor;
+        coef[s] = coef[s] * shrink + a[s] * lr_term;
+    }
+    a[t] = 1.;
+    coef[t] = 0.;
+}
