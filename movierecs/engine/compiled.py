@@ -46,7 +46,7 @@ def build(source:Path, # A C file
 _I64, _F32, _F64, _P, _INT = ctypes.c_int64, ctypes.c_float, ctypes.c_double, ctypes.c_void_p, ctypes.c_int
 _SIGNATURES = {
     'mr_bring_up': (_I64, [_P, _P, _P, _I64, _I64, _P, _I64, _P, _P, _P, _I64, _I64, _F32, _P, _P, _P, _P, _I64, _INT]),
-    'mr_step': (_I64, [_P, _P, _P, _I64, _I64, _P, _P, _I64, _P, _P, _P, _I64, _I64, _P, _P, _P, _P, _P, _P, _I64,
+    'mr_step': (_I64, [_P, _P, _P, _I64, _I64, _P, _P, _I64, _P, _P, _P, _I64, _I64, _P, _P, _P, _P, _P, _P, _P, _P, _I64,
                        _F32, _F32, _F32, _F32, _F32, _F32, _F32, _INT, _F32, _INT]),
     'mr_advance': (None, [_P, _P, _P, _I64, _I64, _F64, _F64, _F64, _F64, _F64, _F64]),
 }

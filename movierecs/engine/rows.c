@@ -25,6 +25,14 @@ static inline void factors(int64_t s, int64_t T, const double *logs, const doubl
     if (age < K) { memcpy(cache + 4*age, f, 4 * sizeof(float)); stamp[age] = T; }
 }
 
+/* Rows are scattered over tables larger than the caches: ask for the rows PF places ahead while this one is computed. */
+#define PF 8
+static inline void prefetch_row(const float *w, const float *a, const float *q, int64_t r, int64_t D) {
+    for (int64_t j = 0; j < D; j += 16) {
+        __builtin_prefetch(w + r*D + j, 1); __builtin_prefetch(a + r*D + j, 1); __builtin_prefetch(q + r*D + j, 1);
+    }
+}
+
 /* The catch-up of one row with its factors f: decay, moments, and the momentum's moves. */
 static inline void catch_up_row(float *w, float *a, float *q, int64_t D, const float *f, float eps) {
     float d0 = f[0], d1 = f[1], d2 = f[2], c = f[3];
@@ -50,6 +58,7 @@ int64_t mr_bring_up(float *w, float *a, float *q, int64_t n_rows, int64_t D, con
     #pragma omp parallel for num_threads(threads) schedule(static) if(m * D > 16384)
     for (int64_t u = 0; u < m; u++) {
         int64_t r = stale[u];
+        if (u + PF < m) prefetch_row(w, a, q, stale[u + PF], D);
         catch_up_row(w + r*D, a + r*D, q + r*D, D, fac + 4*u, eps);
     }
     return m;
@@ -57,40 +66,47 @@ int64_t mr_bring_up(float *w, float *a, float *q, int64_t n_rows, int64_t D, con
 
 /* `SparseAdam.step` for one sparse parameter at step T + 1: the gradient's n (row, values) pairs summed per distinct row (in the
    order given), each such row caught up to step T, then stepped by fastai's Adam (`_adam`), and its `last` set to T + 1.
-   `slot` (n_rows entries, all -1 on entry and on return), `rows` (n), `acc` (n * D) and `fac` (4n) are scratch. Returns the number of
-   distinct rows, or -1 - i when idx[i] is out of range (nothing is then changed). */
+   Scratch: `slot` (n_rows entries, all -1 on entry and on return), `rows`, `first`, `count` (n each), `acc` (n * D), `fac` (4n).
+   A row the gradient holds once is stepped straight from its values; a repeated one from their sum in `acc`, which starts
+   from the first of them (v0 + v1 + ..., as PyTorch's sum from zero gives). Returns the number of distinct rows, or -1 - i when
+   idx[i] is out of range (nothing is then changed). */
 int64_t mr_step(float *w, float *a, float *q, int64_t n_rows, int64_t D, const int64_t *idx, const float *vals, int64_t n,
                 int64_t *last, const double *logs, const double *coef, int64_t T, int64_t window,
-                int64_t *slot, int64_t *rows, float *acc, float *fac, float *cache, int64_t *stamp, int64_t K,
+                int64_t *slot, int64_t *rows, int64_t *first, int64_t *count, float *acc, float *fac,
+                float *cache, int64_t *stamp, int64_t K,
                 float lr_d1, float mom, float one_minus_mom, float sqr_mom, float one_minus_sqr, float eps, float shrink,
                 int do_shrink, float d2, int threads) {
     for (int64_t i = 0; i < n; i++) if (idx[i] < 0 || idx[i] >= n_rows) return -1 - i;
-    int64_t k = 0;
+    int64_t k = 0, repeats = 0;
     for (int64_t i = 0; i < n; i++) {
         int64_t r = idx[i];
         if (slot[r] < 0) {
-            slot[r] = k; rows[k] = r;
+            slot[r] = k; rows[k] = r; first[k] = i; count[k] = 1;
             if (last[r] != T) factors(last[r], T, logs, coef, window, cache, stamp, K, fac + 4*k);
             k++;
-        }
+        } else { count[slot[r]]++; repeats++; }
     }
-    memset(acc, 0, (size_t)(k * D) * sizeof(float));
-    /* the sums, in the order of idx: threads split the columns, so no two write one value */
-    int nb = (D >= 32 && n * D > 65536) ? threads : 1;
-    #pragma omp parallel for num_threads(nb) schedule(static) if(nb > 1)
-    for (int b = 0; b < nb; b++) {
-        int64_t j0 = D * b / nb, j1 = D * (b + 1) / nb;
-        for (int64_t i = 0; i < n; i++) {
-            float *dst = acc + slot[idx[i]] * D;
-            const float *src = vals + i * D;
-            for (int64_t j = j0; j < j1; j++) dst[j] += src[j];
+    if (repeats) {  /* the sums of repeated rows, in the order of idx: threads split the columns, so no two write one value */
+        int nb = (D >= 32 && repeats * D > 65536) ? threads : 1;
+        #pragma omp parallel for num_threads(nb) schedule(static) if(nb > 1)
+        for (int b = 0; b < nb; b++) {
+            int64_t j0 = D * b / nb, j1 = D * (b + 1) / nb;
+            for (int64_t i = 0; i < n; i++) {
+                int64_t u = slot[idx[i]];
+                if (count[u] == 1) continue;
+                float *dst = acc + u * D;
+                const float *src = vals + i * D;
+                if (first[u] == i) for (int64_t j = j0; j < j1; j++) dst[j] = src[j];
+                else for (int64_t j = j0; j < j1; j++) dst[j] += src[j];
+            }
         }
     }
     #pragma omp parallel for num_threads(threads) schedule(static) if(k * D > 16384)
     for (int64_t u = 0; u < k; u++) {
         int64_t r = rows[u];
+        if (u + PF < k) prefetch_row(w, a, q, rows[u + PF], D);
         float *wr = w + r*D, *ar = a + r*D, *qr = q + r*D;
-        const float *g = acc + u*D;
+        const float *g = count[u] == 1 ? vals + first[u]*D : acc + u*D;
         if (last[r] != T) catch_up_row(wr, ar, qr, D, fac + 4*u, eps);
         for (int64_t j = 0; j < D; j++) {  /* weight_decay, average_grad, average_sqr_grad, adam_step */
             float wj = do_shrink ? wr[j] * shrink : wr[j];

@@ -25,13 +25,20 @@ class _Catchup:
         self.t, self.logs = 0, torch.zeros(1, 3, dtype=torch.float64)  # logs[k]: sum over steps <= k of log beta1, log beta2, log decay
         # per step s: running A/sqrt(B), its coefficient
         self.a, self.coef = torch.zeros(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
-        self.slot, self.bufs = None, {}  # the compiled path's scratch: each row's place in a gradient (-1 between steps), buffers
+        # the compiled path's scratch: each row's place in a gradient (-1 between steps), buffers, their pointers and room
+        self.slot, self.bufs, self.ptrs, self.room = None, [], [], (0, 0)
 
-    def scratch(self, name, n, dtype):
-        "The first `n` entries of a buffer kept between steps (grown when too small: no allocation per step)."
-        b = self.bufs.get(name)
-        if b is None or len(b) < n: b = self.bufs[name] = torch.empty(max(n, 2*len(b) if b is not None else n), dtype=dtype)
-        return b[:n]
+    def scratch(self, n, D) -> list:
+        ("The compiled kernel's scratch for a gradient of `n` rows of `D` values, kept between steps (grown when too small: no "
+         "allocation per step): pointers to rows, first, count (n int64 each), acc (n*D float32), fac (4n float32), and the "
+         "catch-up factors per age (`CACHE_AGES` of them, stamped with the step they are for).")
+        if n * D > self.room[0] or n > self.room[1]:
+            n, nD = max(n, 2 * self.room[1]), max(n * D, 2 * self.room[0])
+            self.bufs = [torch.empty(3*n, dtype=torch.long), torch.empty(nD), torch.empty(4*n), torch.zeros(4*CACHE_AGES),
+                         torch.full((CACHE_AGES,), -1, dtype=torch.long)]
+            ints, n_ = self.bufs[0].data_ptr(), n
+            self.ptrs, self.room = [ints, ints + 8*n_, ints + 16*n_, *(b.data_ptr() for b in self.bufs[1:])], (nD, n)
+        return self.ptrs
 
     def advance(self, b1, b2, shrink, lr_term, lib=None):
         ("Record step t+1 for the rows it did not touch: their moments decay and they keep moving along their old moments "
@@ -72,31 +79,24 @@ class _Catchup:
     def bring_up_compiled(self, lib, p, st, idx):
         "`catch_up` of the rows `idx` (repeats allowed) to the current step in the compiled kernel."
         idx, n = idx.contiguous(), len(idx)
-        r = lib.mr_bring_up(p.data.data_ptr(), st['grad_avg'].data_ptr(), st['sqr_avg'].data_ptr(), p.shape[0], p[0].numel(),
+        rows, _, _, _, fac, cache, stamp = self.scratch(n, 1)
+        r = lib.mr_bring_up(p.data_ptr(), st['grad_avg'].data_ptr(), st['sqr_avg'].data_ptr(), p.shape[0], p.stride(0),
                             idx.data_ptr(), n, self.last.data_ptr(), self.logs.data_ptr(), self.coef.data_ptr(), self.t, WINDOW,
-                            float(st['eps']), self.scratch('rows', n, torch.long).data_ptr(),
-                            self.scratch('fac', 4*n, torch.float32).data_ptr(), *self._cache(), torch.get_num_threads())
+                            float(st['eps']), rows, fac, cache, stamp, CACHE_AGES, torch.get_num_threads())
         if r < 0: raise IndexError(f"index {int(idx[-1 - r])} is out of range for an embedding of {p.shape[0]} rows")
 
     def step_compiled(self, lib, p, st, g, h, shrink, d1, d2):
         "The sparse gradient `g` summed per row, the catch-up and fastai's Adam of those rows, in one pass of the compiled kernel."
         idx, vals = g._indices()[0].contiguous(), g._values().contiguous()
-        n, D = len(idx), p[0].numel()
+        n, D = len(idx), p.stride(0)
         if self.slot is None: self.slot = torch.full((p.shape[0],), -1, dtype=torch.long)
-        k = lib.mr_step(p.data.data_ptr(), st['grad_avg'].data_ptr(), st['sqr_avg'].data_ptr(), p.shape[0], D, idx.data_ptr(),
+        k = lib.mr_step(p.data_ptr(), st['grad_avg'].data_ptr(), st['sqr_avg'].data_ptr(), p.shape[0], D, idx.data_ptr(),
                         vals.data_ptr(), n, self.last.data_ptr(), self.logs.data_ptr(), self.coef.data_ptr(), self.t, WINDOW,
-                        self.slot.data_ptr(), self.scratch('rows', n, torch.long).data_ptr(),
-                        self.scratch('acc', n*D, torch.float32).data_ptr(), self.scratch('fac', 4*n, torch.float32).data_ptr(),
-                        *self._cache(), float(-h['lr']/d1), float(h['mom']), float(1-h['mom']), float(h['sqr_mom']),
-                        float(1-h['sqr_mom']), float(h['eps']), float(shrink), int(shrink != 1), float(d2), torch.get_num_threads())
+                        self.slot.data_ptr(), *self.scratch(n, D), CACHE_AGES, float(-h['lr']/d1), float(h['mom']), float(1-h['mom']),
+                        float(h['sqr_mom']), float(1-h['sqr_mom']), float(h['eps']), float(shrink), int(shrink != 1), float(d2),
+                        torch.get_num_threads())
         if k < 0: raise IndexError(f"index {int(idx[-1 - k])} is out of range for an embedding of {p.shape[0]} rows")
         self.advance(h['mom'], h['sqr_mom'], shrink, h['lr'] * math.sqrt(d2) / d1, lib)
-
-    def _cache(self):
-        "The kernel's catch-up factors per age (T - s < CACHE_AGES), stamped with the step they are for: pointers and size."
-        if 'stamp' not in self.bufs:
-            self.bufs['cache'], self.bufs['stamp'] = torch.zeros(4*CACHE_AGES), torch.full((CACHE_AGES,), -1, dtype=torch.long)
-        return self.bufs['cache'].data_ptr(), self.bufs['stamp'].data_ptr(), CACHE_AGES
 
     def rows_of(self, idx, vals):
         "The distinct rows of a sparse gradient's (uncoalesced) indices `idx`, in order, and its `vals` summed per row."
