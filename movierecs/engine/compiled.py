@@ -1,5 +1,6 @@
-"""The sparse path's compiled row arithmetic (rows.c): built once per machine with the system's C compiler, cached, loaded with
-ctypes. Without a compiler (or with `MOVIERECS_COMPILE=0`) `kernel()` is None and the sparse path runs its PyTorch steps."""
+"""The compiled row arithmetic (rows.c) of the sparse path and of the loader's shuffle: built once per machine with the system's
+C compiler, cached, loaded with ctypes. Without a compiler (or with `MOVIERECS_COMPILE=0`) `kernel()` is None and both run their
+PyTorch steps."""
 import ctypes, hashlib, os, platform, shutil, subprocess, tempfile, warnings
 from pathlib import Path
 __all__ = ['SOURCE', 'FLAGS', 'build', 'kernel', 'kernel_status', 'cache_dir', 'reset']
@@ -48,6 +49,7 @@ _SIGNATURES = {
     'mr_bring_up': (_I64, [_P, _P, _P, _I64, _I64, _P, _I64, _P, _P, _P, _I64, _I64, _F32, _P, _P, _P, _P, _I64, _INT]),
     'mr_step': (_I64, [_P, _P, _P, _I64, _I64, _P, _P, _I64, _P, _P, _P, _I64, _I64, _P, _P, _P, _P, _P, _P, _P, _P, _I64,
                        _F32, _F32, _F32, _F32, _F32, _F32, _F32, _INT, _F32, _INT]),
+    'mr_gather': (_I64, [_P, _I64, _I64, _P, _I64, _P, _INT]),
     'mr_advance': (None, [_P, _P, _P, _I64, _I64, _F64, _F64, _F64, _F64, _F64, _F64]),
 }
 
@@ -64,7 +66,8 @@ def kernel():
     if 'lib' not in _state:
         _state['lib'], _state['why'] = _load()
         if _state['lib'] is None and _state['why'] != 'MOVIERECS_COMPILE=0':
-            warnings.warn(f"movierecs' sparse path runs its PyTorch steps (slower): {_state['why']}.", RuntimeWarning, stacklevel=2)
+            warnings.warn(f"movierecs' sparse path and shuffles run PyTorch's steps (slower): {_state['why']}.", RuntimeWarning,
+                          stacklevel=2)
     return _state['lib']
 
 def kernel_status() -> str:

@@ -134,3 +134,20 @@ void mr_advance(double *logs, double *a, double *coef, int64_t t, int64_t window
     a[t] = 1.;
     coef[t] = 0.;
 }
+
+/* The loader's shuffle: dst[j] = src[perm[j]] for rows of `row_bytes` bytes (what `index_select(0, perm)` gives), the rows
+   asked for ahead, the range shared between `threads` threads. Returns -1 - j when perm[j] is out of range (dst is then
+   incomplete and must not be used), else 0. */
+int64_t mr_gather(const char *src, int64_t n_src, int64_t row_bytes, const int64_t *perm, int64_t n, char *dst, int threads) {
+    for (int64_t j = 0; j < n; j++) if (perm[j] < 0 || perm[j] >= n_src) return -1 - j;
+    #define GATHER(T, K) { const T *s = (const T *)src; T *d = (T *)dst; \
+        _Pragma("omp parallel for num_threads(threads) schedule(static) if(n > 65536)") \
+        for (int64_t j = 0; j < n; j++) { \
+            if (j + 64 < n) __builtin_prefetch(s + perm[j + 64] * K, 0); \
+            for (int64_t c = 0; c < K; c++) d[j * K + c] = s[perm[j] * K + c]; } }
+    if (row_bytes % 8 == 0 && row_bytes <= 64) { int64_t k = row_bytes / 8; GATHER(int64_t, k) }
+    else if (row_bytes % 4 == 0 && row_bytes <= 32) { int64_t k = row_bytes / 4; GATHER(int32_t, k) }
+    else GATHER(char, row_bytes)
+    #undef GATHER
+    return 0;
+}

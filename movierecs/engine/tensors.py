@@ -4,6 +4,7 @@ import numpy as np, pandas as pd
 import torch
 from fastai.data.core import DataLoaders
 from fastai.torch_core import to_detach
+from . import compiled
 from .fastai_glue import TensorLoader
 __all__ = ['VAL_BS', 'TensorDataLoader', 'fast_dataloaders']
 
@@ -31,7 +32,7 @@ class TensorDataLoader(TensorLoader):
         ts = [self.x] if self.y is None else [self.x, self.y]  # no ratings (a test set): batches of codes alone
         if self.shuffle:
             perm = torch.randperm(self.n, generator=self.gen)
-            ts = [t.index_select(0, perm) for t in ts]  # one gather per epoch; each batch is then a view
+            ts = [gather_rows(t, perm) for t in ts]  # one gather per epoch; each batch is then a view
         if self.device is not None: ts = [t.to(self.device) for t in ts]
         for i in range(len(self)): yield tuple(t[i*self.bs:(i+1)*self.bs] for t in ts)
 
@@ -73,6 +74,15 @@ class TensorDataLoader(TensorLoader):
     def __getattr__(self, k):
         if k.startswith('__') or k == 'src': raise AttributeError(k)
         return getattr(self.src, k)  # classes, items, dataset, cat_names, show_batch ...
+
+def gather_rows(t:torch.Tensor, perm:torch.Tensor) -> torch.Tensor:
+    "`t.index_select(0, perm)`, in the compiled kernel when there is one (rows asked for ahead, both cores): the same tensor."
+    lib = compiled.kernel() if t.device.type == 'cpu' and t.is_contiguous() and perm.dtype == torch.long and t.dim() >= 1 else None
+    if lib is None or len(t) == 0: return t.index_select(0, perm)
+    out, perm = t.new_empty((len(perm),) + t.shape[1:]), perm.contiguous()
+    if lib.mr_gather(t.data_ptr(), len(t), t[0].numel() * t.element_size(), perm.data_ptr(), len(perm), out.data_ptr(),
+                     torch.get_num_threads()) < 0: return t.index_select(0, perm)  # an index out of range: PyTorch's error
+    return out
 
 def loader_tensors(dl):
     "The (user, item) codes and ratings of a fastai tabular loader's rows, in storage order."

@@ -82,7 +82,7 @@ def test_without_a_compiler_the_sparse_path_runs_pytorchs_steps(mode, monkeypatc
     monkeypatch.setenv('MOVIERECS_CACHE', str(tmp_path))  # nothing built yet there
     monkeypatch.setenv('CC', str(tmp_path/'no-such-cc'))
     compiled.reset()
-    with pytest.warns(RuntimeWarning, match="PyTorch steps .slower.: no C compiler: '.*no-such-cc' is not on PATH"):
+    with pytest.warns(RuntimeWarning, match="PyTorch.s steps .slower.: no C compiler: '.*no-such-cc' is not on PATH"):
         assert compiled.kernel() is None
     again, kernel = losses()
     assert not kernel and (again == fallback).all()  # today's path, the same numbers
@@ -104,3 +104,14 @@ def test_the_build_is_cached(mode, monkeypatch, tmp_path):
     assert len(built) == 1
     monkeypatch.setenv('CC', str(tmp_path/'no-such-cc')); compiled.reset()
     assert compiled.kernel() is not None  # built once: a later run loads it without a compiler
+
+@pytest.mark.parametrize('t', [torch.arange(40).reshape(20, 2), torch.rand(20, 1), torch.rand(20, dtype=torch.float64),
+                               torch.randint(0, 9, (20, 3), dtype=torch.uint8), torch.randint(0, 9, (20, 5), dtype=torch.int32),
+                               torch.rand(20, 3, 4)], ids=['codes', 'ratings', 'float64', 'bytes', 'int32x5', '3d'])
+def test_the_shuffles_gather_is_index_select(mode, t):
+    from movierecs.engine.tensors import gather_rows
+    perm = torch.randperm(20, generator=torch.Generator().manual_seed(0))
+    mode('1')
+    assert torch.equal(gather_rows(t, perm), t.index_select(0, perm))
+    assert torch.equal(gather_rows(t, perm[:7]), t.index_select(0, perm[:7]))  # fewer rows than the source
+    with pytest.raises(IndexError): gather_rows(t, torch.tensor([3, 20]))  # out of range: PyTorch's own error
