@@ -9,6 +9,9 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* The factors that bring a row last brought up to date at step s to step T: the products of beta1, beta2 and the weight-decay
    factor over steps s+1..T, and the momentum's coefficient (`_Catchup.catch_up`), in f[0..3]. They depend on (s, T) alone, so a
@@ -33,6 +36,10 @@ static inline void prefetch_row(const float *w, const float *a, const float *q, 
     }
 }
 
+/* Which of `threads` threads owns row r: blocks of 16 rows in turn, so that two threads never write one cache line of a table,
+   of `last` or of `slot` (64-byte lines hold 16 floats and 8 int64s; a row of D floats spans D/16 lines). */
+static inline int owner(int64_t r, int threads) { return (int)((r >> 4) % threads); }
+
 /* The catch-up of one row with its factors f: decay, moments, and the momentum's moves. */
 static inline void catch_up_row(float *w, float *a, float *q, int64_t D, const float *f, float eps) {
     float d0 = f[0], d1 = f[1], d2 = f[2], c = f[3];
@@ -55,68 +62,80 @@ int64_t mr_bring_up(float *w, float *a, float *q, int64_t n_rows, int64_t D, con
         int64_t r = idx[i];
         if (last[r] != T) { stale[m] = r; factors(last[r], T, logs, coef, window, cache, stamp, K, fac + 4*m); last[r] = T; m++; }
     }
-    #pragma omp parallel for num_threads(threads) schedule(static) if(m * D > 16384)
-    for (int64_t u = 0; u < m; u++) {
-        int64_t r = stale[u];
-        if (u + PF < m) prefetch_row(w, a, q, stale[u + PF], D);
-        catch_up_row(w + r*D, a + r*D, q + r*D, D, fac + 4*u, eps);
+    int nt = m * D > 16384 ? threads : 1;
+    #pragma omp parallel num_threads(nt) if(nt > 1)
+    {
+        #ifdef _OPENMP
+        int t = omp_get_thread_num();
+        #else
+        int t = 0;
+        #endif
+        for (int64_t u = 0; u < m; u++) {
+            int64_t r = stale[u];
+            if (owner(r, nt) != t) continue;
+            if (u + PF < m) prefetch_row(w, a, q, stale[u + PF], D);
+            catch_up_row(w + r*D, a + r*D, q + r*D, D, fac + 4*u, eps);
+        }
     }
     return m;
 }
 
 /* `SparseAdam.step` for one sparse parameter at step T + 1: the gradient's n (row, values) pairs summed per distinct row (in the
-   order given), each such row caught up to step T, then stepped by fastai's Adam (`_adam`), and its `last` set to T + 1.
-   Scratch: `slot` (n_rows entries, all -1 on entry and on return), `rows`, `first`, `count` (n each), `acc` (n * D), `fac` (4n).
-   A row the gradient holds once is stepped straight from its values; a repeated one from their sum in `acc`, which starts
-   from the first of them (v0 + v1 + ..., as PyTorch's sum from zero gives). Returns the number of distinct rows, or -1 - i when
-   idx[i] is out of range (nothing is then changed). */
+   order given: v0 + v1 + ..., as PyTorch's sum from zero gives), each such row caught up to step T, then stepped by fastai's Adam
+   (`_adam`), and its `last` set to T + 1. Scratch: `slot` (n_rows entries, all -1 on entry and on return), `rows`, `start`,
+   `list` (n each), `acc` (threads * D), `fac` (4n). Returns the number of distinct rows, or -1 - i when idx[i] is out of range
+   (nothing is then changed). */
 int64_t mr_step(float *w, float *a, float *q, int64_t n_rows, int64_t D, const int64_t *idx, const float *vals, int64_t n,
                 int64_t *last, const double *logs, const double *coef, int64_t T, int64_t window,
-                int64_t *slot, int64_t *rows, int64_t *first, int64_t *count, float *acc, float *fac,
+                int64_t *slot, int64_t *rows, int64_t *start, int64_t *list, float *acc, float *fac,
                 float *cache, int64_t *stamp, int64_t K,
                 float lr_d1, float mom, float one_minus_mom, float sqr_mom, float one_minus_sqr, float eps, float shrink,
                 int do_shrink, float d2, int threads) {
     for (int64_t i = 0; i < n; i++) if (idx[i] < 0 || idx[i] >= n_rows) return -1 - i;
-    int64_t k = 0, repeats = 0;
-    for (int64_t i = 0; i < n; i++) {
+    int64_t k = 0;
+    for (int64_t i = 0; i < n; i++) {  /* the distinct rows in order, each row's count in start[] (for now) */
         int64_t r = idx[i];
         if (slot[r] < 0) {
-            slot[r] = k; rows[k] = r; first[k] = i; count[k] = 1;
+            slot[r] = k; rows[k] = r; start[k] = 0;
             if (last[r] != T) factors(last[r], T, logs, coef, window, cache, stamp, K, fac + 4*k);
             k++;
-        } else { count[slot[r]]++; repeats++; }
+        }
+        start[slot[r]]++;
     }
-    if (repeats) {  /* the sums of repeated rows, in the order of idx: threads split the columns, so no two write one value */
-        int nb = (D >= 32 && repeats * D > 65536) ? threads : 1;
-        #pragma omp parallel for num_threads(nb) schedule(static) if(nb > 1)
-        for (int b = 0; b < nb; b++) {
-            int64_t j0 = D * b / nb, j1 = D * (b + 1) / nb;
-            for (int64_t i = 0; i < n; i++) {
-                int64_t u = slot[idx[i]];
-                if (count[u] == 1) continue;
-                float *dst = acc + u * D;
-                const float *src = vals + i * D;
-                if (first[u] == i) for (int64_t j = j0; j < j1; j++) dst[j] = src[j];
-                else for (int64_t j = j0; j < j1; j++) dst[j] += src[j];
+    for (int64_t u = 0, sum = 0; u < k; u++) { int64_t c = start[u]; start[u] = sum; sum += c; }  /* counts -> offsets */
+    for (int64_t i = 0; i < n; i++) list[start[slot[idx[i]]]++] = i;  /* each row's entries in order; start[u] ends at u+1's */
+    int nt = k * D > 16384 ? threads : 1;
+    #pragma omp parallel num_threads(nt) if(nt > 1)
+    {
+        #ifdef _OPENMP
+        int t = omp_get_thread_num();
+        #else
+        int t = 0;
+        #endif
+        float *sum = acc + t * D;
+        for (int64_t u = 0; u < k; u++) {
+            int64_t r = rows[u];
+            if (owner(r, nt) != t) continue;
+            if (u + PF < k) prefetch_row(w, a, q, rows[u + PF], D);
+            float *wr = w + r*D, *ar = a + r*D, *qr = q + r*D;
+            int64_t b = u ? start[u - 1] : 0, e = start[u];
+            const float *g = vals + list[b] * D;
+            if (e - b > 1) {
+                for (int64_t j = 0; j < D; j++) sum[j] = g[j];
+                for (int64_t l = b + 1; l < e; l++) { const float *v = vals + list[l] * D; for (int64_t j = 0; j < D; j++) sum[j] += v[j]; }
+                g = sum;
             }
+            if (last[r] != T) catch_up_row(wr, ar, qr, D, fac + 4*u, eps);
+            for (int64_t j = 0; j < D; j++) {  /* weight_decay, average_grad, average_sqr_grad, adam_step */
+                float wj = do_shrink ? wr[j] * shrink : wr[j];
+                float aj = ar[j] * mom + one_minus_mom * g[j];
+                float qj = qr[j] * sqr_mom + one_minus_sqr * g[j] * g[j];
+                ar[j] = aj; qr[j] = qj;
+                wr[j] = wj + lr_d1 * aj / (sqrtf(qj / d2) + eps);
+            }
+            last[r] = T + 1;
+            slot[r] = -1;
         }
-    }
-    #pragma omp parallel for num_threads(threads) schedule(static) if(k * D > 16384)
-    for (int64_t u = 0; u < k; u++) {
-        int64_t r = rows[u];
-        if (u + PF < k) prefetch_row(w, a, q, rows[u + PF], D);
-        float *wr = w + r*D, *ar = a + r*D, *qr = q + r*D;
-        const float *g = count[u] == 1 ? vals + first[u]*D : acc + u*D;
-        if (last[r] != T) catch_up_row(wr, ar, qr, D, fac + 4*u, eps);
-        for (int64_t j = 0; j < D; j++) {  /* weight_decay, average_grad, average_sqr_grad, adam_step */
-            float wj = do_shrink ? wr[j] * shrink : wr[j];
-            float aj = ar[j] * mom + one_minus_mom * g[j];
-            float qj = qr[j] * sqr_mom + one_minus_sqr * g[j] * g[j];
-            ar[j] = aj; qr[j] = qj;
-            wr[j] = wj + lr_d1 * aj / (sqrtf(qj / d2) + eps);
-        }
-        last[r] = T + 1;
-        slot[r] = -1;
     }
     return k;
 }

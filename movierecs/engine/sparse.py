@@ -30,14 +30,15 @@ class _Catchup:
 
     def scratch(self, n, D) -> list:
         ("The compiled kernel's scratch for a gradient of `n` rows of `D` values, kept between steps (grown when too small: no "
-         "allocation per step): pointers to rows, first, count (n int64 each), acc (n*D float32), fac (4n float32), and the "
-         "catch-up factors per age (`CACHE_AGES` of them, stamped with the step they are for).")
-        if n * D > self.room[0] or n > self.room[1]:
-            n, nD = max(n, 2 * self.room[1]), max(n * D, 2 * self.room[0])
+         "allocation per step): pointers to rows, start, list (n int64 each), acc (a row per thread), fac (4n float32), and "
+         "the catch-up factors per age (`CACHE_AGES` of them, stamped with the step they are for).")
+        threads = max(torch.get_num_threads(), 1)
+        if n > self.room[0] or threads * D > self.room[1]:
+            n, nD = max(n, 2 * self.room[0]), max(threads * D, self.room[1])
             self.bufs = [torch.empty(3*n, dtype=torch.long), torch.empty(nD), torch.empty(4*n), torch.zeros(4*CACHE_AGES),
                          torch.full((CACHE_AGES,), -1, dtype=torch.long)]
-            ints, n_ = self.bufs[0].data_ptr(), n
-            self.ptrs, self.room = [ints, ints + 8*n_, ints + 16*n_, *(b.data_ptr() for b in self.bufs[1:])], (nD, n)
+            ints = self.bufs[0].data_ptr()
+            self.ptrs, self.room = [ints, ints + 8*n, ints + 16*n, *(b.data_ptr() for b in self.bufs[1:])], (n, nD)
         return self.ptrs
 
     def advance(self, b1, b2, shrink, lr_term, lib=None):
