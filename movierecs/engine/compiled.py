@@ -1,7 +1,7 @@
 """The compiled row arithmetic (rows.c) of the sparse path and of the loader's shuffle: built once per machine with the system's
-C compiler, cached, loaded with ctypes. Without a compiler (or with `MOVIERECS_COMPILE=0`) `kernel()` is None and both run their
-PyTorch steps."""
-import ctypes, hashlib, os, platform, shutil, subprocess, tempfile, warnings
+C compiler (`CC`, else cc), cached (`MOVIERECS_CACHE`), loaded with ctypes. Without a compiler (or with `MOVIERECS_COMPILE=0`)
+`kernel()` is None and both run their PyTorch steps."""
+import ctypes, hashlib, os, platform, shlex, shutil, subprocess, tempfile, warnings
 from pathlib import Path
 __all__ = ['SOURCE', 'FLAGS', 'build', 'kernel', 'kernel_status', 'cache_dir', 'reset']
 
@@ -14,7 +14,7 @@ _state = {}  # 'lib': the loaded library or None; 'why': why it is None
 def cache_dir() -> Path:
     "Where built kernels are kept: `MOVIERECS_CACHE`, else `$XDG_CACHE_HOME/movierecs`, else ~/.cache/movierecs."
     root = os.environ.get('MOVIERECS_CACHE') or Path(os.environ.get('XDG_CACHE_HOME') or Path.home()/'.cache')/'movierecs'
-    return Path(root)/'kernels'
+    return Path(root).expanduser()/'kernels'
 
 def _cpu_key() -> str:
     "What a `-march=native` build depends on: the machine and its CPU's flags."
@@ -22,26 +22,43 @@ def _cpu_key() -> str:
     except OSError: flags = ''
     return f'{platform.machine()} {platform.system()} {flags}'
 
+def _digest(path:Path) -> str: return hashlib.sha256(path.read_bytes()).hexdigest()
+
+def _write(path:Path, data:bytes, mode=0o644):
+    "`data` into `path` through a temporary file renamed over it: a reader sees the old file or the whole new one."
+    fd, tmp = tempfile.mkstemp(dir=path.parent)
+    try:
+        with os.fdopen(fd, 'wb') as f: f.write(data)
+        os.chmod(tmp, mode); os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp): os.remove(tmp)
+
 def build(source:Path, # A C file
           flags=FLAGS, # The compiler's flags
-          cc=None # The compiler; default: `CC`, else cc
+          cc=None # The compiler and any arguments of its own; default: `CC` (e.g. 'ccache gcc'), else cc
          ) -> Path:
-    ("`source` compiled into a shared library in `cache_dir()`, built once per source, flags and CPU (written under a temporary "
-     "name, then renamed: never half-written); its path.")
-    cc = cc or os.environ.get('CC') or 'cc'
+    ("`source` compiled into a shared library in `cache_dir()`, built once per source, flags and CPU; its path. The library is "
+     "written whole under a temporary name, then renamed, and its SHA-256 beside it: a library that does not match (truncated, "
+     "replaced) is built again, never loaded.")
+    cc = shlex.split(cc or os.environ.get('CC') or 'cc')
     source = Path(source)
     key = hashlib.sha256(source.read_bytes() + ' '.join((*flags, _cpu_key())).encode()).hexdigest()[:16]
     out = cache_dir()/f'{source.stem}-{key}.so'
-    if out.is_file(): return out
-    if shutil.which(cc) is None: raise RuntimeError(f'no C compiler: {cc!r} is not on PATH (install gcc, or set CC)')
+    check = out.with_name(out.name + '.sha256')
+    if out.is_file() and check.is_file() and check.read_text().strip() == _digest(out): return out
+    if not cc or shutil.which(cc[0]) is None:
+        raise RuntimeError(f"no C compiler: {cc[0] if cc else ''!r} is not on PATH (install gcc, or set CC)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix='.so', dir=out.parent); os.close(fd)
-    try:
-        r = subprocess.run([cc, *flags, str(source), '-o', tmp, '-lm'], capture_output=True, text=True, timeout=120)
-        if r.returncode: raise RuntimeError(f'{cc} failed on {source.name}: {r.stderr.strip()[-500:]}')
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp): os.remove(tmp)
+    with tempfile.TemporaryDirectory(dir=out.parent) as d:
+        tmp = Path(d)/out.name
+        r = subprocess.run([*cc, *flags, str(source), '-o', str(tmp), '-lm'], capture_output=True, timeout=120)
+        err = r.stderr.decode(errors='replace').strip()[-500:]
+        if r.returncode: raise RuntimeError(f'{cc[0]} failed on {source.name}: {err}')
+        data = tmp.read_bytes() if tmp.is_file() else b''
+        if not data.startswith((b'\x7fELF', b'\xcf\xfa\xed\xfe', b'MZ')):
+            raise RuntimeError(f'{cc[0]} wrote no shared library for {source.name} ({len(data)} bytes) {err}'.strip())
+        _write(out, data, 0o755)
+    _write(check, hashlib.sha256(data).hexdigest().encode())
     return out
 
 _I64, _F32, _F64, _P, _INT = ctypes.c_int64, ctypes.c_float, ctypes.c_double, ctypes.c_void_p, ctypes.c_int
@@ -50,15 +67,21 @@ _SIGNATURES = {
     'mr_step': (_I64, [_P, _P, _P, _I64, _I64, _P, _P, _I64, _P, _P, _P, _I64, _I64, _P, _P, _P, _P, _P, _P, _P, _P, _I64,
                        _F32, _F32, _F32, _F32, _F32, _F32, _F32, _INT, _F32, _INT]),
     'mr_gather': (_I64, [_P, _I64, _I64, _P, _I64, _P, _INT]),
+    'mr_dot_bias': (None, [_P, _P, _P, _P, _P, _P, _I64, _I64, _P, _INT]),
+    'mr_dot_bias_grad': (None, [_P, _P, _P, _P, _P, _I64, _I64, _P, _P, _INT]),
     'mr_advance': (None, [_P, _P, _P, _I64, _I64, _F64, _F64, _F64, _F64, _F64, _F64]),
 }
 
+OFF = ('0', 'false', 'no', 'off')  # values of MOVIERECS_COMPILE that turn the kernel off
+
 def _load():
-    if os.environ.get('MOVIERECS_COMPILE', '1') == '0': return None, 'MOVIERECS_COMPILE=0'
-    try: lib = ctypes.CDLL(str(build(SOURCE)))
-    except (OSError, RuntimeError, subprocess.SubprocessError) as e: return None, str(e)
-    for name, (res, args) in _SIGNATURES.items():
-        f = getattr(lib, name); f.restype, f.argtypes = res, args
+    if os.environ.get('MOVIERECS_COMPILE', '1').strip().lower() in OFF: return None, 'MOVIERECS_COMPILE=0'
+    try:
+        lib = ctypes.CDLL(str(build(SOURCE)))
+        for name, (res, args) in _SIGNATURES.items():
+            f = getattr(lib, name); f.restype, f.argtypes = res, args
+    except AttributeError as e: return None, f'the built library lacks a function ({e}): delete {cache_dir()} to build it again'
+    except (OSError, RuntimeError, subprocess.SubprocessError, ValueError) as e: return None, str(e)
     return lib, 'compiled'
 
 def kernel():

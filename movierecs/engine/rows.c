@@ -170,3 +170,33 @@ int64_t mr_gather(const char *src, int64_t n_src, int64_t row_bytes, const int64
     #undef GATHER
     return 0;
 }
+
+/* `DotProductBias`'s raw score on the sparse path, reading the rows where they are (no gathered copies): out[i] = U[u[i]] . M[m[i]]
+   + (bu[u[i]] + bm[m[i]]), what `(users * movies).sum(1) + (user_bias + movie_bias)` gives up to the order of the dot's sum. */
+void mr_dot_bias(const float *U, const float *M, const float *bu, const float *bm, const int64_t *u, const int64_t *m, int64_t n,
+                 int64_t D, float *out, int threads) {
+    #pragma omp parallel for num_threads(threads) schedule(static) if(n * D > 65536)
+    for (int64_t i = 0; i < n; i++) {
+        if (i + PF < n) { __builtin_prefetch(U + u[i + PF] * D); __builtin_prefetch(M + m[i + PF] * D);
+                          __builtin_prefetch(U + u[i + PF] * D + 32); __builtin_prefetch(M + m[i + PF] * D + 32); }
+        const float *x = U + u[i] * D, *y = M + m[i] * D;
+        float s = 0.f;
+        #pragma omp simd reduction(+:s)
+        for (int64_t j = 0; j < D; j++) s += x[j] * y[j];
+        out[i] = s + (bu[u[i]] + bm[m[i]]);
+    }
+}
+
+/* Its gradient: gu[i] = g[i] * M[m[i]] and gm[i] = g[i] * U[u[i]] (the values of the two sparse gradients, as PyTorch's
+   backward of the product gives them). */
+void mr_dot_bias_grad(const float *U, const float *M, const int64_t *u, const int64_t *m, const float *g, int64_t n, int64_t D,
+                      float *gu, float *gm, int threads) {
+    #pragma omp parallel for num_threads(threads) schedule(static) if(n * D > 65536)
+    for (int64_t i = 0; i < n; i++) {
+        if (i + PF < n) { __builtin_prefetch(U + u[i + PF] * D); __builtin_prefetch(M + m[i + PF] * D);
+                          __builtin_prefetch(U + u[i + PF] * D + 32); __builtin_prefetch(M + m[i + PF] * D + 32); }
+        const float *x = U + u[i] * D, *y = M + m[i] * D;
+        float gi = g[i];
+        for (int64_t j = 0; j < D; j++) { gu[i * D + j] = gi * y[j]; gm[i * D + j] = gi * x[j]; }
+    }
+}

@@ -9,7 +9,8 @@ from fastai.callback.core import Callback
 from fastai.optimizer import Adam, debias
 from . import compiled
 from .fast import FastAdam
-__all__ = ['WINDOW', 'SparseAdam', 'SparseFlush', 'make_sparse', 'sparse_embeddings']
+from .fastai_glue import keep_freed_memory
+__all__ = ['WINDOW', 'SparseAdam', 'SparseFlush', 'make_sparse', 'sparse_embeddings', 'dot_rows']
 
 CACHE_AGES = 4096  # the compiled kernel keeps a step's catch-up factors for rows last updated up to this many steps before
 WINDOW = 300  # steps a row's momentum is followed after its last batch: (0.95/0.995)^300 < 1e-6, the rest is dropped
@@ -24,7 +25,8 @@ class _Catchup:
         self.pos = torch.zeros(n_rows, dtype=torch.long)  # scratch: a gradient's row -> its place among the gradient's rows
         self.t, self.logs = 0, torch.zeros(1, 3, dtype=torch.float64)  # logs[k]: sum over steps <= k of log beta1, log beta2, log decay
         # per step s: running A/sqrt(B), its coefficient
-        self.a, self.coef = torch.zeros(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
+        # the rows last up to date at step 0 keep moving along their moments from there (zero at the start; restored after a load)
+        self.a, self.coef = torch.ones(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
         # the compiled path's scratch: each row's place in a gradient (-1 between steps), buffers, their pointers and room
         self.slot, self.bufs, self.ptrs, self.room = None, [], [], (0, 0)
 
@@ -81,7 +83,7 @@ class _Catchup:
         "`catch_up` of the rows `idx` (repeats allowed) to the current step in the compiled kernel."
         idx, n = idx.contiguous(), len(idx)
         rows, _, _, _, fac, cache, stamp = self.scratch(n, 1)
-        r = lib.mr_bring_up(p.data_ptr(), st['grad_avg'].data_ptr(), st['sqr_avg'].data_ptr(), p.shape[0], p.stride(0),
+        r = lib.mr_bring_up(p.data_ptr(), st['grad_avg'].data_ptr(), st['sqr_avg'].data_ptr(), p.shape[0], p.numel() // p.shape[0],
                             idx.data_ptr(), n, self.last.data_ptr(), self.logs.data_ptr(), self.coef.data_ptr(), self.t, WINDOW,
                             float(st['eps']), rows, fac, cache, stamp, CACHE_AGES, torch.get_num_threads())
         if r < 0: raise IndexError(f"index {int(idx[-1 - r])} is out of range for an embedding of {p.shape[0]} rows")
@@ -89,7 +91,7 @@ class _Catchup:
     def step_compiled(self, lib, p, st, g, h, shrink, d1, d2):
         "The sparse gradient `g` summed per row, the catch-up and fastai's Adam of those rows, in one pass of the compiled kernel."
         idx, vals = g._indices()[0].contiguous(), g._values().contiguous()
-        n, D = len(idx), p.stride(0)
+        n, D = len(idx), p.numel() // p.shape[0]
         if self.slot is None: self.slot = torch.full((p.shape[0],), -1, dtype=torch.long)
         k = lib.mr_step(p.data_ptr(), st['grad_avg'].data_ptr(), st['sqr_avg'].data_ptr(), p.shape[0], D, idx.data_ptr(),
                         vals.data_ptr(), n, self.last.data_ptr(), self.logs.data_ptr(), self.coef.data_ptr(), self.t, WINDOW,
@@ -126,18 +128,22 @@ class SparseAdam(FastAdam):
                 if p.grad is None: continue  # as fastai's: a parameter without a gradient is not stepped
                 if 'grad_avg' not in st: st.update(grad_avg=torch.zeros_like(p.data), sqr_avg=torch.zeros_like(p.data), step=0)
                 if p.grad.is_sparse and p not in self.catchups: self.catchups[p] = _Catchup(p.shape[0])  # every row up to date now
-                st['step'] += 1
+                c, step = self.catchups.get(p), st['step'] + 1  # counted once stepped: a refused gradient (a row out of range) is none
                 st['eps'] = h['eps']
-                d1, d2 = debias(h['mom'], 1-h['mom'], st['step']), debias(h['sqr_mom'], 1-h['sqr_mom'], st['step'])
-                c = self.catchups.get(p)
+                d1, d2 = debias(h['mom'], 1-h['mom'], step), debias(h['sqr_mom'], 1-h['sqr_mom'], step)
                 if c is None:
                     _adam(p.data, st['grad_avg'], st['sqr_avg'], p.grad.data, h, shrink, d1, d2)
+                    st['step'] = step
                     continue
                 g = p.grad if p.grad.is_sparse else p.grad.to_sparse(1)
+                if g.sparse_dim() != 1: g = g.coalesce().to_dense().to_sparse(1)  # rows of values, as an embedding's gradient has
                 lib = _compiled_for(p, st)
                 if lib is not None:
-                    c.step_compiled(lib, p, st, g, h, shrink, d1, d2)
+                    c.step_compiled(lib, p, st, g, h, shrink, d1, d2)  # (the kernel refuses a row out of range before any change)
+                    st['step'] = step
                     continue
+                _check_rows(g._indices()[0], p.shape[0])
+                st['step'] = step
                 rows, g = c.rows_of(g._indices()[0], g._values())  # no sort: coalesce() would cost more than the step
                 c.catch_up(p, st, rows, c.t)
                 w, avg, sqr = (v.index_select(0, rows) for v in (p.data, st['grad_avg'], st['sqr_avg']))
@@ -152,8 +158,10 @@ class SparseAdam(FastAdam):
         if c is None: return
         st, rows = self.state[p], rows.reshape(-1).long()
         lib = _compiled_for(p, st)
-        if lib is not None: c.bring_up_compiled(lib, p, st, rows)
-        else: c.catch_up(p, st, rows, c.t)  # a row listed twice gets the same values twice
+        if lib is not None: c.bring_up_compiled(lib, p, st, rows)  # (the kernel refuses a row out of range before any change)
+        else:
+            _check_rows(rows, p.shape[0])
+            c.catch_up(p, st, rows, c.t)  # a row listed twice gets the same values twice
 
     def settle(self):
         "Bring every row up to date: the weights then equal what fastai's dense Adam gives (up to eps), for validation and saving."
@@ -173,9 +181,19 @@ class SparseAdam(FastAdam):
         super().load_state_dict(sd)
         self.catchups.clear()
 
+def _check_rows(idx, n_rows):
+    "A gradient's or a lookup's rows must lie in the table: an IndexError naming the first one that does not, before anything changes."
+    lo, hi = torch.aminmax(idx) if len(idx) else (0, 0)
+    if len(idx) and not (0 <= int(lo) and int(hi) < n_rows):
+        bad = int(idx[(idx < 0) | (idx >= n_rows)][0])
+        raise IndexError(f"index {bad} is out of range for an embedding of {n_rows} rows")
+
 def _compiled_for(p, st):
-    "The compiled kernel when it is built and `p` is what it steps (float32 on the CPU, contiguous), else None: PyTorch's steps."
-    if p.dtype != torch.float32 or p.device.type != 'cpu' or not p.is_contiguous(): return None
+    ("The compiled kernel when it is built and `p` is what it steps (a float32 table of rows on the CPU, contiguous, each row laid "
+     "out after the other), else None: PyTorch's steps.")
+    if p.dtype != torch.float32 or p.device.type != 'cpu' or p.dim() < 1 or p.numel() == 0: return None
+    if p.shape[0] > 1 and not p.is_contiguous() or p.storage_offset() < 0: return None
+    if p.shape[0] == 1 and p[0].numel() > 1 and not p[0].is_contiguous(): return None
     if not (st['grad_avg'].is_contiguous() and st['sqr_avg'].is_contiguous()): return None
     return compiled.kernel()
 
@@ -187,10 +205,14 @@ def _adam(w, avg, sqr, g, h, shrink, d1, d2):
     w.addcdiv_(avg, (sqr/d2).sqrt_().add_(h['eps']), value=-h['lr']/d1)
 
 class SparseFlush(Callback):
-    "Settle `SparseAdam`'s owed weight decay after each epoch's training and at the end of fitting, before anything reads the weights."
+    ("Settle `SparseAdam`'s owed weight decay after each epoch's training and at the end of fitting, before anything reads the "
+     "weights; while fitting, freed memory is kept for the next step's buffers (`keep_freed_memory`).")
     order = -10  # before the recorder validates
+    def before_fit(self): keep_freed_memory(True)
     def after_train(self): self._settle()
-    def after_fit(self): self._settle()
+    def after_fit(self):
+        self._settle()
+        keep_freed_memory(False)
     def _settle(self):
         if isinstance(self.learn.opt, SparseAdam): self.learn.opt.settle()
 
@@ -220,3 +242,51 @@ def make_sparse(learn):
         if isinstance(e, nn.Embedding): e.register_forward_pre_hook(_BringUp(learn))
     learn.add_cb(SparseFlush())
     return learn
+
+class _DotBias(torch.autograd.Function):
+    "U[u]·M[m] + (bu[u] + bm[m]) per pair, the rows read in place by the compiled kernel; sparse gradients for the four tables."
+    @staticmethod
+    def forward(ctx, U, M, bu, bm, u, m):
+        lib, n, D = compiled.kernel(), len(u), U.shape[1]
+        out = U.new_empty(n, 1)
+        lib.mr_dot_bias(U.data_ptr(), M.data_ptr(), bu.data_ptr(), bm.data_ptr(), u.data_ptr(), m.data_ptr(), n, D, out.data_ptr(),
+                        torch.get_num_threads())
+        ctx.save_for_backward(U, M, u, m)
+        ctx.shapes = U.shape, M.shape, bu.shape, bm.shape
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        U, M, u, m = ctx.saved_tensors
+        g, (n, D) = g.reshape(-1, 1).contiguous(), (len(u), U.shape[1])
+        gu, gm = U.new_empty(n, D), U.new_empty(n, D)
+        compiled.kernel().mr_dot_bias_grad(U.data_ptr(), M.data_ptr(), u.data_ptr(), m.data_ptr(), g.data_ptr(), n, D, gu.data_ptr(),
+                                           gm.data_ptr(), torch.get_num_threads())
+        su, sm, sbu, sbm = ctx.shapes
+        def coo(idx, vals, shape): return torch.sparse_coo_tensor(idx[None], vals, shape, check_invariants=False)
+        return coo(u, gu, su), coo(m, gm, sm), coo(u, g, sbu), coo(m, g.clone(), sbm), None, None
+
+def _plain_sparse(e) -> bool:
+    "An `nn.Embedding` on the sparse path with a float32 table on the CPU and none of the options that change its lookup."
+    w = e.weight
+    return (isinstance(e, nn.Embedding) and e.sparse and e.padding_idx is None and e.max_norm is None and not e.scale_grad_by_freq
+            and w.dtype == torch.float32 and w.device.type == 'cpu' and w.is_contiguous() and w.requires_grad)
+
+def dot_rows(user_emb:nn.Module, # Users' factors, an `nn.Embedding`
+             item_emb:nn.Module, # Items' factors, as many per row
+             user_bias:nn.Module, # Users' biases, one per row
+             item_bias:nn.Module, # Items' biases
+             users, items # (n,) codes
+            ):
+    ("user·item + (user bias + item bias) per pair, as `(users * items).sum(1, keepdim=True) + (ub + ib)` gives it (up to the order "
+     "of the dot's sum), in one pass of the compiled kernel when training on the sparse path; None elsewhere (compute it as usual).")
+    embs = (user_emb, item_emb, user_bias, item_bias)
+    if not torch.is_grad_enabled() or not all(_plain_sparse(e) for e in embs): return None
+    if user_emb.weight.shape[1] != item_emb.weight.shape[1] or user_bias.weight.shape[1] != 1 or item_bias.weight.shape[1] != 1: return None
+    if users.dim() != 1 or compiled.kernel() is None: return None
+    users, items = users.long().contiguous(), items.long().contiguous()
+    _check_rows(users, min(len(user_emb.weight), len(user_bias.weight)))
+    _check_rows(items, min(len(item_emb.weight), len(item_bias.weight)))
+    for e, idx in zip(embs, (users, items, users, items)):
+        for hook in e._forward_pre_hooks.values(): hook(e, (idx,))  # what the lookup runs first: the sparse path's bring-up
+    return _DotBias.apply(*(e.weight for e in embs), users, items)

@@ -77,7 +77,9 @@ class TensorDataLoader(TensorLoader):
 
 def gather_rows(t:torch.Tensor, perm:torch.Tensor) -> torch.Tensor:
     "`t.index_select(0, perm)`, in the compiled kernel when there is one (rows asked for ahead, both cores): the same tensor."
-    lib = compiled.kernel() if t.device.type == 'cpu' and t.is_contiguous() and perm.dtype == torch.long and t.dim() >= 1 else None
+    plain = (t.device.type == 'cpu' and t.layout == torch.strided and t.is_contiguous() and t.dim() >= 1 and not t.requires_grad
+             and not t.is_quantized and not t.is_conj() and not t.is_neg() and perm.dim() == 1 and perm.dtype == torch.long)
+    lib = compiled.kernel() if plain else None
     if lib is None or len(t) == 0: return t.index_select(0, perm)
     out, perm = t.new_empty((len(perm),) + t.shape[1:]), perm.contiguous()
     if lib.mr_gather(t.data_ptr(), len(t), t[0].numel() * t.element_size(), perm.data_ptr(), len(perm), out.data_ptr(),

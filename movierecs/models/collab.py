@@ -7,6 +7,7 @@ import inspect
 from fastai.learner import Learner
 from fastai.tabular.model import get_emb_sz
 from fastcore.meta import delegates
+from ..engine.sparse import dot_rows
 from .base import _learner
 from .registry import _factory, check_model, register
 
@@ -40,9 +41,11 @@ class DotProductBias(Module):
         self.y_range = y_range
 
     def forward(self, x):
-        users, movies = self.user_factors(x[:,0]), self.movie_factors(x[:,1])
-        res = (users * movies).sum(dim=1, keepdim=True)
-        res += self.user_bias(x[:,0]) + self.movie_bias(x[:,1])
+        res = dot_rows(self.user_factors, self.movie_factors, self.user_bias, self.movie_bias, x[:,0], x[:,1])  # the sparse path
+        if res is None:
+            users, movies = self.user_factors(x[:,0]), self.movie_factors(x[:,1])
+            res = (users * movies).sum(dim=1, keepdim=True)
+            res += self.user_bias(x[:,0]) + self.movie_bias(x[:,1])
         return _squash(res, self.y_range)
 
 def create_params(size):

@@ -5,6 +5,7 @@ import hashlib, json
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from ..engine.loaders import dataloaders
+from ..engine.sparse import make_sparse
 from ..core.files import write_atomic
 from ..core.checks import plain_value
 from ..models.registry import get_learner, list_models, model_task
@@ -92,4 +93,5 @@ def load(path # Folder written by `save`
         raise ModelFileError(f"The weights in {wf} do not fit a {name!r} model with {spec} (written by another model "
                              f"type?): {str(e).splitlines()[0]}") from None
     learn.train_spec, learn.final_losses = meta.get('train_spec'), meta.get('final_losses')
+    if (learn.train_spec or {}).get('sparse'): make_sparse(learn)  # trained on the sparse path: further fits stay on it
     return learn

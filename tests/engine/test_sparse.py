@@ -128,7 +128,9 @@ def test_a_sparse_learner_exports_and_saves(tmp_path):
     with torch.no_grad(): assert torch.equal(load_learner(tmp_path/'sparse.pkl').model.eval()(x), before)
     m.save(learn, tmp_path/'model')
     with torch.no_grad(): assert torch.allclose(m.load(tmp_path/'model').model.eval()(x), before)
-    assert m.load(tmp_path/'model').train_spec['sparse'] is True and m.load(tmp_path/'model').train_spec['bs'] == 32
+    back = m.load(tmp_path/'model')
+    assert back.train_spec['sparse'] is True and back.train_spec['bs'] == 32
+    assert back.opt_func is SparseAdam and back.model.user_factors.sparse  # a further fit stays on the sparse path
 
 def test_int32_rows_are_brought_up(path):
     # a custom model may index its embeddings with int32 codes, as the dense path allows
