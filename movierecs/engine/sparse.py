@@ -238,6 +238,8 @@ def make_sparse(learn):
     if not sparse_embeddings(learn.model):
         raise ValueError(f"{type(learn.model).__name__} has no nn.Embedding: the sparse path has nothing to make sparse.")
     learn.opt_func = SparseAdam
+    variant = getattr(type(learn.model), 'sparse_variant', None)  # a subclass that reads its tables in place (`dot_rows`)
+    if variant is not None and issubclass(variant, type(learn.model)): learn.model.__class__ = variant
     for e in learn.model.modules():
         if isinstance(e, nn.Embedding): e.register_forward_pre_hook(_BringUp(learn))
     learn.add_cb(SparseFlush())

@@ -118,7 +118,8 @@ def test_the_shuffles_gather_is_index_select(mode, t):
 
 def _model_and_batch(seed=0, n_users=40, n_movies=30, bs=200):
     torch.manual_seed(seed)
-    model = m.DotProductBias(n_users, n_movies, 8)
+    from movierecs.models.collab import SparseDotProductBias  # what make_sparse makes of a DotProductBias
+    model = SparseDotProductBias(n_users, n_movies, 8)
     for e in (model.user_factors, model.movie_factors, model.user_bias, model.movie_bias): e.sparse = True
     g = torch.Generator().manual_seed(seed)
     return model, torch.stack([torch.randint(0, n_users, (bs,), generator=g), torch.randint(0, n_movies, (bs,), generator=g)], 1)

@@ -102,6 +102,7 @@ def test_train_model_sparse_learns_like_the_dense_path():
     d, s = (float(l.loss_table.df.valid_loss.iloc[-1]) for l in (dense, sp))
     assert sp.train_spec['sparse'] is True and 'sparse' not in dense.train_spec
     assert isinstance(sp.opt, SparseAdam) and sp.model.user_factors.sparse and not dense.model.user_factors.sparse
+    assert type(sp.model).__name__ == 'SparseDotProductBias' and type(dense.model).__name__ == 'DotProductBias'
     assert abs(d - s) < 0.02 * d, (d, s)  # Adam's eps is the only difference (about 0.5% here)
 
 def test_sparse_path_refusals():
