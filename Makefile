@@ -120,7 +120,7 @@ bench: install ## Time an epoch of every model (bare PyTorch loop vs faithful vs
 bench-cli: install ## Each `movierecs` command from the shell beside the same answer through the Learner, default models cached: results/cli_latency.md (~2 min)
 	$(PY) benchmarks/cli_latency.py
 
-bench-scale: install ## ML-25M size: load and build, dense vs sparse path ratings/s and memory, Surprise SVD at ML-25M and ML-1M size, the bandwidth bound, sparse accuracy on ML-100k, the 2-process table: bench.md's Scale section, results/scale.json (~25 min)
+bench-scale: install ## ML-25M size: load and build, dense vs sparse path ratings/s and memory, Surprise SVD and a compiled SGD loop at ML-25M and ML-1M size, the bandwidth bound, the targets, accuracy on ML-100k, the 2-process table: bench.md's Scale section, results/scale.json (~25 min)
 	$(PY) benchmarks/scale.py
 
 .PHONY: docs

@@ -1,7 +1,9 @@
 """`make bench-scale` (part of `make bench`): movierecs at MovieLens 25M size on this machine, measured side by side in one
 run — loading an ML-25M-format file, building `dataloaders`, ratings per second of the dense default path and of the
-sparse path (`train_model(sparse=True)`), memory over 5 epochs, Surprise's SVD on ML-1M-sized data next to the sparse
-path, the memory-bandwidth bound, and the sparse path's accuracy on ML-100k against the dense path's seed spread.
+sparse path (`train_model(sparse=True)`), memory over 5 epochs, Surprise's SVD and a compiled SGD loop (mf_loop.c, the
+yardstick) on ML-1M-sized data next to the sparse path (with its kernel, on one thread, and on PyTorch's steps), the
+memory-bandwidth bound, issue 26's targets, and the accuracy on ML-100k of the sparse path against the dense path's seed
+spread, and of the compiled loop.
 Rewrites the "## Scale" section of results/bench.md. Each measurement runs in its own process (its peak memory is its own)."""
 import json, os, resource, statistics, subprocess, sys, tempfile, threading, time
 from pathlib import Path

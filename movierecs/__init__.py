@@ -17,7 +17,7 @@ _FACE = {
     'engine.tensors': 'VAL_BS TensorDataLoader fast_dataloaders',
     'engine.fast': 'FlatMSE FastAdam',
     'engine.fastai_glue': 'FASTAI_RANGE FASTAI_LOADER_ATTRS TensorLoader FastLearner make_fast',
-    'engine.sparse': 'WINDOW SparseAdam SparseFlush make_sparse sparse_embeddings',
+    'engine.sparse': 'WINDOW SparseAdam SparseFlush make_sparse sparse_embeddings dot_rows',
     'engine.lbfgs': 'lbfgs LBFGSWrapper LBFGSStep',
     'engine.sequences': 'PAD MAX_LEN WINDOWS histories window windows_of sequence_dataloaders',
     'engine.feedback': 'RELEVANT row_weights user_rows rows_dataloaders',

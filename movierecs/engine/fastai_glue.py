@@ -18,7 +18,7 @@ from fastai.losses import BaseLoss
 from fastai.optimizer import Adam, OptimWrapper
 import fastai
 from .fast import FastAdam, FlatMSE
-__all__ = ['FASTAI_RANGE', 'FASTAI_LOADER_ATTRS', 'TensorLoader', 'FastLearner', 'make_fast', 'LBFGSWrapper', 'keep_freed_memory']
+__all__ = ['FASTAI_RANGE', 'FASTAI_LOADER_ATTRS', 'TensorLoader', 'FastLearner', 'make_fast', 'LBFGSWrapper']
 
 FASTAI_RANGE = ('2.8.8', '2.9')  # the fastai versions whose internals this module mirrors: from the first, up to the second (excluded)
 

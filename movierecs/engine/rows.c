@@ -40,6 +40,14 @@ static inline void prefetch_row(const float *w, const float *a, const float *q, 
    of `last` or of `slot` (64-byte lines hold 16 floats and 8 int64s; a row of D floats spans D/16 lines). */
 static inline int owner(int64_t r, int threads) { return (int)((r >> 4) % threads); }
 
+static inline int thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
 /* The catch-up of one row with its factors f: decay, moments, and the momentum's moves. */
 static inline void catch_up_row(float *w, float *a, float *q, int64_t D, const float *f, float eps) {
     float d0 = f[0], d1 = f[1], d2 = f[2], c = f[3];
@@ -65,11 +73,7 @@ int64_t mr_bring_up(float *w, float *a, float *q, int64_t n_rows, int64_t D, con
     int nt = m * D > 16384 ? threads : 1;
     #pragma omp parallel num_threads(nt) if(nt > 1)
     {
-        #ifdef _OPENMP
-        int t = omp_get_thread_num();
-        #else
-        int t = 0;
-        #endif
+        int t = thread_id();
         for (int64_t u = 0; u < m; u++) {
             int64_t r = stale[u];
             if (owner(r, nt) != t) continue;
@@ -107,11 +111,7 @@ int64_t mr_step(float *w, float *a, float *q, int64_t n_rows, int64_t D, const i
     int nt = k * D > 16384 ? threads : 1;
     #pragma omp parallel num_threads(nt) if(nt > 1)
     {
-        #ifdef _OPENMP
-        int t = omp_get_thread_num();
-        #else
-        int t = 0;
-        #endif
+        int t = thread_id();
         float *sum = acc + t * D;
         for (int64_t u = 0; u < k; u++) {
             int64_t r = rows[u];
