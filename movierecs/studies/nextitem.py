@@ -120,8 +120,9 @@ def next_markdown(df:pd.DataFrame, env:dict, epochs:pd.DataFrame=None) -> str:
                 gap, n = mean['sasrec'] - mean[PEER], ten.count()
                 missing = sorted(set(d[d.method == 'sasrec'].seed) - set(d[d.method == PEER].seed))
                 if n[PEER] < 2 or missing:
-                    md.append(f"Against {PEER}: {gap:+.4f} at its {n[PEER]} seed(s) so far; seeds {', '.join(map(str, missing))} "
-                              f"are to come (`make next-peer SEED_LIST={','.join(map(str, missing))}`, then `make next-render`): "
+                    which = f"seed {missing[0]} is" if len(missing) == 1 else f"seeds {', '.join(map(str, missing))} are"
+                    md.append(f"Against {PEER}: {gap:+.4f} at its {n[PEER]} seed(s) so far; {which} to come "
+                              f"(`make next-peer SEED_LIST={','.join(map(str, missing))}`, then `make next-render`): "
                               "the comparison with the two seed spreads waits for them.")
                 else:
                     spread = sd['sasrec'] + sd[PEER]
