@@ -191,9 +191,7 @@ def _check_rows(idx, n_rows):
 def _compiled_for(p, st):
     ("The compiled kernel when it is built and `p` is what it steps (a float32 table of rows on the CPU, contiguous, each row laid "
      "out after the other), else None: PyTorch's steps.")
-    if p.dtype != torch.float32 or p.device.type != 'cpu' or p.dim() < 1 or p.numel() == 0: return None
-    if p.shape[0] > 1 and not p.is_contiguous() or p.storage_offset() < 0: return None
-    if p.shape[0] == 1 and p[0].numel() > 1 and not p[0].is_contiguous(): return None
+    if p.dtype != torch.float32 or p.device.type != 'cpu' or p.dim() < 1 or p.numel() == 0 or not p.is_contiguous(): return None
     if not (st['grad_avg'].is_contiguous() and st['sqr_avg'].is_contiguous()): return None
     return compiled.kernel()
 
