@@ -3,6 +3,7 @@ C compiler (`CC`, else cc), cached (`MOVIERECS_CACHE`), loaded with ctypes. With
 `kernel()` is None and both run their PyTorch steps."""
 import ctypes, hashlib, os, platform, shlex, shutil, subprocess, tempfile, warnings
 from pathlib import Path
+from ..core.files import write_atomic
 __all__ = ['SOURCE', 'FLAGS', 'build', 'kernel', 'kernel_status', 'cache_dir', 'reset']
 
 SOURCE = Path(__file__).with_name('rows.c')
@@ -22,30 +23,19 @@ def _cpu_key() -> str:
     except OSError: flags = ''
     return f'{platform.machine()} {platform.system()} {flags}'
 
-def _digest(path:Path) -> str: return hashlib.sha256(path.read_bytes()).hexdigest()
-
-def _write(path:Path, data:bytes, mode=0o644):
-    "`data` into `path` through a temporary file renamed over it: a reader sees the old file or the whole new one."
-    fd, tmp = tempfile.mkstemp(dir=path.parent)
-    try:
-        with os.fdopen(fd, 'wb') as f: f.write(data)
-        os.chmod(tmp, mode); os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp): os.remove(tmp)
-
 def build(source:Path, # A C file
           flags=FLAGS, # The compiler's flags
           cc=None # The compiler and any arguments of its own; default: `CC` (e.g. 'ccache gcc'), else cc
          ) -> Path:
-    ("`source` compiled into a shared library in `cache_dir()`, built once per source, flags and CPU; its path. The library is "
-     "written whole under a temporary name, then renamed, and its SHA-256 beside it: a library that does not match (truncated, "
-     "replaced) is built again, never loaded.")
+    ("`source` compiled into a shared library in `cache_dir()`, built once per source, flags and CPU; its path. The library and "
+     "its SHA-256 beside it are replaced as one step (`write_atomic`): a library that does not match (truncated, replaced) is "
+     "built again, never loaded.")
     cc = shlex.split(cc or os.environ.get('CC') or 'cc')
     source = Path(source)
     key = hashlib.sha256(source.read_bytes() + ' '.join((*flags, _cpu_key())).encode()).hexdigest()[:16]
     out = cache_dir()/f'{source.stem}-{key}.so'
     check = out.with_name(out.name + '.sha256')
-    if out.is_file() and check.is_file() and check.read_text().strip() == _digest(out): return out
+    if out.is_file() and check.is_file() and check.read_text().strip() == hashlib.sha256(out.read_bytes()).hexdigest(): return out
     if not cc or shutil.which(cc[0]) is None:
         raise RuntimeError(f"no C compiler: {cc[0] if cc else ''!r} is not on PATH (install gcc, or set CC)")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -57,8 +47,7 @@ def build(source:Path, # A C file
         data = tmp.read_bytes() if tmp.is_file() else b''
         if not data.startswith((b'\x7fELF', b'\xcf\xfa\xed\xfe', b'MZ')):
             raise RuntimeError(f'{cc[0]} wrote no shared library for {source.name} ({len(data)} bytes) {err}'.strip())
-        _write(out, data, 0o755)
-    _write(check, hashlib.sha256(data).hexdigest().encode())
+    write_atomic({out: data, check: hashlib.sha256(data).hexdigest()})
     return out
 
 _I64, _F32, _F64, _P, _INT = ctypes.c_int64, ctypes.c_float, ctypes.c_double, ctypes.c_void_p, ctypes.c_int
