@@ -64,13 +64,19 @@ def test_loading_while_another_thread_saves_sees_whole_models(pair, tmp_path, mo
     assert not errors and set(got) <= {'dot_bias', 'collab'}
 
 WRITER = textwrap.dedent('''
-    import sys, movierecs
+    import os, sys, movierecs
     ratings = movierecs.synthetic_ratings(seed=0)
     pair = [movierecs.train_model(m, epochs=1, ratings=ratings, progress=False) for m in ('dot_bias', 'collab')]
-    movierecs.save(pair[0], sys.argv[1])
-    print('ready', flush=True)
-    while True:
-        for learn in pair: movierecs.save(learn, sys.argv[1])
+    for folder in map(str.strip, sys.stdin):  # a folder: a child that saves there over and over, until killed
+        movierecs.save(pair[0], folder)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                while True:
+                    for learn in pair: movierecs.save(learn, folder)
+            finally: os._exit(1)
+        print(pid, flush=True)
+        sys.stdin.readline(); os.waitpid(pid, 0); print('reaped', flush=True)
 ''')
 
 @pytest.mark.slow
@@ -78,14 +84,18 @@ def test_kill_9_while_saving_never_loses_the_model(tmp_path):
     "A real SIGKILL at random moments of a process that saves over and over: the folder always loads one whole model."
     script = tmp_path/'writer.py'; script.write_text(WRITER)
     rng, got = np.random.default_rng(0), []
-    for i in range(6):
-        folder = tmp_path/f'm{i}'
-        p = subprocess.Popen([sys.executable, str(script), str(folder)], stdout=subprocess.PIPE, text=True,
-                             env={**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': str(Path(movierecs.__file__).parents[1])})
-        assert p.stdout.readline().strip() == 'ready'
-        time.sleep(float(rng.uniform(0.05, 0.6)))
-        p.send_signal(signal.SIGKILL); p.wait()
-        got.append(_which(load(folder)))
+    p = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                         env={**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': str(Path(movierecs.__file__).parents[1])})
+    try:
+        for i in range(6):  # the libraries load once; each saving process is forked from the one that loaded them
+            p.stdin.write(f'{tmp_path/f"m{i}"}\n'); p.stdin.flush()
+            pid = int(p.stdout.readline())
+            time.sleep(float(rng.uniform(0.05, 0.6)))
+            os.kill(pid, signal.SIGKILL)
+            p.stdin.write('reap\n'); p.stdin.flush()
+            assert p.stdout.readline().strip() == 'reaped'
+            got.append(_which(load(tmp_path/f'm{i}')))
+    finally: p.kill(); p.wait()
     assert set(got) <= {'dot_bias', 'collab'}
 
 def test_a_save_landing_between_reading_the_description_and_the_weights(pair, tmp_path, monkeypatch):
@@ -342,12 +352,15 @@ def test_cli_ctrl_c_is_exit_130_and_one_line(tmp_path, synth):
     "SIGINT in the middle of training: exit 130, 'movierecs: interrupted', no traceback, no model written."
     p = subprocess.Popen([sys.executable, '-W', 'ignore', '-m', 'movierecs', 'train', 'collab', '--epochs', '50',
                           '--out', str(tmp_path/'m')],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          env={**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': str(Path(movierecs.__file__).parents[1])})
-    time.sleep(12)  # past the imports, into the training
+    seen = b''  # past the imports, into the training, on any CPU: the first epoch's bar has moved
+    while b'Epoch 1/50' not in seen and p.poll() is None: seen += os.read(p.stdout.fileno(), 4096)
+    time.sleep(0.5)
     p.send_signal(signal.SIGINT)
-    out, err = p.communicate(timeout=60)
+    out, err = (b.decode() for b in p.communicate(timeout=60))
     if 'ML-100k' in err and 'not found' in err: pytest.skip('ML-100k unavailable')
+    assert b'Epoch 1/50' in seen, err[-500:]
     assert p.returncode == 130 and 'Traceback' not in err and err.strip().splitlines()[-1] == 'movierecs: interrupted', err[-500:]
     assert not (tmp_path/'m'/'model.json').exists()
 
