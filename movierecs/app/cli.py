@@ -120,7 +120,7 @@ def _schedule(args):
 
 def _train(args):
     from ..train import distributed
-    from ..train.experiments import train_model
+    from ..train.experiments import EpochLines, train_model
     from ..train.saving import save
     n, torchrun = args.processes or 1, distributed.launched_by_torchrun()
     if torchrun and args.processes: raise ValueError("torchrun started this process as one of several: leave out --processes "
@@ -134,7 +134,9 @@ def _train(args):
         if torchrun: learn = distributed.train_from_env(args.name, out, **_schedule(args), seed=args.seed, progress=not args.json)
         elif n > 1: learn = distributed.train_distributed(args.name, n, out, **_schedule(args), seed=args.seed, progress=not args.json)
         else:
-            learn = train_model(args.name, **_schedule(args), seed=args.seed, progress=not args.json, fast=not args.faithful)
+            lines = not args.json and not sys.stdout.isatty()  # into a file or a pipe: a line per epoch on stderr, not a bar's redraws
+            learn = train_model(args.name, **_schedule(args), seed=args.seed, progress=not args.json and not lines, fast=not args.faithful,
+                                **({'cbs': [EpochLines()]} if lines else {}))
             out = save(learn, out)
     if rank: return  # torchrun's other processes: rank 0 saved the model and reports
     if args.json: print(json.dumps(dict(model=args.name, saved=str(out), losses=learn.loss_table.df.to_dict('records')), indent=1))

@@ -50,7 +50,9 @@ class EpochLines(Callback):
         out = self.stream or sys.stderr
         done, n = self.epoch + 1, self.n_epoch
         spent = time.perf_counter() - self.start
-        line = (f'  epoch {done}/{n}: train loss {float(self.learn.recorder.values[-1][0]):.4f}, {spent:.0f} s'
+        losses = self.learn.recorder.values[-1]
+        valid = f', valid loss {float(losses[1]):.4f}' if len(losses) > 1 and losses[1] is not None else ''
+        line = (f'  epoch {done}/{n}: train loss {float(losses[0]):.4f}{valid}, {spent:.0f} s'
                 + (f', about {spent / done * (n - done):.0f} s left' if done < n else ', done'))
         tty = hasattr(out, 'isatty') and out.isatty()
         out.write(('\r' + line + '\033[K' + ('\n' if done == n else '')) if tty else line + '\n')

@@ -222,6 +222,8 @@ def test_epoch_lines_on_a_terminal_rewrite_one_line():
                                   cbs=[movierecs.EpochLines(out)])
     text = out.getvalue()
     assert text.count('\r') == 3 and text.count('\n') == 1 and text.endswith(', done\033[K\n') and learn.loss_table.df.shape[0] == 3
+    last = learn.loss_table.df.iloc[-1]
+    assert f'epoch 3/3: train loss {last.train_loss:.4f}, valid loss {last.valid_loss:.4f}, ' in text
 
 def test_train_takes_the_faithful_path_on_request(synth, tmp_path, monkeypatch, capsys):
     "`train --faithful` trains fastai's own `Learner` on its `TabDataLoader`s; without it, the fast path (here on the synthetic ratings)."
