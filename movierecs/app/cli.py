@@ -110,10 +110,19 @@ def _models(args):
     w = max(len(r['model']) for r in rows)
     for r in rows: print(f"{r['model']:<{w}}  {r['description']}  [experiments: {', '.join(r['experiments']) or '-'}]")
 
+def _recorded_runs() -> dict:
+    "The models `movierecs train` trains with a recorded run's settings by default: {name: RankingRun} (top-N's and next-item's)."
+    from ..train.runs import NEXT_RUNS, RANKERS
+    return {**RANKERS, **NEXT_RUNS}
+
 def _schedule(args):
-    "epochs, lr and wd of `movierecs train`: those given, else the model's (an L-BFGS model's: its experiment's epochs, step 1, no wd)."
+    ("epochs, lr and wd of `movierecs train`: those given, else the model's (a ranking or next-item model's: its recorded run's, "
+     "with its model options; an L-BFGS model's: its experiment's epochs, step 1, no wd).")
     from ..train.runs import EXPERIMENTS
     from ..models.registry import trains_by_lbfgs
+    run = _recorded_runs().get(args.name)
+    if run is not None:
+        return dict(epochs=args.epochs or run.epochs, lr=args.lr or run.lr, wd=run.wd if args.wd is None else args.wd, **run.kwargs)
     if not trains_by_lbfgs(args.name): return dict(epochs=args.epochs or 5, lr=args.lr or 5e-3, wd=0.1 if args.wd is None else args.wd)
     if args.wd: raise ValueError(f"{args.name} trains by full-batch L-BFGS and its own L2 penalty: leave out --wd.")
     return dict(epochs=args.epochs or EXPERIMENTS[args.name].epochs, lr=args.lr or 1., wd=None)
@@ -123,6 +132,10 @@ def _train(args):
     from ..train.experiments import EpochLines, train_model
     from ..train.saving import save
     n, torchrun = args.processes or 1, distributed.launched_by_torchrun()
+    from ..models.registry import model_task
+    if args.faithful and model_task(args.name) != 'rating':
+        raise ValueError(f"--faithful trains a rating model on fastai's own collab loaders; {args.name} builds its own rows from the "
+                         "ratings, the same either way: leave out --faithful.")
     if torchrun and args.processes: raise ValueError("torchrun started this process as one of several: leave out --processes "
                                                      "(torchrun's --nproc-per-node and --nnodes set how many).")
     if n > 1 or torchrun:
@@ -170,10 +183,11 @@ def _recommend(args):
 def _next(args):
     "What to watch next after `--history` (oldest first): the next-item model's list, with each title's match."
     if args.by: raise ValueError("--by chooses the model of a --user or --rate list; --history asks the next-item model.")
-    from ..recommendation.nextitem import MAX_HISTORY
+    from ..recommendation.nextitem import MAX_HISTORY, parse_history
     if len(args.history) > MAX_HISTORY: raise ValueError(f"{len(args.history):,} --history titles are more than {MAX_HISTORY:,}.")
+    from .defaults import default_learner, default_vocabs
+    parse_history(_next_vocabs(args.model) if args.model else default_vocabs('next'), args.history)  # before a model loads or trains
     from ..recommendation.nextitem import recommend_next
-    from .defaults import default_learner
     learn = _learner(args.model) if args.model else default_learner('next')
     if not hasattr(learn.model, 'score_windows'):
         raise ValueError(f"{args.model} holds a {learn.model_spec['model']} model, which does not read a history in order: "
@@ -181,6 +195,17 @@ def _next(args):
     df = recommend_next(learn, args.history, n=args.n)  # checks each title before anything is shown
     label = df.columns[0]
     _show_frame(_frame({label: df[label], 'match': _match(df['score'].to_numpy())}), args, fmts={'match': '{:.0%}'})
+
+def _next_vocabs(path) -> dict:
+    "The vocabularies of the next-item model saved at `path`, read from its files with numpy; an error if it is not one."
+    from ..models.registry import list_models, model_task
+    from ..train.modelfile import read_model
+    meta, _ = read_model(path)
+    name = meta['model_spec'].get('model')
+    if name not in list_models() or model_task(name) != 'next':
+        raise ValueError(f"{path} holds a {name} model, which does not read a history in order: "
+                         "give a next-item model (movierecs train sasrec), or leave out --model.")
+    return {k: ['#na#', *v] for k, v in meta['classes'].items()}
 
 def _frame(d):
     import pandas as pd
@@ -240,14 +265,18 @@ def _serve_app(args):
     if args.model:
         from ..models.registry import model_task
         from ..train.saving import load
-        learn = load(args.model)
-        rater = learn if model_task(learn.model_spec['model']) == 'rating' else default_learner('rating')
         from ..models.parts import vocab
+        learn, nexter = load(args.model), None
+        if model_task(learn.model_spec['model']) == 'next':  # the "next" list's model; the default ones recommend and rate
+            nexter, learn = learn, default_learner('ranking')
+            if vocab(nexter, 'movie') != vocab(learn, 'movie'):
+                raise ValueError(f"{args.model} is a next-item model trained on other titles than the default models the page rates "
+                                 "and recommends with: serve it with a model of the same titles, or serve without --model.")
+        rater = learn if model_task(learn.model_spec['model']) == 'rating' else default_learner('rating')
         if vocab(rater, 'movie') != vocab(learn, 'movie'):
             print(f"movierecs: {args.model} was trained on other titles than the default rating model: the page shows "
                   f"no predicted stars, biases or map.", file=sys.stderr)
             rater = None
-        nexter = None
     else: learn, rater, nexter = default_learner('ranking'), default_learner('rating'), default_learner('next')
     web = app(learn, rater, nexter)
     print('movierecs: the models are ready.', file=sys.stderr, flush=True)
@@ -293,22 +322,28 @@ def parser(more=None # {command: (help, main(argv))} of commands another layer a
     def model_opts(s, n):
         s.add_argument('-n', type=_positive(int), default=n, help=f'how many (default: {n})')
         s.add_argument('--model', type=_folder, metavar='DIR', help='a model saved by `movierecs train` (default: ' + (
-                       'see --by' if n == 10 else f"{DEFAULT_MODEL['model']} trained once with the notebook's settings and "
-                       f"cached in {_cache_hint()}/default") + ')')
+                       'see --by; with --history, SASRec trained once and cached' if n == 10 else
+                       f"{DEFAULT_MODEL['model']} trained once with the notebook's settings and cached in {_cache_hint()}/default") + ')')
         s.add_argument('--json', action='store_true', help='machine-readable output')
     s = cmd('models', _models, 'list the models in the registry')
     s.add_argument('--json', action='store_true', help='machine-readable output')
     s = cmd('train', _train, 'train a model on ML-100k with fit_one_cycle (autorec, glocal_k: full-batch L-BFGS), '
             'print its loss table and save it')
     s.add_argument('name', metavar='MODEL', choices=list_models(), help=f"one of: {', '.join(list_models())}")
-    s.add_argument('--epochs', type=number_arg(int, low=1, high=MAX_EPOCHS), help='epochs (default: 5; autorec 40, glocal_k 68)')
-    s.add_argument('--lr', type=number_arg(float, above=0, high=MAX_RATE),
-                   help='peak learning rate (default: 5e-3; autorec, glocal_k: the L-BFGS step, 1)')
-    s.add_argument('--wd', type=number_arg(float, low=0, high=MAX_RATE), help='weight decay (default: 0.1; none for autorec, glocal_k)')
+    from ..models.registry import trains_by_lbfgs
+    from ..train.runs import EXPERIMENTS
+    lbfgs, runs = [m for m in list_models() if trains_by_lbfgs(m)], _recorded_runs()
+    epochs = ', '.join([*(f'{m} {EXPERIMENTS[m].epochs}' for m in lbfgs), *(f'{m} {r.epochs}' for m, r in runs.items())])
+    s.add_argument('--epochs', type=number_arg(int, low=1, high=MAX_EPOCHS), help=f'epochs (default: 5; {epochs})')
+    s.add_argument('--lr', type=number_arg(float, above=0, high=MAX_RATE), help='peak learning rate (default: 5e-3; '
+                   + ', '.join([*(f'{m} {r.lr:g}' for m, r in runs.items()), f"{', '.join(lbfgs)}: the L-BFGS step, 1"]) + ')')
+    s.add_argument('--wd', type=number_arg(float, low=0, high=MAX_RATE), help='weight decay (default: 0.1; '
+                   + ', '.join([*(f'{m} {r.wd:g}' for m, r in runs.items()), f"none for {', '.join(lbfgs)}"]) + ')')
     s.add_argument('--seed', type=number_arg(int, low=0, high=2**32-1), default=42,
                    help='seed of split, initialisation and shuffles (default: 42)')
     s.add_argument('--out', type=_folder, metavar='DIR', help=f'folder to save the model to (default: {_cache_hint()}/MODEL)')
-    s.add_argument('--faithful', action='store_true', help="train on fastai's own loaders and Learner (slower; same maths)")
+    s.add_argument('--faithful', action='store_true', help="a rating model: train on fastai's own loaders and Learner (slower; "
+                   "same maths)")
     s.add_argument('--processes', type=_processes, metavar='N', help='train data-parallel on N processes of this machine '
                    '(torch DDP, gloo): each takes 64 rows a step, so a step averages N x 64 rows at the same --lr; at most the CPU '
                    'cores; the processes meet on a free local port, or $MASTER_PORT (default: 1). Several GPUs or machines: run '
@@ -338,8 +373,9 @@ def parser(more=None # {command: (help, main(argv))} of commands another layer a
     s.add_argument('--port', type=number_arg(int, low=1, high=65535, what='a port number'), default=8000,
                    help='TCP port, 1-65535 (default: 8000)')
     s.add_argument('--model', type=_folder, metavar='DIR', help='a model saved by `movierecs train`: a ranking model recommends, a rating '
-                   'model recommends and gives the stars, biases and map (default: the default ranking model recommends, the '
-                   "notebook's collab model gives the stars, biases and map, SASRec what to watch next; each trained once and cached)")
+                   'model recommends and gives the stars, biases and map, a next-item model gives the "next" list (default: the '
+                   "default ranking model recommends, the notebook's collab model gives the stars, biases and map, SASRec what to "
+                   "watch next; each trained once and cached)")
     # commands of a higher layer (`reproduce`, from the studies): they parse their own arguments
     for name, (text, _) in (more or {}).items():
         s = cmd(name, None, text, add_help=False)

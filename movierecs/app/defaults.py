@@ -2,7 +2,8 @@
 import json, os, sys
 from pathlib import Path
 from .args import writable
-__all__ = ['cache_dir', 'DEFAULT_MODEL', 'BY', 'default_ranker', 'default_next', 'default_learner', 'default_folder', 'default_light']
+__all__ = ['cache_dir', 'DEFAULT_MODEL', 'BY', 'default_ranker', 'default_next', 'default_learner', 'default_folder', 'default_light',
+           'default_vocabs']
 
 DEFAULT_MODEL = dict(model='collab', epochs=5, lr=5e-3, wd=0.1, seed=42)  # the notebook's collab_learner run
 
@@ -99,6 +100,17 @@ def default_light(by='ranking' # as in `default_learner`
     path = default_folder(by)
     try: return read_light(path)
     except ModelFileError as e: raise _retrain_hint(path)(e) from None
+
+def default_vocabs(by='ranking' # as in `default_learner`
+                  ) -> dict:
+    ("The default model `by`'s vocabularies {user: [...], item: [...]} (fastai's `#na#` first), without loading or training it: "
+     "from its cached model.json, else from the ratings it would be trained on. A title can be checked before a first run trains.")
+    path, _, why = _cached(by)
+    meta = _meta(path) if why is None else None
+    if meta is not None and isinstance(meta.get('classes'), dict) and len(meta['classes']) == 2:
+        return {k: ['#na#', *v] for k, v in meta['classes'].items()}
+    ratings = all_ratings()['ratings']
+    return {c: ['#na#', *sorted(ratings[c].unique())] for c in ('user', 'title')}
 
 def _meta(path):
     "A saved model's model.json as a dict (None if it cannot be read: reading the model then says why)."

@@ -114,7 +114,7 @@ async def _read_body(req, key, example):
     "The `key` field and n of a POSTed JSON object {key: ..., \"n\": 10}; _Bad naming the problem (and `example`) otherwise."
     body = await req.body()
     if not body.strip(): raise _Bad(400, f'the request body is empty: {example}')
-    try: data = json.loads(body, object_pairs_hook=_no_duplicates)
+    try: data = json.loads(body, object_pairs_hook=_no_duplicates, parse_int=_json_int)
     except _Bad: raise
     except (ValueError, RecursionError) as e: raise _Bad(400, f'the request body is not valid JSON ({type(e).__name__}: {e}): {example}')
     if not isinstance(data, dict): raise _Bad(400, f'the request body must be a JSON object, got {_json_type(data)}: {example}')
@@ -134,17 +134,25 @@ async def _read_history(req):
     history, n = await _read_body(req, 'history', 'send JSON like {"history": ["Star Wars (1977)", "Alien (1979)"]}, oldest first')
     if not isinstance(history, list): raise _Bad(400, f'"history" must be an array of titles, oldest first, got {_json_type(history)}')
     if len(history) > MAX_HISTORY: raise _Bad(400, f'"history" has {len(history):,} titles, more than {MAX_HISTORY:,}')
-    bad = next((t for t in history if not isinstance(t, str)), None)
-    if bad is not None: raise _Bad(400, f'every title of "history" must be a string, got {_json_type(bad)}')
+    bad = next((k for k, t in enumerate(history) if not isinstance(t, str)), None)
+    if bad is not None: raise _Bad(400, f'every title of "history" must be a string, got {_json_type(history[bad])} at place {bad + 1}')
+    if not history: raise _Bad(400, '"history" is empty: give at least one title watched, e.g. {"history": ["Star Wars (1977)"]}')
     return history, n
 
 def _no_duplicates(pairs):
     "A JSON object, refused when a key repeats: a title rated twice is ambiguous, not 'the last one wins'."
     seen = {}
     for k, v in pairs:
-        if k in seen: raise _Bad(400, f'{k!r} appears twice in one JSON object: rate each movie once')
+        if k in seen: raise _Bad(400, f'{_short(k)} appears twice in one JSON object: give each field, and rate each movie, once')
         seen[k] = v
     return seen
+
+def _short(s): return repr(s) if len(repr(s)) <= 80 else repr(s)[:76] + '...'
+
+def _json_int(s):
+    "A JSON integer (json.loads's parse_int): refused past 30 digits, where no field of the API has a use for it."
+    if len(s.lstrip('-')) > 30: raise _Bad(400, f'the request body holds a number of {len(s.lstrip("-")):,} digits: no field takes one')
+    return int(s)
 
 def _library_error(e, status=400):
     "A library error (a bad title, star, n) as _Bad, its message kept."

@@ -15,12 +15,13 @@ DROPPED = {  # the keys of `TimeSplit.dropped`; every split has all of them
 }
 
 class TimeSplit(tuple):
-    "`(train, test)`, unpacked like `load_split` or `stratified_split`, with the `dropped` counts (see `DROPPED`) and the `cut`."
-    def __new__(cls, train, test, dropped, cut=None, how=''):
+    ("`(train, test)`, unpacked like `load_split` or `stratified_split`, with the `dropped` counts (see `DROPPED`), the `cut`, and "
+     "`repeats`: test rows whose user has the same item in train too (rated again, or two movies of one title), kept and counted.")
+    def __new__(cls, train, test, dropped, cut=None, how='', repeats=0):
         self = super().__new__(cls, (train, test))
-        self.dropped, self.cut, self.how = dropped, cut, how
+        self.dropped, self.cut, self.how, self.repeats = dropped, cut, how, repeats
         return self
-    def __getnewargs__(self): return (*self, self.dropped, self.cut, self.how)
+    def __getnewargs__(self): return (*self, self.dropped, self.cut, self.how, self.repeats)
     @property
     def n_dropped(self) -> int:
         "Rows of the input in neither train nor test: len(train) + len(test) + n_dropped == len(ratings)."
@@ -31,6 +32,7 @@ class TimeSplit(tuple):
         s = f"train {len(train):,} rows{' ' + self.how if self.cut is not None else ''}; test {len(test):,} rows"
         if self.cut is None: s += f" ({self.how})"
         if d['unscored_users']: s += f"; {d['unscored_users']:,} users unscored (all their rows in train)"
+        if self.repeats: s += f"; {self.repeats:,} test rows repeat a (user, item) pair of train"
         return (s + f"; dropped {d['new_user_rows']:,} rows of {d['new_users']:,} new users, "
                 f"{d['new_movie_rows']:,} rows of {d['new_movies']:,} new movies")
     def __repr__(self): return f'TimeSplit({self.describe()})'
@@ -40,6 +42,9 @@ def _check(ratings, item):
     if not isinstance(ratings, pd.DataFrame):
         raise DataError(f"ratings must be a pandas DataFrame like load_ratings(), got {type(ratings).__name__}.")
     cols = list(ratings.columns)
+    twice = sorted({str(c) for c in ratings.columns[ratings.columns.duplicated()]})
+    if twice: raise DataError(f"ratings has the column(s) {', '.join(twice)} more than once: keep one of each "
+                              "(e.g. ratings.loc[:, ~ratings.columns.duplicated()]).")
     if item is None: item = next((c for c in ITEM_COLS if c in cols), None)
     for c, what in (('user', "'user' column"), ('timestamp', "'timestamp' column (Unix seconds, as u.data holds)"),
                     (item, f"item column ({' or '.join(map(repr, ITEM_COLS))}; or name yours with item=...)")):
@@ -50,6 +55,9 @@ def _check(ratings, item):
     if not pd.api.types.is_numeric_dtype(ts) or pd.api.types.is_bool_dtype(ts):
         raise DataError(f"ratings.timestamp must be numeric (Unix seconds), got dtype {ts.dtype}: convert it, "
                         "e.g. pd.to_numeric(...) for strings or .astype('int64') // 10**9 for datetimes.")
+    if ts.dtype in (np.float16, np.float32):
+        raise DataError(f"ratings.timestamp is {ts.dtype}, which cannot hold Unix seconds exactly (1e9 needs 30 bits of mantissa): "
+                        "ratings change order and ties. Read the timestamps as int64 (load_ratings does) or float64.")
     bad = ~np.isfinite(ts.to_numpy(float))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
@@ -90,6 +98,9 @@ def history_position(ratings:pd.DataFrame, # Ratings like `load_ratings()`: user
 def _split(ratings, test, item, cut=None, how='', unscored=0):
     "The `TimeSplit` of `ratings` into rows not in `test` and rows of `test` whose user and item are in train, the rest counted."
     train = ~test
+    if not test.any():
+        raise DataError(f"The split holds nothing out ({how}): no user has enough ratings for it. Hold out fewer ratings, or pass a "
+                        "frame with longer histories.")
     new_user = test & ~ratings.user.isin(ratings.user[train]).to_numpy()
     new_item = test & ~new_user & ~ratings[item].isin(ratings[item][train]).to_numpy()
     keep = test & ~new_user & ~new_item
@@ -98,7 +109,10 @@ def _split(ratings, test, item, cut=None, how='', unscored=0):
                         f"training row ({how}). Hold out fewer ratings, or pass a frame with longer histories.")
     dropped = {'new_user_rows': int(new_user.sum()), 'new_users': ratings.user[new_user].nunique(),
                'new_movie_rows': int(new_item.sum()), 'new_movies': ratings[item][new_item].nunique(), 'unscored_users': int(unscored)}
-    return TimeSplit(ratings[train].reset_index(drop=True), ratings[keep].reset_index(drop=True), dropped, cut, how)
+    users, items = pd.factorize(ratings.user)[0].astype('int64'), pd.factorize(ratings[item])[0].astype('int64')
+    pairs = users * (int(items.max()) + 1) + items
+    repeats = int(np.isin(pairs[keep], pairs[train]).sum())
+    return TimeSplit(ratings[train].reset_index(drop=True), ratings[keep].reset_index(drop=True), dropped, cut, how, repeats)
 
 def _date(t):
     "A timestamp (Unix seconds) as 'YYYY-MM-DD UTC (timestamp t)'."

@@ -168,8 +168,10 @@ def evaluate_topn(method, # A name `fit_topn` knows, or a fitted `TopN` (then `f
     keep = np.asarray(relevant.sum(1)).ravel() > 0
     users, exclude, relevant = users[keep], exclude[keep], relevant[keep]
     if not len(users):
-        raise ValueError(f"No test user has a relevant movie (a test rating >= {threshold} of a movie they did not rate in the "
-                         f"base file) among {len(tested)} test users: check the threshold and the split.")
+        what = 'a test rating' if threshold is None else f'a test rating >= {threshold}'
+        raise ValueError(f"No test user has a relevant movie ({what} of a movie they did not rate in the base file) among "
+                         f"{len(tested)} test users: check the split (a test row repeating a pair of the base file is not scored)"
+                         + ('' if threshold is None else ' and the threshold') + ".")
     counts = np.asarray(interactions(base, np.unique(base.user), catalog, item_name).sum(0)).ravel()
     cols = pd.Index(catalog).get_indexer(fitted.items)  # the method's items in the catalog; the rest score -inf
     if (cols < 0).any(): raise ValueError(f"{name} knows items outside the split: was it fitted on another data set?")

@@ -1,6 +1,6 @@
 """What a trained learner holds, by name: its vocabularies, its weights, the rated pairs, a title's or a user's place.
 The vocabulary helpers read a `Learner` or a saved model's numpy form (`recommendation.light.Light`) and import no torch."""
-import difflib, re
+import difflib, re, unicodedata
 import numpy as np
 
 __all__ = ['model_weights', 'vocab', 'title_index', 'user_index', 'rated_pairs', 'item_label']
@@ -27,15 +27,19 @@ def model_weights(learn, side, kind):
                     f"use a model with {'biases' if kind == 'bias' else 'factors'}, e.g. 'dot_bias' or 'collab'.")
 
 def _classes(learn):
-    "The {user: vocabulary, item: vocabulary} of a trained `Learner` or of a saved model's numpy form."
+    "The {user: vocabulary, item: vocabulary} of a trained `Learner`, of a saved model's numpy form, or given as such a dict."
     if hasattr(learn, 'dls') and hasattr(learn, 'model'): return learn.dls.classes
     if isinstance(getattr(learn, 'classes', None), dict) and hasattr(learn, 'form'): return learn.classes
+    if isinstance(learn, dict) and len(learn) == 2 and all(hasattr(v, '__len__') and not isinstance(v, str) for v in learn.values()):
+        return learn
     raise TypeError(f"learn must be a trained Learner (from train_model, load or default_learner), got {type(learn).__name__}.")
 
 def vocab(learn, side):
     "The `side` ('user' or 'movie') vocabulary of a trained learner, fastai's `#na#` placeholder at 0."
     classes = _classes(learn)
     return list(classes[list(classes)[0 if side == 'user' else 1]])
+
+def _typed(title): return unicodedata.normalize('NFC', title).strip()
 
 def title_index(learn, title):
     "Position of `title` in the title vocabulary; an error suggesting the closest titles when it is not there."
@@ -45,12 +49,18 @@ def title_index(learn, title):
         title = int(title)  # a movie id typed on the command line
     try: return titles.index(title, 1)  # never fastai's `#na#` placeholder at 0
     except ValueError: pass
+    if isinstance(title, str) and item_label(learn) != 'movie':  # as typed: accents in one code point or two, spaces around
+        key = _typed(title)
+        hit = next((i for i, t in enumerate(titles) if i and isinstance(t, str) and _typed(t) == key), None)
+        if hit is not None: return hit
+    shown = repr(title) if len(repr(title)) <= 80 else repr(title)[:76] + '...'
     if item_label(learn) == 'movie':  # a model trained on movie ids (the canonical splits)
-        raise KeyError(f"{title!r} is not a movie id the model was trained on: it keys movies by id (from {titles[1]} to {titles[-1]}), "
+        raise KeyError(f"{shown} is not a movie id the model was trained on: it keys movies by id (from {titles[1]} to {titles[-1]}), "
                        f"e.g. {titles[1]}.")
-    close = difflib.get_close_matches(str(title), titles[1:], n=3, cutoff=0.5)
+    if not isinstance(title, str): raise KeyError(f"{shown} is not a title: give titles as text, e.g. 'Toy Story (1995)'.")
+    close = difflib.get_close_matches(title[:200], titles[1:], n=3, cutoff=0.5)
     hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ' Titles carry their year, e.g. "Toy Story (1995)".'
-    raise KeyError(f"{title!r} is not a movie the model was trained on.{hint}")
+    raise KeyError(f"{shown} is not a movie the model was trained on.{hint}")
 
 def user_index(learn, user):
     "Position of `user` (an id such as 196, or '196') in the user vocabulary; an error giving the valid ids otherwise."

@@ -6,7 +6,7 @@ __all__ = ['MAX_HISTORY', 'parse_history', 'recommend_next']
 
 MAX_HISTORY = 5000  # more titles than anyone watches in a row; a longer history is refused (a model reads its newest `max_len`)
 
-def parse_history(learn, # A trained next-item learner, e.g. `train_model('sasrec', ...)`
+def parse_history(learn, # A trained next-item learner, e.g. `train_model('sasrec', ...)`, or its vocabularies {user: [...], item: [...]}
                   history # Titles, oldest first, e.g. ['Star Wars (1977)', 'Alien (1979)']
                  ) -> list:
     "The item codes of `history`, oldest first, each title checked; an error naming the problem and the fix otherwise."
@@ -20,6 +20,8 @@ def parse_history(learn, # A trained next-item learner, e.g. `train_model('sasre
     index = {t: i for i, t in enumerate(titles) if i}
     codes, seen = [], {}
     for k, t in enumerate(history):
+        if isinstance(t, bool) or not isinstance(t, (str, int, np.integer)):
+            raise TypeError(f"history[{k}] is {type(t).__name__}: give each title as text, e.g. 'Star Wars (1977)'.")
         c = index[t] if t in index else title_index(learn, t)  # a miss: its error, with the closest titles
         if c in seen: raise ValueError(f"{titles[c]!r} is in the history twice (places {seen[c] + 1} and {k + 1}): list each title once.")
         seen[c] = k

@@ -85,6 +85,29 @@ def test_recommend_next_from_a_history(next_dir, capsys):
         with pytest.raises(SystemExit) as e: main(bad)
         assert problem in e.value.code and e.value.code.count('\n') == 0
 
+def test_a_history_is_checked_before_a_model_loads_or_trains(next_dir, cyc, tmp_path, monkeypatch):
+    ("A typo or a repeat in --history fails at once, in one short line: with an empty cache the default next-item model is not "
+     "trained first, and a --model is read, not loaded. A title typed with spaces around or in decomposed Unicode is found.")
+    path, learn = next_dir
+    monkeypatch.setenv('MOVIERECS_CACHE', str(tmp_path))
+    monkeypatch.setattr(movierecs.app.defaults, 'all_ratings', lambda: dict(ratings=cyc, splits=(np.arange(len(cyc)), np.arange(0))))
+    def never(*a, **k): raise AssertionError('a model was loaded or trained')
+    monkeypatch.setattr(movierecs.app.defaults, 'default_learner', never)
+    monkeypatch.setattr(movierecs.app.cli, '_learner', never)
+    for argv, problem in ((['--history', 'Movie 4'], "'Movie 4' is not a movie the model was trained on. Did you mean"),
+                          (['--history', 'Movie 04', '--history', ' Movie 04 '], "'Movie 04' is in the history twice (places 1 and 2)"),
+                          (['--history', 'Movie 04', '--model', path, '--history', 'x' * 10000], "'xxxxxxxx")):
+        with pytest.raises(SystemExit) as e: main(['recommend', *argv])
+        assert problem in e.value.code and e.value.code.count('\n') == 0 and len(e.value.code) < 400, e.value.code[:400]
+    assert not any(tmp_path.iterdir())  # nothing trained, nothing cached
+    import unicodedata
+    cafe = {**learn.dls.classes, 'title': ['#na#', 'Café (1990)']}
+    assert movierecs.parse_history(cafe, [unicodedata.normalize('NFD', 'Café (1990)')]) == [1]
+    with pytest.raises(ValueError, match=r"'Café \(1990\)' is in the history twice"):
+        movierecs.parse_history(cafe, [unicodedata.normalize('NFD', 'Café (1990)'), 'Café (1990)  '])
+    with pytest.raises(TypeError, match=r"history\[1\] is list: give each title as text"):
+        movierecs.parse_history(cafe, ['Café (1990)', ['x']])
+
 def test_broken_model_folder_is_one_line(tmp_path):
     with pytest.raises(SystemExit) as e: main(['biases', '--model', str(tmp_path)])
     assert e.value.code.startswith('movierecs: error: No saved model at')

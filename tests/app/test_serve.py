@@ -423,6 +423,26 @@ def test_serve_refuses_an_empty_host(saved, capsys):
     assert e.value.code == 2 and 'argument --host: is empty' in err and err.strip().count('\n') == 0
 
 
+def test_serve_command_with_a_next_item_model(saved, learn, rater, nexter, cyc, seed, tmp_path, monkeypatch):
+    ("`movierecs serve --model DIR` of a next-item model: it gives the 'next' list, the default models recommend and rate; one trained "
+     "on other titles is refused before the page serves.")
+    built = []
+    class Server:
+        def __init__(self, web): self.web = web
+        def run(self, sockets): self.web.thread.join(120); built.append(self.web.app)
+    monkeypatch.setattr(ms, 'server', Server)
+    monkeypatch.setattr(ms, 'app', lambda learn, rater, nexter=None: (learn, rater, nexter))
+    defaults = {'ranking': learn, 'rating': rater}
+    monkeypatch.setattr(movierecs.app.cli, 'default_learner', lambda by='ranking': defaults[by])
+    def free_port():
+        with socket.socket() as s: s.bind(('127.0.0.1', 0)); return str(s.getsockname()[1])
+    main(['serve', '--port', free_port(), '--model', str(movierecs.save(nexter, tmp_path/'next'))])
+    (by, stars, nx), = built[:1]
+    assert by is learn and stars is rater and nx.model_spec['model'] == 'sasrec' and nx.dls.classes == nexter.dls.classes
+    other = movierecs.train_model('sasrec', epochs=1, seed=seed, ratings=cyc, progress=False, n_factors=8, max_len=10)
+    with pytest.raises(SystemExit) as e: main(['serve', '--port', free_port(), '--model', str(movierecs.save(other, tmp_path/'other'))])
+    assert 'is a next-item model trained on other titles than the default models' in e.value.code and built[1:] == [None]
+
 @pytest.fixture(scope='module')
 def nexter(frame, seed):
     "SASRec on the same titles (a few epochs: the answers are checked against `recommend_next`, not for quality)."
@@ -440,7 +460,9 @@ def test_watch_next_list_and_api(learn, rater, nexter):
         html = c.post('/next', json={'history': history, 'n': 5}).text
         assert _titles(html, 'next') == want.title.tolist()[:5] and '<script>' not in html
         for body, status, problem in (
-                ({'history': []}, 400, 'history is empty'),
+                ({'history': []}, 400, '"history" is empty: give at least one title watched, e.g. {"history": ["Star Wars (1977)"]}'),
+                ({'history': ['Movie 3 (1990)', None]}, 400, 'every title of "history" must be a string, got null at place 2'),
+                ({'history': [' Movie 3 (1990) ', 'Movie 9 (1990)']}, 200, None),
                 ({'history': ['Movie 3 (1990)', 'Movie 3 (1990)']}, 400, "'Movie 3 (1990)' is in the history twice"),
                 ({'history': ['Movie 3']}, 400, "'Movie 3' is not a movie the model was trained on. Did you mean"),
                 ({'history': 'Movie 3 (1990)'}, 400, '"history" must be an array of titles'),
@@ -448,7 +470,13 @@ def test_watch_next_list_and_api(learn, rater, nexter):
                 ({'history': ['Movie 3 (1990)'] * 5001}, 400, 'more than 5,000'),
                 ({'ratings': {}}, 400, 'unknown field'),
                 ({'history': ['Movie 3 (1990)'], 'n': 0}, 400, 'n must be an integer from 1')):
+            if status == 200: assert c.post('/api/next', json=body).status_code == 200; continue
             assert problem in _one_line_error(c.post('/api/next', json=body), status), body
+        for raw, problem in ((b'{"history": ["Movie 3 (1990)"], "n": 3, "n": 4}', "'n' appears twice in one JSON object: give each field"),
+                             (b'{"history": ["Movie 3 (1990)"], "n": ' + b'9' * 5000 + b'}', 'a number of 5,000 digits: no field'),
+                             (b'{"history": ["' + b'x' * 100000 + b'"]}', "'xxxx")):
+            assert problem in _one_line_error(c.post('/api/next', content=raw), 400)
+            assert len(_one_line_error(c.post('/api/next', content=raw), 400)) < 400
     with TestClient(app(learn, rater)) as c:
         assert 'Watch next' not in c.get('/').text
         assert 'no next-item model' in _one_line_error(c.post('/api/next', json={'history': ['Movie 3 (1990)']}), 404)

@@ -129,6 +129,14 @@ def test_any_item_column():
     test = leave_last_out(TIES.drop(columns='movie'), item='title')[1]  # the titles 'Movie 1'..'Movie 5' sort as the ids do
     assert list(zip(test.user, test.title)) == [(1, 'Movie 3'), (2, 'Movie 1')]
 
+def test_a_pair_in_train_and_test_is_counted():
+    "A user who rated an item twice (again later, or two movies of one title) can have it on both sides: kept, counted, described."
+    again = frame([(1, 10, 1), (1, 20, 2), (1, 20, 3), (2, 10, 1), (2, 30, 2), (2, 20, 3)])
+    s = leave_last_out(again)
+    assert pairs(s[1]) == [(1, 20), (2, 20)] and s.repeats == 1 and '1 test rows repeat a (user, item) pair of train' in s.describe()
+    assert leave_last_out(TIES).repeats == 0 and 'repeat' not in leave_last_out(TIES).describe()
+    assert pickle.loads(pickle.dumps(s)).repeats == 1
+
 @pytest.mark.parametrize('call, match', [
     (lambda: time_split(CUT.drop(columns='timestamp')), "no 'timestamp' column"),
     (lambda: time_split(CUT.drop(columns='user')), "no 'user' column"),
@@ -150,7 +158,9 @@ def test_any_item_column():
     (lambda: leave_last_out(CUT, 0), 'n must be a positive integer'),
     (lambda: leave_last_out(CUT, 1.5), 'n must be a positive integer'),
     (lambda: leave_last_out(CUT, True), 'n must be a positive integer'),
-    (lambda: leave_last_out(CUT, 4), 'nothing to score.*Hold out fewer'),  # no user has more than 4 ratings
+    (lambda: leave_last_out(CUT, 4), 'holds nothing out.*no user has enough ratings.*Hold out fewer'),  # none has more than 4
+    (lambda: leave_last_out(pd.concat([CUT.user, CUT], axis=1)), 'the column.s. user more than once: keep one'),
+    (lambda: time_split(CUT.astype({'timestamp': 'float32'})), 'float32, which cannot hold Unix seconds exactly.*int64'),
     (lambda: last_fraction(CUT, 0), 'frac must be a number between 0 and 1'),
     (lambda: last_fraction(CUT, 1), 'frac must be a number between 0 and 1'),
 ])

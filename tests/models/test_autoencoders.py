@@ -197,6 +197,13 @@ def test_cli_train_uses_each_models_recipe():
     assert _schedule(ns(name='collab', epochs=None, lr=None, wd=None)) == dict(epochs=5, lr=5e-3, wd=0.1)
     with pytest.raises(ValueError, match='glocal_k trains by full-batch L-BFGS and its own L2 penalty: leave out --wd'):
         _schedule(ns(name='glocal_k', epochs=None, lr=None, wd=0.1))
+    for runs in (movierecs.RANKERS, movierecs.NEXT_RUNS):  # the ranking and next-item models: their recorded run, options and all
+        for name, r in runs.items():
+            assert _schedule(ns(name=name, epochs=None, lr=None, wd=None)) == dict(epochs=r.epochs, lr=r.lr, wd=r.wd, **r.kwargs)
+            assert _schedule(ns(name=name, epochs=2, lr=0.1, wd=0.)) == dict(epochs=2, lr=0.1, wd=0., **r.kwargs)
+    from movierecs.__main__ import main
+    with pytest.raises(SystemExit) as e: main(['train', 'sasrec', '--faithful'])
+    assert "sasrec builds its own rows from the ratings, the same either way: leave out --faithful" in e.value.code
 
 def test_train_model_refuses_a_schedule_lbfgs_cannot_follow(synth):
     for kw in (dict(wd=0.1), dict(schedule='one_cycle')):
