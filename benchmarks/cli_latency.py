@@ -26,6 +26,8 @@ def _commands(exe, cache):
         ("movierecs similar 'Star Wars (1977)'", [exe, 'similar', 'Star Wars (1977)'],
          learner('default', "m.similar_movies(l, 'Star Wars (1977)')")),
         ('movierecs biases', [exe, 'biases'], learner('default', 'm.biases(l)')),
+        ('movierecs recommend --history (2 titles)', [exe, 'recommend', '--history', 'Star Wars (1977)', '--history', 'Alien (1979)'],
+         learner('default-next', "m.recommend_next(l, ['Star Wars (1977)', 'Alien (1979)'])")),
         ('python -c "import torch"', _python('import torch'), None),
         ('python -c "import fastai.collab"', _python('import fastai.collab'), None),
     ]
@@ -42,7 +44,7 @@ def main():
     from movierecs.app.defaults import cache_dir, default_folder
     from movierecs.core.files import write_atomic
     from movierecs.studies.reproduce import cpu_label, environment
-    for by in ('ranking', 'rating'): default_folder(by)  # trained once and cached, as the command would
+    for by in ('ranking', 'rating', 'next'): default_folder(by)  # trained once and cached, as the command would
     exe = str(Path(sys.executable).with_name('movierecs'))
     env = {**os.environ, 'PYTHONWARNINGS': 'ignore'}
     rows, out = _commands(exe, cache_dir()), {}

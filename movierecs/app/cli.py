@@ -183,29 +183,22 @@ def _recommend(args):
 def _next(args):
     "What to watch next after `--history` (oldest first): the next-item model's list, with each title's match."
     if args.by: raise ValueError("--by chooses the model of a --user or --rate list; --history asks the next-item model.")
-    from ..recommendation.nextitem import MAX_HISTORY, parse_history
+    from ..recommendation.nextitem import MAX_HISTORY, parse_history, recommend_next
     if len(args.history) > MAX_HISTORY: raise ValueError(f"{len(args.history):,} --history titles are more than {MAX_HISTORY:,}.")
-    from .defaults import default_learner, default_vocabs
-    parse_history(_next_vocabs(args.model) if args.model else default_vocabs('next'), args.history)  # before a model loads or trains
-    from ..recommendation.nextitem import recommend_next
-    learn = _learner(args.model) if args.model else default_learner('next')
-    if not hasattr(learn.model, 'score_windows'):
-        raise ValueError(f"{args.model} holds a {learn.model_spec['model']} model, which does not read a history in order: "
+    from .defaults import default_light, default_vocabs
+    if args.model: m = _model(args)  # its arrays (numpy), else its Learner
+    else:
+        parse_history(default_vocabs('next'), args.history)  # a typo fails at once, before a first run trains the model
+        m = default_light('next')
+    from ..models.registry import model_task
+    from ..recommendation.light import Light
+    name = m.name if isinstance(m, Light) else m.model_spec['model']
+    if model_task(name) != 'next':
+        raise ValueError(f"{args.model} holds a {name} model, which does not read a history in order: "
                          "give a next-item model (movierecs train sasrec), or leave out --model.")
-    df = recommend_next(learn, args.history, n=args.n)  # checks each title before anything is shown
+    df = recommend_next(m, args.history, n=args.n)  # checks each title before anything is shown
     label = df.columns[0]
     _show_frame(_frame({label: df[label], 'match': _match(df['score'].to_numpy())}), args, fmts={'match': '{:.0%}'})
-
-def _next_vocabs(path) -> dict:
-    "The vocabularies of the next-item model saved at `path`, read from its files with numpy; an error if it is not one."
-    from ..models.registry import list_models, model_task
-    from ..train.modelfile import read_model
-    meta, _ = read_model(path)
-    name = meta['model_spec'].get('model')
-    if name not in list_models() or model_task(name) != 'next':
-        raise ValueError(f"{path} holds a {name} model, which does not read a history in order: "
-                         "give a next-item model (movierecs train sasrec), or leave out --model.")
-    return {k: ['#na#', *v] for k, v in meta['classes'].items()}
 
 def _frame(d):
     import pandas as pd

@@ -68,6 +68,50 @@ class _Rows:
         rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
         return np.tanh(rows @ self.We.T + self.be) @ self.Wd.T + self.bd
 
+def _layer_norm(x, w, b):
+    "torch's `LayerNorm` (eps 1e-5) over the last axis."
+    mean = x.mean(-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + np.float32(1e-5)) * w + b
+
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+def _gelu(x): return (0.5 * x * (1 + _erf(x / math.sqrt(2)))).astype(np.float32)  # torch's exact GELU
+
+class _Seq:
+    ("SASRec: the history's items and positions through causal self-attention blocks (pre-norm, each residual: attention, then "
+     "Linear-GELU-Linear), a last LayerNorm; every item's logit is the last state · its embedding.")
+    def __init__(self, s, n_heads, prefix=''):
+        g = lambda k: s[prefix + k]
+        self.items, self.pos, self.n_heads = g('items.weight'), g('pos.weight'), n_heads
+        self.blocks, b = [], 0
+        while prefix + f'blocks.{b}.qkv.weight' in s:
+            self.blocks.append({k: g(f'blocks.{b}.{k}') for k in ('norm1.weight', 'norm1.bias', 'qkv.weight', 'qkv.bias', 'out.weight',
+                                'out.bias', 'norm2.weight', 'norm2.bias', 'ff.0.weight', 'ff.0.bias', 'ff.3.weight', 'ff.3.bias')})
+            b += 1
+        self.norm = g('norm.weight'), g('norm.bias')
+        if self.items.shape[1] % n_heads: raise ValueError(f"{self.items.shape[1]} factors do not split into {n_heads} heads")
+
+    def score_history(self, codes):
+        "Every item's logit as what comes after `codes` (item codes, oldest first; the newest `max_len` are read); PAD (0) is -inf."
+        x = np.asarray(codes, np.int64)[-len(self.pos):]
+        n, d = len(x), self.items.shape[1]
+        h = self.items[x] * np.float32(math.sqrt(d)) + self.pos[-n:]
+        later = np.triu(np.ones((n, n), bool), 1)  # position i reads j <= i
+        dh = d // self.n_heads
+        for w in self.blocks:
+            q, k, v = (_linear(w['qkv.weight'], w['qkv.bias'])(_layer_norm(h, w['norm1.weight'], w['norm1.bias']))
+                       .reshape(n, 3, self.n_heads, dh).transpose(1, 2, 0, 3))  # (3, heads, n, dh)
+            a = q @ k.transpose(0, 2, 1) / np.float32(math.sqrt(dh))
+            a[:, later] = -np.inf
+            a = np.exp(a - a.max(-1, keepdims=True)); a /= a.sum(-1, keepdims=True)
+            h = h + _linear(w['out.weight'], w['out.bias'])((a @ v).transpose(1, 0, 2).reshape(n, d))
+            f = _gelu(_linear(w['ff.0.weight'], w['ff.0.bias'])(_layer_norm(h, w['norm2.weight'], w['norm2.bias'])))
+            h = h + _linear(w['ff.3.weight'], w['ff.3.bias'])(f)
+        out = (_layer_norm(h[-1], *self.norm) @ self.items.T).astype(np.float32)
+        out[0] = -np.inf
+        return out
+
 def _linear(W, b=None): return lambda x: x @ W.T + b if b is not None else x @ W.T
 def _relu(x): return np.maximum(x, 0)
 def _batchnorm(s, k):
@@ -122,6 +166,7 @@ def _form(name, spec, s, light, prefix=''):
         own = {k: v for k, v in spec.items() if k in ('n_factors', 'y_range')}
         members = [_form(m, own, s, light, f'{prefix}members.{j}.') for j, m in enumerate(spec['members'])]
         return _Mean(members) if all(f is not None for f in members) else None
+    if name == 'sasrec': return _Seq(s, spec.get('n_heads', 1), prefix)
     if name == 'mult_dae':
         return _Rows(g('encoder.weight'), g('encoder.bias'), g('decoder.weight', 'i'), g('decoder.bias', 'i'),
                      light.history(spec.get('low_in', 1.)), spec.get('low_in', 1.))
@@ -139,9 +184,11 @@ class Light:
         self.task = model_task(self.name)
         self.form = _form(self.name, spec, self.state, self)
         if self.form is None:
-            why = {'glocal_k': "GLocal-K's global kernel mixes every user's column", 'sasrec': "SASRec reads histories in order"}
+            why = {'glocal_k': "GLocal-K's global kernel mixes every user's column"}
             raise NoLightForm(f"{self.name} has no numpy form ({why.get(self.name, 'not written out')}).")
-        self.user_scores(1)  # a forward through every array: one of another shape fails here, not in an answer
+        # a forward through every array: one of another shape fails here, not in an answer
+        if isinstance(self.form, _Seq): self.form.score_history([1])
+        else: self.user_scores(1)
 
     def train_rows(self):
         "(user codes, item codes, ratings) of the training rows, in their saved order."
@@ -173,6 +220,7 @@ class Light:
         f = self.form if not isinstance(self.form, _Mean) else self.form.members[0]
         if isinstance(f, _Dot): return f.Q
         if isinstance(f, _MLP): return f.I
+        if isinstance(f, _Seq): return f.items
         return f.Wd
 
     def item_bias(self):
@@ -185,6 +233,9 @@ class Light:
         "Every movie's prediction (a rating model) or score (a ranking model) for user code `u`."
         n = self.shape()[1]
         if isinstance(self.form, _Rows): return self.form.score_rows(self.form.history[[u]])[0]
+        if isinstance(self.form, _Seq):
+            raise NoLightForm(f"{self.name}'s list for a user of the data needs the model's Learner (each user's window in time "
+                              "order); from a history of titles it answers here (recommend_next).")
         return self.form.predict(np.full(n, u), np.arange(n))
 
 def read_light(path # Folder written by `movierecs.save` or `movierecs train`

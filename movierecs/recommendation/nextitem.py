@@ -28,21 +28,23 @@ def parse_history(learn, # A trained next-item learner, e.g. `train_model('sasre
         codes.append(c)
     return codes
 
-def recommend_next(learn, # A trained next-item learner (`model_task(name) == 'next'`, e.g. 'sasrec')
+def recommend_next(learn, # A trained next-item learner (e.g. 'sasrec'), or its saved numpy form (`read_light`)
                    history, # Titles, oldest first: what the person watched, in order
                    n=10 # How many titles
                   ) -> pd.DataFrame:
     "The `n` titles not in `history` the model ranks first as what comes next. Columns: title, score (the model's logit)."
     positive_int(n, 'n')
-    model = getattr(learn, 'model', None)
-    if not hasattr(model, 'score_windows'):
-        got = type(model).__name__ if model is not None else type(learn).__name__
+    model, form = getattr(learn, 'model', None), getattr(learn, 'form', None)
+    if not hasattr(model, 'score_windows') and not hasattr(form, 'score_history'):
+        got = type(model).__name__ if model is not None else type(form or learn).__name__
         raise TypeError(f"recommend_next needs a next-item model's learner (e.g. train_model('sasrec')), got {got}: "
                         "use recommend_for for someone new's {title: stars}.")
-    import torch
     codes = parse_history(learn, history)
-    dev = next(model.parameters()).device
-    scores = model.score_windows(torch.tensor([codes[-model.max_len:]], device=dev))[0].cpu().numpy().astype('float64')
+    if model is None: scores = form.score_history(codes).astype('float64')  # numpy alone (recommendation.light)
+    else:
+        import torch
+        dev = next(model.parameters()).device
+        scores = model.score_windows(torch.tensor([codes[-model.max_len:]], device=dev))[0].cpu().numpy().astype('float64')
     scores[codes] = -np.inf
     k = min(n, int(np.isfinite(scores).sum()))
     top = np.argsort(-scores, kind='stable')[:k]  # ties go to the lower code

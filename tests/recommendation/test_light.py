@@ -27,11 +27,18 @@ def _same(a:pd.Series, b:pd.Series):
 @pytest.mark.parametrize('name', movierecs.list_models())
 def test_every_model_answers_as_its_learner(name, saved):
     learn, folder = saved[name]
-    if name in ('glocal_k', 'sasrec'):
+    if name == 'glocal_k':
         with pytest.raises(NoLightForm, match='no numpy form'): read_light(folder)
         return
     m = read_light(folder)
-    for user in (1, '7', 60):
+    if name == 'sasrec':  # what comes after a history of titles; a user of the data's list needs the Learner (their window)
+        longer = [f'Movie {i} (1990)' for i in range(1, 56)]  # past max_len (50): the newest 50 are read
+        for history in (['Movie 3 (1990)'], ['Movie 9 (1990)', 'Movie 3 (1990)', 'Movie 7 (1990)'], longer):
+            want, got = movierecs.recommend_next(learn, history, n=20), movierecs.recommend_next(m, history, n=20)
+            assert got.title.tolist() == want.title.tolist(), history
+            np.testing.assert_allclose(got.score, want.score, atol=TOL, rtol=0)
+        with pytest.raises(NoLightForm, match="needs the model's Learner"): light.recommend(m, 1)
+    for user in (1, '7', 60) if name != 'sasrec' else ():
         _same(light.recommend(m, user, n=20), movierecs.recommend(learn, user, n=20))
     title = 'Movie 3 (1990)'
     try: want = movierecs.similar_movies(learn, title, n=10)
@@ -82,6 +89,7 @@ def test_answering_from_a_saved_model_imports_neither_torch_nor_fastai(saved):
     folder = saved['mult_dae'][1]
     code = (f"import sys, movierecs\nfrom movierecs.recommendation import light\nm = light.read_light({str(folder)!r})\n"
             "light.recommend(m, 1); light.similar_movies(m, 'Movie 3 (1990)'); light.recommend_for(m, {'Movie 3 (1990)': 5})\n"
+            f"movierecs.recommend_next(light.read_light({str(saved['sasrec'][1])!r}), ['Movie 3 (1990)', 'Movie 9 (1990)'])\n"
             "heavy = [k for k in ('torch', 'fastai', 'torchvision', 'matplotlib', 'IPython') if k in sys.modules]\n"
             "assert not heavy, heavy\nprint('ok')")
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
