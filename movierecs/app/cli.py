@@ -143,13 +143,13 @@ def _train(args):
                                         cores=not torchrun)
     rank = int(os.environ['RANK']) if torchrun else 0
     out = args.out or cache_dir()/args.name
+    lines = not args.json and not sys.stdout.isatty()  # into a file or a pipe: a line per epoch on stderr, not a bar's redraws
+    shown = dict(progress=not args.json and not lines, **({'cbs': [EpochLines()]} if lines else {}))
     with writable(out, '--out folder') if rank == 0 else contextlib.nullcontext():
-        if torchrun: learn = distributed.train_from_env(args.name, out, **_schedule(args), seed=args.seed, progress=not args.json)
-        elif n > 1: learn = distributed.train_distributed(args.name, n, out, **_schedule(args), seed=args.seed, progress=not args.json)
+        if torchrun: learn = distributed.train_from_env(args.name, out, **_schedule(args), seed=args.seed, **shown)
+        elif n > 1: learn = distributed.train_distributed(args.name, n, out, **_schedule(args), seed=args.seed, **shown)
         else:
-            lines = not args.json and not sys.stdout.isatty()  # into a file or a pipe: a line per epoch on stderr, not a bar's redraws
-            learn = train_model(args.name, **_schedule(args), seed=args.seed, progress=not args.json and not lines, fast=not args.faithful,
-                                **({'cbs': [EpochLines()]} if lines else {}))
+            learn = train_model(args.name, **_schedule(args), seed=args.seed, fast=not args.faithful, **shown)
             out = save(learn, out)
     if rank: return  # torchrun's other processes: rank 0 saved the model and reports
     if args.json: print(json.dumps(dict(model=args.name, saved=str(out), losses=learn.loss_table.df.to_dict('records')), indent=1))
@@ -166,6 +166,8 @@ def _recommend(args):
     rates = _read_rates(args) if args.user is None else None  # before any model is loaded or trained: a typo fails at once
     by = args.by or 'ranking'
     m = _model(args, by)
+    if rates is not None and _task(m) == 'next':
+        raise ValueError(f"{args.model} holds a next-item model: give what you watched, in order, with --history TITLE (repeat it).")
     if args.user is not None:
         s = _ask(m, 'recommend', args.user, n=args.n)
         df = _frame({s.index.name: s.index.tolist(), s.name: s.to_numpy()})
@@ -190,15 +192,21 @@ def _next(args):
     else:
         parse_history(default_vocabs('next'), args.history)  # a typo fails at once, before a first run trains the model
         m = default_light('next')
-    from ..models.registry import model_task
-    from ..recommendation.light import Light
-    name = m.name if isinstance(m, Light) else m.model_spec['model']
-    if model_task(name) != 'next':
-        raise ValueError(f"{args.model} holds a {name} model, which does not read a history in order: "
+    if _task(m) != 'next':
+        raise ValueError(f"{args.model} holds a {_name(m)} model, which does not read a history in order: "
                          "give a next-item model (movierecs train sasrec), or leave out --model.")
     df = recommend_next(m, args.history, n=args.n)  # checks each title before anything is shown
     label = df.columns[0]
     _show_frame(_frame({label: df[label], 'match': _match(df['score'].to_numpy())}), args, fmts={'match': '{:.0%}'})
+
+def _name(m):
+    "The registry name of a model read by `_model` (its arrays or its `Learner`)."
+    from ..recommendation.light import Light
+    return m.name if isinstance(m, Light) else m.model_spec['model']
+
+def _task(m):
+    from ..models.registry import model_task
+    return model_task(_name(m))
 
 def _frame(d):
     import pandas as pd
@@ -241,6 +249,7 @@ def _serve(args):
     try: sock = listen(args.host, args.port)
     except OSError as e: raise ValueError(str(e)) from None
     try:
+        if args.model: _check_served(args.model)  # before the page serves or a default model trains
         def stop(e): srv.should_exit = True  # a model that cannot be loaded: the server stops, the error is the command's
         web = Preparing(lambda: _serve_app(args), on_error=stop)
         srv = server(web)
@@ -252,6 +261,20 @@ def _serve(args):
         if web.app is None: raise KeyboardInterrupt  # the server stopped (Ctrl-C) while the models were still being prepared
     finally: sock.close()
 
+def _check_served(path):
+    "A `serve --model` folder that cannot be read, or a next-item model of other titles than the default models', refused at once."
+    from ..models.registry import list_models, model_task
+    from ..train.modelfile import read_model
+    from .defaults import default_vocabs
+    meta, _ = read_model(path)
+    name = meta['model_spec'].get('model')
+    if name in list_models() and model_task(name) == 'next':
+        theirs, ours = (set(list(v.values())[1]) - {'#na#'} for v in (meta['classes'], default_vocabs('ranking')))
+        if theirs != ours: raise ValueError(_OTHER_TITLES.format(path=path))
+
+_OTHER_TITLES = ("{path} is a next-item model trained on other titles than the default models the page rates and recommends "
+                 "with: serve it with a model of the same titles, or serve without --model.")
+
 def _serve_app(args):
     "The web page's app around the models the command serves: `--model DIR` (and the default rating model), or the defaults."
     from .serve import app
@@ -262,9 +285,7 @@ def _serve_app(args):
         learn, nexter = load(args.model), None
         if model_task(learn.model_spec['model']) == 'next':  # the "next" list's model; the default ones recommend and rate
             nexter, learn = learn, default_learner('ranking')
-            if vocab(nexter, 'movie') != vocab(learn, 'movie'):
-                raise ValueError(f"{args.model} is a next-item model trained on other titles than the default models the page rates "
-                                 "and recommends with: serve it with a model of the same titles, or serve without --model.")
+            if vocab(nexter, 'movie') != vocab(learn, 'movie'): raise ValueError(_OTHER_TITLES.format(path=args.model))
         rater = learn if model_task(learn.model_spec['model']) == 'rating' else default_learner('rating')
         if vocab(rater, 'movie') != vocab(learn, 'movie'):
             print(f"movierecs: {args.model} was trained on other titles than the default rating model: the page shows "
@@ -321,7 +342,9 @@ def parser(more=None # {command: (help, main(argv))} of commands another layer a
     s = cmd('models', _models, 'list the models in the registry')
     s.add_argument('--json', action='store_true', help='machine-readable output')
     s = cmd('train', _train, 'train a model on ML-100k with fit_one_cycle (autorec, glocal_k: full-batch L-BFGS), '
-            'print its loss table and save it')
+            'print its loss table (into a file or a pipe: a line per epoch on stderr) and save it; '
+            + '; '.join(f"{m} trains with its recorded run's {', '.join(f'{k}={v!r}' for k, v in r.kwargs.items())}"
+                        for m, r in _recorded_runs().items()))
     s.add_argument('name', metavar='MODEL', choices=list_models(), help=f"one of: {', '.join(list_models())}")
     from ..models.registry import trains_by_lbfgs
     from ..train.runs import EXPERIMENTS

@@ -52,12 +52,13 @@ def _check(ratings, item):
             raise DataError(f"ratings has no {what}: its columns are {cols}. Rename or add it (load_ratings() has them).")
     if ratings.empty: raise DataError("ratings is empty: there is nothing to split. Pass a frame with rows, like load_ratings().")
     ts = ratings.timestamp
-    if not pd.api.types.is_numeric_dtype(ts) or pd.api.types.is_bool_dtype(ts):
+    if not pd.api.types.is_numeric_dtype(ts) or pd.api.types.is_bool_dtype(ts) or pd.api.types.is_complex_dtype(ts):
         raise DataError(f"ratings.timestamp must be numeric (Unix seconds), got dtype {ts.dtype}: convert it, "
                         "e.g. pd.to_numeric(...) for strings or .astype('int64') // 10**9 for datetimes.")
-    if ts.dtype in (np.float16, np.float32):
-        raise DataError(f"ratings.timestamp is {ts.dtype}, which cannot hold Unix seconds exactly (1e9 needs 30 bits of mantissa): "
-                        "ratings change order and ties. Read the timestamps as int64 (load_ratings does) or float64.")
+    base = getattr(ts.dtype, 'numpy_dtype', None) or getattr(ts.dtype, 'subtype', None) or ts.dtype  # pandas' Float32, Sparse[...]
+    if np.dtype(base) in (np.float16, np.float32):
+        raise DataError(f"ratings.timestamp is {ts.dtype}, whose 11 or 24 bits of mantissa cannot hold times like Unix seconds (1e9 needs "
+                        "30) exactly: ratings change order and ties. Read the timestamps as int64 (load_ratings does) or float64.")
     bad = ~np.isfinite(ts.to_numpy(float))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])

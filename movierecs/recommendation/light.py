@@ -81,16 +81,22 @@ def _gelu(x): return (0.5 * x * (1 + _erf(x / math.sqrt(2)))).astype(np.float32)
 class _Seq:
     ("SASRec: the history's items and positions through causal self-attention blocks (pre-norm, each residual: attention, then "
      "Linear-GELU-Linear), a last LayerNorm; every item's logit is the last state · its embedding.")
-    def __init__(self, s, n_heads, prefix=''):
-        g = lambda k: s[prefix + k]
-        self.items, self.pos, self.n_heads = g('items.weight'), g('pos.weight'), n_heads
-        self.blocks, b = [], 0
-        while prefix + f'blocks.{b}.qkv.weight' in s:
-            self.blocks.append({k: g(f'blocks.{b}.{k}') for k in ('norm1.weight', 'norm1.bias', 'qkv.weight', 'qkv.bias', 'out.weight',
-                                'out.bias', 'norm2.weight', 'norm2.bias', 'ff.0.weight', 'ff.0.bias', 'ff.3.weight', 'ff.3.bias')})
-            b += 1
-        self.norm = g('norm.weight'), g('norm.bias')
-        if self.items.shape[1] % n_heads: raise ValueError(f"{self.items.shape[1]} factors do not split into {n_heads} heads")
+    def __init__(self, s, spec, n_items, prefix=''):
+        d, L, B, self.n_heads = (int(spec[k]) for k in ('n_factors', 'max_len', 'n_blocks', 'n_heads'))
+        block = {'norm1.weight': (d,), 'norm1.bias': (d,), 'qkv.weight': (3*d, d), 'qkv.bias': (3*d,), 'out.weight': (d, d),
+                 'out.bias': (d,), 'norm2.weight': (d,), 'norm2.bias': (d,), 'ff.0.weight': (d, d), 'ff.0.bias': (d,),
+                 'ff.3.weight': (d, d), 'ff.3.bias': (d,)}
+        want = {'items.weight': (n_items, d), 'pos.weight': (L, d), 'norm.weight': (d,), 'norm.bias': (d,),
+                **{f'blocks.{b}.{k}': v for b in range(B) for k, v in block.items()}}
+        have = {k[len(prefix):]: v for k, v in s.items() if k.startswith(prefix)}
+        odd = sorted(set(want) ^ set(have)) or [k for k in want if have[k].shape != want[k]]
+        if odd:  # what load_state_dict refuses: the weights are those of the model its settings describe, every one of them
+            k = odd[0]
+            raise ValueError(f"{prefix + k} " + (f"has shape {have[k].shape}, not {want[k]}" if k in want and k in have else
+                             'is missing' if k in want else f'is not an array of a {B}-block SASRec of width {d}'))
+        if d % self.n_heads: raise ValueError(f"{d} factors do not split into {self.n_heads} heads")
+        self.items, self.pos, self.norm = have['items.weight'], have['pos.weight'], (have['norm.weight'], have['norm.bias'])
+        self.blocks = [{k: have[f'blocks.{b}.{k}'] for k in block} for b in range(B)]
 
     def score_history(self, codes):
         "Every item's logit as what comes after `codes` (item codes, oldest first; the newest `max_len` are read); PAD (0) is -inf."
@@ -166,7 +172,7 @@ def _form(name, spec, s, light, prefix=''):
         own = {k: v for k, v in spec.items() if k in ('n_factors', 'y_range')}
         members = [_form(m, own, s, light, f'{prefix}members.{j}.') for j, m in enumerate(spec['members'])]
         return _Mean(members) if all(f is not None for f in members) else None
-    if name == 'sasrec': return _Seq(s, spec.get('n_heads', 1), prefix)
+    if name == 'sasrec': return _Seq(s, spec, n_items, prefix)
     if name == 'mult_dae':
         return _Rows(g('encoder.weight'), g('encoder.bias'), g('decoder.weight', 'i'), g('decoder.bias', 'i'),
                      light.history(spec.get('low_in', 1.)), spec.get('low_in', 1.))

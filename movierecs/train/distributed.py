@@ -213,10 +213,11 @@ def train_rank(model, # A name from `list_models()`
                **kwargs # Passed to `train_model`: epochs, lr, wd, seed, ratings ...
               ):
     "Train `model` as this process's part of an initialised process group (`train_model` with `DataParallel`); rank 0 saves it."
-    from .experiments import train_model
+    from .experiments import EpochLines, train_model
     from .saving import save
     rank, world = dist.get_rank(), dist.get_world_size()
-    cbs = listify(kwargs.pop('cbs', None)) + [DataParallel(device, process_bs)]
+    cbs = [cb for cb in listify(kwargs.pop('cbs', None)) if rank == 0 or not isinstance(cb, EpochLines)]  # rank 0 shows progress
+    cbs += [DataParallel(device, process_bs)]
     learn = train_model(model, progress=progress and rank == 0, cbs=cbs, **kwargs)
     learn.train_spec = {**learn.train_spec, 'processes': world, **({} if process_bs is None else dict(process_bs=process_bs))}
     if rank == 0 and out is not None: save(learn, out)

@@ -81,7 +81,8 @@ def test_recommend_next_from_a_history(next_dir, capsys):
     assert [r['match'] for r in rows] == pytest.approx(np.exp(want.score - want.score.max()).tolist(), rel=1e-6)
     for bad, problem in (([*argv, '--history', 'Movie 04'], "'Movie 04' is in the history twice (places 1 and 4)"),
                          (['recommend', '--history', 'Movie 4', '--model', path], "'Movie 4' is not a movie the model was trained on"),
-                         ([*argv, '--by', 'rating'], '--by chooses')):
+                         ([*argv, '--by', 'rating'], '--by chooses'),
+                         (['recommend', '--rate', 'Movie 04=5', '--model', path], 'holds a next-item model: give what you watched')):
         with pytest.raises(SystemExit) as e: main(bad)
         assert problem in e.value.code and e.value.code.count('\n') == 0
 

@@ -160,7 +160,10 @@ def test_a_pair_in_train_and_test_is_counted():
     (lambda: leave_last_out(CUT, True), 'n must be a positive integer'),
     (lambda: leave_last_out(CUT, 4), 'holds nothing out.*no user has enough ratings.*Hold out fewer'),  # none has more than 4
     (lambda: leave_last_out(pd.concat([CUT.user, CUT], axis=1)), 'the column.s. user more than once: keep one'),
-    (lambda: time_split(CUT.astype({'timestamp': 'float32'})), 'float32, which cannot hold Unix seconds exactly.*int64'),
+    (lambda: time_split(CUT.astype({'timestamp': 'float32'})), 'float32, whose 11 or 24 bits of mantissa cannot hold.*int64'),
+    (lambda: time_split(CUT.astype({'timestamp': 'Float32'})), 'Float32, whose 11 or 24 bits'),
+    (lambda: time_split(CUT.astype({'timestamp': pd.SparseDtype('float32')})), r'Sparse\[float32, nan\], whose 11 or 24 bits'),
+    (lambda: leave_last_out(CUT.astype({'timestamp': 'complex128'})), 'must be numeric'),
     (lambda: last_fraction(CUT, 0), 'frac must be a number between 0 and 1'),
     (lambda: last_fraction(CUT, 1), 'frac must be a number between 0 and 1'),
 ])

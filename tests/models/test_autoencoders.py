@@ -188,7 +188,7 @@ def test_autoencoders_have_movie_and_user_factors(synth, name):
         b = m.decoder.bias if name == 'autorec' else m.layers[-1].b
         assert torch.allclose(m(x)[0, 0], m.factors('movie')[3] @ m.factors('user')[7] + b[7], atol=1e-5)
 
-def test_cli_train_uses_each_models_recipe():
+def test_cli_train_uses_each_models_recipe(capsys):
     from argparse import Namespace as ns
     from movierecs.app.cli import _schedule
     assert _schedule(ns(name='autorec', epochs=None, lr=None, wd=None)) == dict(epochs=movierecs.EXPERIMENTS['autorec'].epochs,
@@ -202,6 +202,11 @@ def test_cli_train_uses_each_models_recipe():
             assert _schedule(ns(name=name, epochs=None, lr=None, wd=None)) == dict(epochs=r.epochs, lr=r.lr, wd=r.wd, **r.kwargs)
             assert _schedule(ns(name=name, epochs=2, lr=0.1, wd=0.)) == dict(epochs=2, lr=0.1, wd=0., **r.kwargs)
     from movierecs.__main__ import main
+    with pytest.raises(SystemExit) as e: main(['train', '--help'])
+    shown = ' '.join(capsys.readouterr().out.split())
+    for name, r in {**movierecs.RANKERS, **movierecs.NEXT_RUNS}.items():  # what it trains with, said where the command is described
+        assert f"{name} trains with its recorded run's {', '.join(f'{k}={v!r}' for k, v in r.kwargs.items())}" in shown
+        assert f'{name} {r.epochs}' in shown and f'{name} {r.lr:g}' in shown
     with pytest.raises(SystemExit) as e: main(['train', 'sasrec', '--faithful'])
     assert "sasrec builds its own rows from the ratings, the same either way: leave out --faithful" in e.value.code
 

@@ -51,6 +51,29 @@ def test_every_model_answers_as_its_learner(name, saved):
     else:
         _same(light.biases(m, n=10), want[0]); _same(light.biases(m, n=10, lowest=False), want[1])
 
+@pytest.mark.parametrize('edit', ['a block missing', 'an array of a block missing', 'a block more', 'positions fewer', 'positions more',
+                                  'items fewer', 'items more', 'a bias short', 'a norm of one'])
+def test_sasrec_weights_that_do_not_fit_are_refused(saved, monkeypatch, edit):
+    "Arrays that `load` refuses (missing, extra, another shape) are refused by the numpy form too: never an answer from them."
+    import movierecs.recommendation.light as lt
+    folder, real = saved['sasrec'][1], lt.read_model
+    def tampered(path):
+        meta, a = real(path)
+        a = dict(a)
+        if edit == 'a block missing': a = {k: v for k, v in a.items() if not k.startswith('state/blocks.1.')}
+        if edit == 'an array of a block missing': del a['state/blocks.1.qkv.weight']
+        if edit == 'a block more': a.update({k.replace('blocks.1.', 'blocks.2.'): v for k, v in a.items() if 'blocks.1.' in k})
+        if edit == 'positions fewer': a['state/pos.weight'] = a['state/pos.weight'][:3]
+        if edit == 'positions more': a['state/pos.weight'] = np.concatenate([a['state/pos.weight']] * 2)
+        if edit == 'items fewer': a['state/items.weight'] = a['state/items.weight'][:-5]
+        if edit == 'items more': a['state/items.weight'] = np.concatenate([a['state/items.weight'], a['state/items.weight'][:5]])
+        if edit == 'a bias short': a['state/blocks.0.qkv.bias'] = a['state/blocks.0.qkv.bias'][:1]
+        if edit == 'a norm of one': a['state/norm.weight'] = a['state/norm.weight'][:1]
+        return meta, a
+    monkeypatch.setattr(lt, 'read_model', tampered)
+    with pytest.raises(movierecs.ModelFileError, match="do not fit a 'sasrec' model .*(is missing|has shape|is not an array)"):
+        read_light(folder)
+
 @pytest.mark.parametrize('name', movierecs.list_models())
 def test_fold_in_answers_as_its_learner(name, saved):
     learn, folder = saved[name]
