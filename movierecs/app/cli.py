@@ -101,9 +101,9 @@ def _read_rates(args) -> dict:
     return out
 
 def _models(args):
-    from ..train.runs import EXPERIMENTS, RANKERS
+    from ..train.runs import EXPERIMENTS
     from ..models.registry import describe_model, list_models, model_task
-    runs = [(e.name, e.model) for e in EXPERIMENTS.values()] + [(k, r.model) for k, r in RANKERS.items()]
+    runs = [(e.name, e.model) for e in EXPERIMENTS.values()] + [(k, r.model) for k, r in _recorded_runs().items()]
     rows = [dict(model=n, task=model_task(n), description=describe_model(n), experiments=[k for k, m in runs if m == n])
             for n in list_models()]
     if args.json: print(json.dumps(rows, indent=1)); return

@@ -19,6 +19,7 @@ def test_models(capsys):
     assert out.splitlines()[0].startswith('dot ') and 'dot_bias  ' in out and 'experiments: dot_bias, dot_bias_wd' in out
     rows = json.loads(_run(capsys, 'models', '--json'))
     assert [r['model'] for r in rows] == movierecs.list_models()
+    assert all(r['experiments'] for r in rows)  # every model has a recorded run: the notebook's, top-N's or next-item's
 
 def test_recommend(model_dir, capsys):
     path, learn = model_dir
