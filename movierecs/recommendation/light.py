@@ -1,5 +1,6 @@
 """Answers from a saved model with numpy alone: a user's recommendations, someone new's (fold-in), similar movies and biases,
-without importing torch or fastai, so `movierecs recommend`, `similar` and `biases` answer in a fraction of a second. Each
+what comes after a history (SASRec, through `recommend_next`), without importing torch or fastai, so `movierecs recommend`,
+`similar` and `biases` answer in a fraction of a second. Each
 registry model's prediction is written out here in numpy; tests/recommendation/test_light.py holds every one to its
 `Learner`'s numbers. GLocal-K (its global kernel) has no numpy form: `read_light` says so and the caller loads the `Learner`."""
 import math
