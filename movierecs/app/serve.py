@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
-from ..models.parts import item_label, rated_pairs, vocab
+from ..models.parts import item_label, rated_pairs, title_index, vocab
 from ..recommendation.analysis import movie_bias, pca_map, similar_movies
 from ..engine.feedback import RELEVANT
 from ..core.files import png_bytes
@@ -229,7 +229,8 @@ def app(learn, # A trained learner that recommends: a ranking model such as `def
         return Table(Thead(Tr(Th('#', cls='num'), Th('title'), Th('match', cls='num'))), Tbody(*rows))
 
     def similar(title, n):
-        try: return similar_movies(learn, title, n=n)
+        "(the title as the model spells it, its `n` most similar movies); a 404 naming the closest titles when it is not there."
+        try: return vocab(learn, 'movie')[title_index(learn, title)], similar_movies(learn, title, n=n)
         except KeyError as e: raise _library_error(e, 404) from None
         except (ValueError, TypeError) as e: raise _library_error(e) from None
 
@@ -286,9 +287,9 @@ def app(learn, # A trained learner that recommends: a ranking model such as `def
         q = req.query_params
         try:
             if not q.get('title'): raise _Bad(400, 'give a title: /api/similar?title=Star%20Wars%20(1977)&n=10')
-            sim = similar(q['title'], _int(q.get('n'), 'n', 10, query=True))
+            title, sim = similar(q['title'], _int(q.get('n'), 'n', 10, query=True))
         except _Bad as e: return fail(req, e)
-        return JSONResponse({'title': q['title'], 'similar': [{'title': t, 'cosine': float(c)} for t, c in sim.items()]})
+        return JSONResponse({'title': title, 'similar': [{'title': t, 'cosine': float(c)} for t, c in sim.items()]})
 
     async def api_titles(req): return JSONResponse({'titles': matches(req.query_params.get('q', ''))})
 
@@ -376,7 +377,7 @@ def app(learn, # A trained learner that recommends: a ranking model such as `def
     async def movie(req):
         title = req.query_params.get('title', '')
         if not title: raise HTTPException(400, 'give a title: /movie?title=Star%20Wars%20(1977)')
-        try: sim = similar(title, 10)
+        try: title, sim = similar(title, 10)  # as typed (spaces around, accents composed or not), then as the model spells it
         except _Bad as e: raise HTTPException(e.status, str(e)) from None
         b = bias.get(title)
         return page(title, H1(title),

@@ -158,7 +158,12 @@ class _File:
         if self.src.is_dir():
             with open(self.path, 'rb') as f: yield f
         else:
-            with self._zip() as z, z.open(self.member) as f: yield f
+            with self._zip() as z:
+                try: f = z.open(self.member)
+                except (RuntimeError, NotImplementedError) as e:  # a password, or a compression zipfile lacks (deflate64)
+                    raise DataError(f"{self.where} cannot be read from the archive ({' '.join(str(e).split())}): extract {self.src} "
+                                    "with a tool that can, and point at the folder.") from None
+                with f: yield f
 
     def read(self) -> bytes:
         try:
@@ -236,6 +241,8 @@ def _read_ratings(rel, f:_File) -> pd.DataFrame:
     except (zipfile.BadZipFile, zlib.error, EOFError) as e: raise f._damaged(e) from None
     except (ValueError, OverflowError) as e: raise _malformed(rel, f, e) from None  # pandas' ParserError is a ValueError
     if df.empty: raise DataError(f"{f.where} holds no ratings: replace it with a fresh copy of {_official(rel)}.")
+    if not isinstance(df.index, pd.RangeIndex):  # pandas takes a field more than the four on every line as the index
+        raise _malformed(rel, f, ValueError('a field more than four'))
     if not ends: raise DataError(f"{f.where} is truncated: its last line does not end with a newline. "
                                  f"Replace it with a fresh copy of {_official(rel)}.")
     _check_values(rel, df, f.where, 1 + rel.header)
@@ -342,6 +349,17 @@ def _check_counts(rel, ratings, movies, where_r, where_m):
                             f"edited or from another release{regen}. Replace it with a fresh copy of {_official(rel)}, or pass "
                             f"verify=False to load it as it is (a sample, say).")
 
+def _check_pairs(rel, ratings, where):
+    "Raise on a (user, movie) pair rated on two lines: a release rates each pair once, and training would count it twice."
+    key = pd.Series(ratings.user.to_numpy('int64') << 31 | ratings.movie.to_numpy('int64'))
+    again = key.duplicated(keep=False).to_numpy()
+    if again.any():
+        i, j = np.flatnonzero(again & (key == key[int(np.flatnonzero(again)[0])]).to_numpy())[:2]
+        first = 1 + bool(rel.header)
+        raise DataError(f"{where} rates user {ratings.user.iat[i]}'s movie {ratings.movie.iat[i]} twice (lines {i + first:,} and "
+                        f"{j + first:,}; {int(key.duplicated().sum()):,} repeated line(s) in all): a release rates each pair once. "
+                        f"Drop the repeats (keep one line of each pair), or use a fresh copy of {_official(rel)}.")
+
 def load_dataset(name:str, # A release in `DATASETS`, e.g. 'ml-25m'
                  path=None, # Its extracted folder or zip, or a folder holding either; default: env `MOVIERECS_DATA`, else fastai's download
                  verify=True # Check the zip's published md5 and the README's counts (False: load a sample or an edited copy)
@@ -361,7 +379,8 @@ def load_dataset(name:str, # A release in `DATASETS`, e.g. 'ml-25m'
         missing = pd.unique(ratings.movie[pos < 0])
         raise DataError(f"{where_r} rates {len(missing)} movie id(s) that {where_m} does not list (e.g. {missing[:5].tolist()}): the two "
                         f"files come from different copies. Use both from one copy of {_official(rel)}.")
-    if verify: _check_counts(rel, ratings, movies, where_r, where_m)
+    if verify: _check_counts(rel, ratings, movies, where_r, where_m)  # a repeated line changes the counts
+    else: _check_pairs(rel, ratings, where_r)
     rated = np.zeros(len(movies), bool)
     rated[pos] = True
     for col in ('title', 'genres'):  # categories: those of rated movies only, as fastai's Categorify embeds every category

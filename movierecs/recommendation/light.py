@@ -306,12 +306,20 @@ def parse_stars(learn, # A trained learner or a `Light` model
     if len(ratings) > MAX_RATINGS: raise ValueError(f"{len(ratings):,} ratings are more than {MAX_RATINGS:,}: give one person's ratings.")
     lo, hi = star_range
     index = {t: i for i, t in enumerate(titles) if i}  # once, not a list scan per title (never `#na#` at 0)
-    codes, stars = [], []
+    codes, stars, given = [], [], {}
     for title, s in ratings.items():
+        shown = repr(title) if len(repr(title)) <= 80 else repr(title)[:76] + '...'
+        try: finite = math.isfinite(s)
+        except (TypeError, OverflowError): finite = False  # not a number, or an int past any float
         if (isinstance(s, (bool, np.bool_, np.timedelta64)) or not isinstance(s, (int, float, np.integer, np.floating))
-                or not math.isfinite(s) or not lo <= s <= hi):
-            raise ValueError(f"{title!r} is rated {s!r}: stars must be numbers from {lo:g} to {hi:g}.")
-        codes.append(index[title] if title in index else title_index(learn, title)); stars.append(float(s))  # a miss: its error
+                or not finite or not lo <= s <= hi):
+            shown_s = repr(s) if len(repr(s)) <= 40 else repr(s)[:36] + '...'
+            raise ValueError(f"{shown} is rated {shown_s}: stars must be numbers from {lo:g} to {hi:g}.")
+        c = index[title] if title in index else title_index(learn, title)  # a miss: its error, with the closest titles
+        if c in given:  # one movie under two spellings (accents composed or not, spaces around)
+            raise ValueError(f"{titles[c]!r} is rated twice ({given[c]:g} and {float(s):g}, as {shown}): rate each movie once.")
+        given[c] = float(s)
+        codes.append(c); stars.append(float(s))
     return codes, stars
 
 def shrink_prior(P, # (users, ...) trained weights of one user tensor

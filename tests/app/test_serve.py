@@ -221,6 +221,9 @@ def test_movie_page(client, learn, rater):
     assert r.status_code == 200 and '<h1>Movie 3 (1990)</h1>' in r.text and r.text.count('class="similar"') == 10
     assert _titles(r.text, 'similar') == similar_movies(learn, 'Movie 3 (1990)', n=10).index.tolist()
     assert f"Learned bias (dot_bias): {movierecs.movie_bias(rater)['Movie 3 (1990)']:+.3f}" in r.text
+    typed = client.get('/movie', params={'title': ' Movie 3 (1990) '})  # as typed: the same page, spelled as the model spells it
+    assert typed.status_code == 200 and typed.text == r.text
+    assert client.get('/api/similar', params={'title': 'Movie 3 (1990) '}).json()['title'] == 'Movie 3 (1990)'
     r = client.get('/movie', params={'title': 'Movie 3'})
     assert r.status_code == 404 and 'Did you mean' in r.text and 'Traceback' not in r.text
     r = client.get('/movie')
@@ -412,6 +415,8 @@ def test_a_title_twice_in_one_body_is_a_400(client):
     r = client.post('/api/recommend', content=b'{"ratings": {"Movie 3 (1990)": 5, "Movie 3 (1990)": 1}}',
                     headers={'content-type': 'application/json'})
     assert r.status_code == 400 and "'Movie 3 (1990)' appears twice" in r.json()['error']
+    r = client.post('/api/recommend', json={'ratings': {'Movie 3 (1990)': 5, ' Movie 3 (1990) ': 1}})  # one movie, two spellings
+    assert r.status_code == 400 and "'Movie 3 (1990)' is rated twice (5 and 1, as ' Movie 3 (1990) ')" in r.json()['error']
 
 def test_a_rater_on_other_titles_is_refused_at_start(learn):
     other = movierecs.train_model('dot_bias', epochs=1, ratings=movierecs.synthetic_ratings(n_movies=40, seed=3), progress=False)

@@ -231,6 +231,37 @@ def test_empty_files(name, tmp_path):
         with pytest.raises(DataError, match=f'{rel.movies} is empty'): load_dataset(name, write(rel, tmp_path, movies=b'\n'), verify=False)
 
 @pytest.mark.parametrize('name', NAMES)
+def test_a_pair_rated_twice(name, tmp_path):
+    "A (user, movie) pair on two lines is refused, naming both lines (verify=False: a sample; the official counts catch it otherwise)."
+    rel, rows = DATASETS[name], some_ratings(DATASETS[name])
+    again = rows[:6] + [(rows[2][0], rows[2][1], rows[2][2], rows[2][3] + 1)] + rows[6:]  # row 2's pair once more, as line 7
+    with pytest.raises(DataError, match=rf"{rel.ratings} rates user {rows[2][0]}'s movie {rows[2][1]} twice \(lines "
+                                        rf"{3 + rel.header} and {7 + rel.header}; 1 repeated line\(s\) in all\)"):
+        load_dataset(name, write(rel, tmp_path, ratings=again), verify=False)
+
+@pytest.mark.parametrize('name', NAMES[1:])
+def test_a_field_more_at_the_start(name, tmp_path):
+    "A fifth field before the four (pandas would take it as the index, the rest read as they should be): the line is named."
+    rel = DATASETS[name]
+    lines = ratings_text(rel, some_ratings(rel)).split('\n')
+    lines[rel.header:-1] = [f'9{rel.sep}{line}' for line in lines[rel.header:-1]]
+    with pytest.raises(DataError, match=f"{rel.ratings} is malformed at line {1 + rel.header}: '9{rel.sep}"):
+        load_dataset(name, write(rel, tmp_path, ratings='\n'.join(lines).encode()), verify=False)
+
+def test_a_member_the_archive_cannot_give(tmp_path):
+    "An encrypted member or one in a compression zipfile lacks (deflate64, as Windows writes large files): extract it elsewhere."
+    rel = DATASETS['ml-latest-small']
+    z = write(rel, tmp_path, form='zip')
+    raw = bytearray(z.read_bytes())
+    at = raw.find(b'PK\x01\x02')  # the first central-directory entry: its general-purpose flags at offset 8
+    while at >= 0:
+        raw[at + 8] |= 1  # 'encrypted'
+        at = raw.find(b'PK\x01\x02', at + 4)
+    z.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match=r"cannot be read from the archive \(.*encrypted.*\): extract .* with a tool that can"):
+        load_dataset('ml-latest-small', z, verify=False)
+
+@pytest.mark.parametrize('name', NAMES)
 def test_truncated(name, tmp_path):
     rel = DATASETS[name]
     data = ratings_text(rel, some_ratings(rel)).encode()[:-1]

@@ -37,6 +37,8 @@ def test_a_known_user_folded_in_scores_as_the_model_does(learn):
     ({'Movie 3 (1990)': 6}, ValueError, 'stars must be numbers from 1 to 5'), ({'Movie 3 (1990)': 0}, ValueError, 'from 1 to 5'),
     ({'Movie 3 (1990)': float('nan')}, ValueError, 'from 1 to 5'), ({'Movie 3 (1990)': True}, ValueError, 'from 1 to 5'),
     ({'Movie 3 (1990)': '5'}, ValueError, 'from 1 to 5'), ({'Movie 3': 5}, KeyError, r"Did you mean 'Movie 3 \(1990\)'"),
+    ({'Movie 3 (1990)': 10**400}, ValueError, r'is rated 1000.*\.\.\.: stars must be numbers from 1 to 5'),
+    ({'Movie 3 (1990)': 5, 'Movie 3 (1990)\t': 4}, ValueError, r"'Movie 3 \(1990\)' is rated twice \(5 and 4"),
 ])
 def test_bad_ratings_are_clear_errors(learn, rates, err, problem):
     with pytest.raises(err, match=problem): recommend_for(learn, rates)
