@@ -54,7 +54,7 @@ _STARS = re.compile(r'[+-]?(\d+(\.\d*)?|\.\d+)', re.ASCII)  # a plain decimal nu
 
 def _read_rates(args) -> dict:
     "The {title: stars} of `--rate TITLE=STARS` options or of the `--ratings` CSV file (title,rating); each title once."
-    import csv
+    import csv, io
     from ..core.checks import regular_size
     from ..recommendation.light import MAX_RATINGS
     pairs = []
@@ -74,7 +74,7 @@ def _read_rates(args) -> dict:
         except OSError as e: raise ValueError(f"cannot read --ratings {f} ({e.strerror or e}): "
                                               "give a readable CSV file of title,rating lines.") from None
         if '\x00' in text: raise ValueError(f"--ratings {f} is not UTF-8 text (it holds NUL characters: UTF-16?): save it as UTF-8 CSV.")
-        try: rows = [r for r in csv.reader(text.splitlines(), strict=True) if r and any(c.strip() for c in r)]
+        try: rows = [r for r in csv.reader(io.StringIO(text, newline=''), strict=True) if r and any(c.strip() for c in r)]
         except csv.Error as e:
             if 'field larger than field limit' in str(e):
                 raise ValueError(f"--ratings {f} has a field over {csv.field_size_limit():,} characters: no title is that long; "
@@ -87,7 +87,8 @@ def _read_rates(args) -> dict:
         if len(rows) > MAX_RATINGS: raise ValueError(f"--ratings {f} has {len(rows):,} rows, more than {MAX_RATINGS:,}: "
                                                      "give one person's ratings.")
         for i, r in enumerate(rows, 1):
-            if len(r) != 2: raise ValueError(f"{args.ratings}, row {i}: expected 2 columns title,rating, got {len(r)}: {r!r}")
+            if len(r) != 2: raise ValueError(f"{args.ratings}, row {i}: expected 2 columns title,rating, got {len(r)}: {r!r}"[:300]
+                                             + (': quote a title holding a comma, e.g. "Rock, The (1996)",5' if len(r) > 2 else ''))
             pairs.append((r[0].strip(), r[1].strip()))
     for r in args.rate or []:
         if '=' not in r: raise ValueError(f"--rate {r!r}: expected TITLE=STARS, e.g. --rate 'Star Wars (1977)=5'")

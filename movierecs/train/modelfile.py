@@ -32,14 +32,18 @@ def _locked(path, shared=False):
 def check_folder(path):
     "Raise ValueError, before anything is written, if a model cannot be saved to the folder `path`."
     if not str(path).strip(): raise ValueError("The folder to save to is empty: give one, e.g. 'models/collab'.")
-    path = Path(path)
+    path = Path(path).expanduser()
     if path.exists() and not path.is_dir(): raise ValueError(f"Cannot save to {path}: it is a file, not a folder. Choose a folder.")
+    up = next((p for p in path.parents if p.exists()), None)
+    if up is not None and not up.is_dir(): raise ValueError(f"Cannot save to {path}: {up} is a file, not a folder. Choose a folder.")
     for f in (path/LOCK, path/META):
         if f.exists() and not f.is_file(): raise ValueError(f"Cannot save to {path}: {f.name} there is not a regular file. "
                                                             "Choose another folder.")
 
 def _read_meta(path):
     f = path/META
+    if f.exists() and not f.is_file():
+        raise ModelFileError(f"{f} is not a regular file (a folder or a pipe?): save the model there again, or give another folder.")
     if not f.is_file(): raise ModelFileError(f"No saved model at {path}: {META} is missing. Save one with movierecs.save(learn, path) "
                                              f"or `movierecs train MODEL --out {path}`.")
     _check_size(f, MAX_META)
@@ -100,7 +104,7 @@ def weights_bytes(arrays:dict) -> bytes:
 def read_model(path # Folder written by `movierecs.save`
               ) -> tuple:
     "(model.json as a dict, {name: array} of the weights file it names), each checked against the hashes that tie them."
-    path = Path(path)
+    path = Path(path).expanduser()
     meta, weights = _read(path)
     wf = path/meta['weights']
     if hashlib.sha256(weights).hexdigest() != meta['weights_sha256']:

@@ -22,7 +22,7 @@ def save(learn, # A learner from `get_learner` / `train_model`
     if spec is None: raise ValueError("This learner was not built by a movierecs factory (get_learner), so it cannot be "
                                       "rebuilt on load: use learn.export() for fastai's pickle format.")
     check_folder(path)
-    dls, path = learn.dls, Path(path)
+    dls, path = learn.dls, Path(path).expanduser()
     bad = [k for k, v in learn.model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad: raise ValueError(f"The model's weights {', '.join(bad[:3])} hold NaN or inf values (training diverged): "
                              f"retrain it with a lower learning rate before saving.")
@@ -63,7 +63,7 @@ def save(learn, # A learner from `get_learner` / `train_model`
 def load(path # Folder written by `save`
         ):
     "The `Learner` saved at `path`, rebuilt from its description and vocabularies, weights loaded with `weights_only=True`."
-    path = Path(path)
+    path = Path(path).expanduser()
     meta, blob = read_model(path)
     wf = path/meta['weights']
     spec = dict(meta['model_spec'])

@@ -396,10 +396,16 @@ def test_hostile_model_folders(learn, tmp_path, what):
                'model.json nested': 'is not valid JSON'}[what]
     with pytest.raises(ModelFileError, match=problem): load(folder)
 
-def test_save_refuses_what_cannot_be_loaded(learn, synth, tmp_path):
+def test_save_refuses_what_cannot_be_loaded(learn, synth, tmp_path, monkeypatch):
     (tmp_path/'file').write_text('x')
     with pytest.raises(ValueError, match='it is a file, not a folder'): save(learn, tmp_path/'file')
+    with pytest.raises(ValueError, match=f"Cannot save to {tmp_path/'file'/'sub'}: {tmp_path/'file'} is a file, not a folder"):
+        save(learn, tmp_path/'file'/'sub')
     with pytest.raises(ValueError, match='folder to save to is empty'): save(learn, '')
+    monkeypatch.setenv('HOME', str(tmp_path))  # '~' is the home folder, as the shell reads it
+    assert save(learn, '~/home-model') == tmp_path/'home-model' and _which(load('~/home-model')) == 'dot_bias'
+    (tmp_path/'odd').mkdir(); (tmp_path/'odd'/'model.json').mkdir()
+    with pytest.raises(movierecs.ModelFileError, match=r'model.json is not a regular file \(a folder or a pipe\?\)'): load(tmp_path/'odd')
     broken = train_model('dot', epochs=1, ratings=synth, progress=False)
     with torch.no_grad(): broken.model.movie_factors.weight[3, 0] = float('nan')
     with pytest.raises(ValueError, match='hold NaN or inf values.*lower learning rate'): save(broken, tmp_path/'nan')

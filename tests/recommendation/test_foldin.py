@@ -233,6 +233,9 @@ def test_a_series_of_ratings_is_taken(learn):
     ('Movie 3 (1990),5_0\n', "is rated '5_0': stars must be a number"),
     ('Movie 3 (1990),\u0665\n', "stars must be a number"),
     ('Movie 3 (1990),"5\n', 'not valid CSV'),
+    ('Movie 3 (1990),5\u0085Movie 7 (1990),4\n', 'got 3: .*quote a title holding a comma'),  # one line: U+0085 ends no CSV row
+    ('Movie 3 (1990),5\rMovie 7 (1990),4\r', None),  # old Mac line ends
+    ('Movie 3, The (1990),5\n', r"got 3: \['Movie 3', ' The \(1990\)', '5'\]: quote a title holding a comma"),
 ])
 def test_ratings_file_edge_cases(saved, tmp_path, capsys, text, problem):
     f = tmp_path/'r.csv'; f.write_bytes(text.encode('utf-8'))
