@@ -166,27 +166,34 @@ def test_group_writes_keep_the_files_others_write_meanwhile_and_a_symlinked_fold
     assert not [n for n in os.listdir(tmp_path) if 'movierecs' in n]
 
 def test_a_reader_holding_the_results_folder_never_sees_a_mix(tmp_path):
-    "A reader who opens the folder once and reads the group's files in it while groups are written sees one group's files."
+    ("A reader who opens the folder once and reads the group's files in it while groups are written sees one group's files: "
+     "never a mix. (The folder it holds may be the old group's, removed once the new one is in place: its files are then gone, "
+     "and it reads again.)")
     from movierecs.core.files import write_atomic
-    folder, names, stop, mixes = tmp_path/'results', ('losses.csv', 'losses.md', 'env.json'), threading.Event(), []
+    folder, names, stop = tmp_path/'results', ('losses.csv', 'losses.md', 'env.json'), threading.Event()
+    mixes, whole, gone, errors = [], [0], [0], []
     write_atomic({folder/n: '0' for n in names})
     def reader():
-        while not stop.is_set():
-            fd = os.open(folder, os.O_RDONLY)
-            try:
-                got = set()
-                for n in names:
-                    f = os.open(n, os.O_RDONLY, dir_fd=fd)
-                    try: got.add(os.read(f, 100))
-                    finally: os.close(f)
-                    time.sleep(0.0005)
-                if len(got) > 1: mixes.append(got)
-            finally: os.close(fd)
+        try:
+            while not stop.is_set():
+                fd = os.open(folder, os.O_RDONLY)
+                try:
+                    got = set()
+                    for n in names:
+                        f = os.open(n, os.O_RDONLY, dir_fd=fd)
+                        try: got.add(os.read(f, 100))
+                        finally: os.close(f)
+                        time.sleep(0.0005)
+                    if len(got) > 1: mixes.append(got)
+                    whole[0] += 1
+                except FileNotFoundError: gone[0] += 1
+                finally: os.close(fd)
+        except BaseException as e: errors.append(e)
     t = threading.Thread(target=reader); t.start()
     try:
         for i in range(1, 150): write_atomic({folder/n: str(i) for n in names})
     finally: stop.set(); t.join()
-    assert mixes == [] and (folder/'env.json').read_text() == '149'
+    assert errors == [] and mixes == [] and whole[0] > 10 and (folder/'env.json').read_text() == '149', (errors, mixes, whole, gone)
 
 def test_a_stale_temporary_file_is_cleaned_and_a_fresh_one_kept(tmp_path):
     from movierecs.core.files import STALE, recover
@@ -334,7 +341,7 @@ def test_cli_nan_loss_is_one_line(synth, tmp_path):
 def test_cli_unwritable_out_fails_before_training(tmp_path):
     (tmp_path/'file').write_text('x')
     r = _cli('train', 'dot', '--epochs', '1', '--out', str(tmp_path/'file'/'m'))
-    _one_line(r, r'cannot save to .*file/m \(Not a directory\): choose another --out folder')
+    _one_line(r, r'Cannot save to .*file/m: .*file is a file, not a folder\. Choose a folder\. \(the --out folder\)')
     assert 'Epoch' not in r.stderr + r.stdout  # no training ran
 
 def test_cli_closed_pipe_is_quiet(tmp_path):
