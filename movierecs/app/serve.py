@@ -286,12 +286,17 @@ def app(learn, # A trained learner that recommends: a ranking model such as `def
     async def api_similar(req):
         q = req.query_params
         try:
+            extra = sorted(set(q) - {'title', 'n'})
+            if extra: raise _Bad(400, f'unknown query parameter {_short(extra[0])}: /api/similar takes title and, optionally, n')
             if not q.get('title'): raise _Bad(400, 'give a title: /api/similar?title=Star%20Wars%20(1977)&n=10')
             title, sim = similar(q['title'], _int(q.get('n'), 'n', 10, query=True))
         except _Bad as e: return fail(req, e)
         return JSONResponse({'title': title, 'similar': [{'title': t, 'cosine': float(c)} for t, c in sim.items()]})
 
-    async def api_titles(req): return JSONResponse({'titles': matches(req.query_params.get('q', ''))})
+    async def api_titles(req):
+        extra = sorted(set(req.query_params) - {'q'})
+        if extra: return fail(req, _Bad(400, f'unknown query parameter {_short(extra[0])}: /api/titles takes q'))
+        return JSONResponse({'titles': matches(req.query_params.get('q', ''))})
 
     async def api_next(req):
         try:

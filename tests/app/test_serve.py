@@ -187,6 +187,10 @@ def test_titles(client):
     assert client.get('/api/titles', params={'q': 'movie'}).json()['titles'].__len__() == ms.N_MATCHES
     assert client.get('/api/titles', params={'q': ' '}).json() == {'titles': []}
     assert client.get('/api/titles', params={'q': 'script>'}).json() == {'titles': [EVIL]}
+    for path, params, problem in (('/api/titles', {'q': 'movie', 'limit': 3}, "unknown query parameter 'limit': /api/titles takes q"),
+                                  ('/api/similar', {'title': 'Movie 3 (1990)', 'N': 3},
+                                   "unknown query parameter 'N': /api/similar takes title and, optionally, n")):
+        assert _one_line_error(client.get(path, params=params), 400) == problem  # as a POST body's unknown field: never ignored
 
 def test_search_prefers_titles_that_start_with_the_query_then_popular_ones(synth):
     counts = synth.movie.value_counts()  # most-rated first
