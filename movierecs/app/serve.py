@@ -13,6 +13,7 @@ from starlette.routing import Route
 from ..models.parts import item_label, rated_pairs, title_index, vocab
 from ..recommendation.analysis import movie_bias, pca_map, similar_movies
 from ..engine.feedback import RELEVANT
+from ..core.checks import shown
 from ..core.files import png_bytes
 from ..recommendation.foldin import MAX_RATINGS, star_range, recommend_for
 from ..recommendation.nextitem import MAX_HISTORY, recommend_next
@@ -143,11 +144,9 @@ def _no_duplicates(pairs):
     "A JSON object, refused when a key repeats: a title rated twice is ambiguous, not 'the last one wins'."
     seen = {}
     for k, v in pairs:
-        if k in seen: raise _Bad(400, f'{_short(k)} appears twice in one JSON object: give each field, and rate each movie, once')
+        if k in seen: raise _Bad(400, f'{shown(k)} appears twice in one JSON object: give each field, and rate each movie, once')
         seen[k] = v
     return seen
-
-def _short(s): return repr(s) if len(repr(s)) <= 80 else repr(s)[:76] + '...'
 
 def _json_int(s):
     "A JSON integer (json.loads's parse_int): refused past 30 digits, where no field of the API has a use for it."
@@ -287,7 +286,7 @@ def app(learn, # A trained learner that recommends: a ranking model such as `def
         q = req.query_params
         try:
             extra = sorted(set(q) - {'title', 'n'})
-            if extra: raise _Bad(400, f'unknown query parameter {_short(extra[0])}: /api/similar takes title and, optionally, n')
+            if extra: raise _Bad(400, f'unknown query parameter {shown(extra[0])}: /api/similar takes title and, optionally, n')
             if not q.get('title'): raise _Bad(400, 'give a title: /api/similar?title=Star%20Wars%20(1977)&n=10')
             title, sim = similar(q['title'], _int(q.get('n'), 'n', 10, query=True))
         except _Bad as e: return fail(req, e)
@@ -295,7 +294,7 @@ def app(learn, # A trained learner that recommends: a ranking model such as `def
 
     async def api_titles(req):
         extra = sorted(set(req.query_params) - {'q'})
-        if extra: return fail(req, _Bad(400, f'unknown query parameter {_short(extra[0])}: /api/titles takes q'))
+        if extra: return fail(req, _Bad(400, f'unknown query parameter {shown(extra[0])}: /api/titles takes q'))
         return JSONResponse({'titles': matches(req.query_params.get('q', ''))})
 
     async def api_next(req):

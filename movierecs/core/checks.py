@@ -3,7 +3,12 @@ import math, os, stat
 import numpy as np
 
 __all__ = ['MAX_EPOCHS', 'MAX_RATE', 'positive_int', 'check_seed', 'finite', 'check_penalty', 'check_lr', 'check_wd', 'check_schedule',
-           'plain_value', 'regular_size']
+           'plain_value', 'regular_size', 'shown']
+
+def shown(v, width=80) -> str:
+    "`repr(v)`, cut to `width` characters with '...' when longer: a value quoted in an error, however long it came."
+    r = repr(v)
+    return r if len(r) <= width else r[:width - 4] + '...'
 
 def positive_int(v, name, what=''):
     "Raise a ValueError naming `name` unless `v` is an integer >= 1 (not a bool)."

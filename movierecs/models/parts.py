@@ -2,6 +2,7 @@
 The vocabulary helpers read a `Learner` or a saved model's numpy form (`recommendation.light.Light`) and import no torch."""
 import difflib, re, unicodedata
 import numpy as np
+from ..core.checks import shown
 
 __all__ = ['model_weights', 'vocab', 'title_index', 'user_index', 'rated_pairs', 'item_label']
 
@@ -53,28 +54,28 @@ def title_index(learn, title):
         key = _typed(title)
         hit = next((i for i, t in enumerate(titles) if i and isinstance(t, str) and _typed(t) == key), None)
         if hit is not None: return hit
-    shown = repr(title) if len(repr(title)) <= 80 else repr(title)[:76] + '...'
+    quoted = shown(title)
     if item_label(learn) == 'movie':  # a model trained on movie ids (the canonical splits)
-        raise KeyError(f"{shown} is not a movie id the model was trained on: it keys movies by id (from {titles[1]} to {titles[-1]}), "
+        raise KeyError(f"{quoted} is not a movie id the model was trained on: it keys movies by id (from {titles[1]} to {titles[-1]}), "
                        f"e.g. {titles[1]}.")
-    if not isinstance(title, str): raise KeyError(f"{shown} is not a title: give titles as text, e.g. 'Toy Story (1995)'.")
+    if not isinstance(title, str): raise KeyError(f"{quoted} is not a title: give titles as text, e.g. 'Toy Story (1995)'.")
     close = difflib.get_close_matches(title[:200], titles[1:], n=3, cutoff=0.5)
     hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ' Titles carry their year, e.g. "Toy Story (1995)".'
-    raise KeyError(f"{shown} is not a movie the model was trained on.{hint}")
+    raise KeyError(f"{quoted} is not a movie the model was trained on.{hint}")
 
 def user_index(learn, user):
     "Position of `user` (an id such as 196, or '196') in the user vocabulary; an error giving the valid ids otherwise."
     users = vocab(learn, 'user')
-    shown = repr(user) if len(repr(user)) <= 60 else repr(user)[:56] + '...'
+    quoted = shown(user, 60)
     if isinstance(user, (bool, np.bool_)) or not isinstance(user, (int, np.integer, str)):
-        raise KeyError(f"User {shown} is not a user id: give an id such as 196.")
+        raise KeyError(f"User {quoted} is not a user id: give an id such as 196.")
     for u in (user, *([int(user)] if isinstance(user, str) and re.fullmatch(r'\s*-?[0-9]{1,18}\s*', user) else [])):
         hit = next((i for i, v in enumerate(users)
                     if i and type(v) is not bool and isinstance(v, str) == isinstance(u, str) and v == u), None)
         if hit is not None: return hit
     known = users[1:]
     span = f'{min(known)} to {max(known)}' if all(isinstance(u, (int, np.integer)) for u in known) else f'e.g. {known[:3]}'
-    raise KeyError(f"User {shown} is not in the training data: valid users are {span} ({len(known)} users).")
+    raise KeyError(f"User {quoted} is not in the training data: valid users are {span} ({len(known)} users).")
 
 def rated_pairs(learn):
     "(user code, title code) of every rating the learner's `dls` hold, training and validation."

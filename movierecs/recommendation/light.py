@@ -6,7 +6,7 @@ registry model's prediction is written out here in numpy; tests/recommendation/t
 import math
 from collections.abc import Mapping
 import numpy as np
-from ..core.checks import positive_int
+from ..core.checks import positive_int, shown
 from ..models.parts import item_label, title_index, user_index, vocab
 from ..train.modelfile import read_model
 from ..core.errors import ModelFileError
@@ -308,16 +308,15 @@ def parse_stars(learn, # A trained learner or a `Light` model
     index = {t: i for i, t in enumerate(titles) if i}  # once, not a list scan per title (never `#na#` at 0)
     codes, stars, given = [], [], {}
     for title, s in ratings.items():
-        shown = repr(title) if len(repr(title)) <= 80 else repr(title)[:76] + '...'
+        quoted = shown(title)
         try: finite = math.isfinite(s)
         except (TypeError, OverflowError): finite = False  # not a number, or an int past any float
         if (isinstance(s, (bool, np.bool_, np.timedelta64)) or not isinstance(s, (int, float, np.integer, np.floating))
                 or not finite or not lo <= s <= hi):
-            shown_s = repr(s) if len(repr(s)) <= 40 else repr(s)[:36] + '...'
-            raise ValueError(f"{shown} is rated {shown_s}: stars must be numbers from {lo:g} to {hi:g}.")
+            raise ValueError(f"{quoted} is rated {shown(s, 40)}: stars must be numbers from {lo:g} to {hi:g}.")
         c = index[title] if title in index else title_index(learn, title)  # a miss: its error, with the closest titles
         if c in given:  # one movie under two spellings (accents composed or not, spaces around)
-            raise ValueError(f"{titles[c]!r} is rated twice ({given[c]:g} and {float(s):g}, as {shown}): rate each movie once.")
+            raise ValueError(f"{titles[c]!r} is rated twice ({given[c]:g} and {float(s):g}, as {quoted}): rate each movie once.")
         given[c] = float(s)
         codes.append(c); stars.append(float(s))
     return codes, stars
