@@ -1,6 +1,6 @@
 """What a trained learner holds, by name: its vocabularies, its weights, the rated pairs, a title's or a user's place.
 The vocabulary helpers read a `Learner` or a saved model's numpy form (`recommendation.light.Light`) and import no torch."""
-import difflib, re, unicodedata
+import difflib, functools, re, unicodedata
 import numpy as np
 from ..core.checks import shown
 
@@ -42,6 +42,14 @@ def vocab(learn, side):
 
 def _typed(title): return unicodedata.normalize('NFC', title).strip()
 
+@functools.lru_cache(maxsize=8)
+def _typed_index(titles:tuple) -> dict:
+    "{title as typed: its code} of a vocabulary, the first code where two titles are typed alike (built once per vocabulary)."
+    out = {}
+    for i, t in enumerate(titles):
+        if i and isinstance(t, str): out.setdefault(_typed(t), i)
+    return out
+
 def title_index(learn, title):
     "Position of `title` in the title vocabulary; an error suggesting the closest titles when it is not there."
     titles = vocab(learn, 'movie')
@@ -51,8 +59,7 @@ def title_index(learn, title):
     try: return titles.index(title, 1)  # never fastai's `#na#` placeholder at 0
     except ValueError: pass
     if isinstance(title, str) and item_label(learn) != 'movie':  # as typed: accents in one code point or two, spaces around
-        key = _typed(title)
-        hit = next((i for i, t in enumerate(titles) if i and isinstance(t, str) and _typed(t) == key), None)
+        hit = _typed_index(tuple(titles)).get(_typed(title))
         if hit is not None: return hit
     quoted = shown(title)
     if item_label(learn) == 'movie':  # a model trained on movie ids (the canonical splits)
