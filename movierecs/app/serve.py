@@ -33,10 +33,19 @@ def _one_line(msg, limit=1000):
     msg = ' '.join(str(msg).split())
     return msg if len(msg) <= limit else msg[:limit-3] + '...'
 
-def _error(path, status, msg, headers=None):
-    "The error response of every path: one line of JSON under /api/, an HTML snippet elsewhere."
+def _page(title, *content, **body_kw):
+    "A page of the site: its head (stylesheet, icon), the navigation, `content`."
+    return Html(Head(Meta(charset='utf-8'), Meta(name='viewport', content='width=device-width, initial-scale=1'),
+                     Title(f'{title} · movierecs'), Link(rel='stylesheet', href='/static/app.css'),
+                     Link(rel='icon', href='/static/icon.svg', type='image/svg+xml')),
+                Body(Header(Nav(A('Recommendations', href='/'), A('Map', href='/map'))), Main(*content), **body_kw))
+
+def _error(path, status, msg, headers=None, page=False):
+    "The error response of every path: one line of JSON under /api/; elsewhere a page (`page`: a page was asked for) or a snippet."
     msg = _one_line(msg)
     if path.startswith('/api/'): return JSONResponse({'error': msg}, status_code=status, headers=headers)
+    if page: return HTMLResponse(to_xml(_page('Error', H1(f'Error {status}'), P(msg, cls='error'),
+                                              P(A('Back to your recommendations', href='/')))), status_code=status, headers=headers)
     return HTMLResponse(to_xml(P(msg, cls='error')), status_code=status, headers=headers)
 
 _SECURITY = [(b'content-security-policy', b"default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"),
@@ -66,7 +75,7 @@ class _Guard:
     async def _guarded(self, scope, receive, send):
         "The request's checks; `send` adds the security headers."
         path = scope.get('path', '')
-        async def refuse(status, msg): await _error(path, status, msg)(scope, receive, send)
+        async def refuse(status, msg): await _error(path, status, msg, page=scope['method'] in ('GET', 'HEAD'))(scope, receive, send)
         too_big = f'the request body is over {self.cap:,} bytes (the limit, enough for {MAX_RATINGS:,} ratings)'
         keys = [k for k, _ in parse_qsl(scope.get('query_string', b'').decode('latin-1'), keep_blank_values=True)]
         twice = next((k for k in keys if keys.count(k) > 1), None)
@@ -239,12 +248,6 @@ def app(learn, # A trained learner that recommends: a ranking model such as `def
         first = [t for t, f in search_index if f.startswith(q)]
         return (first + [t for t, f in search_index if q in f and not f.startswith(q)])[:N_MATCHES]
 
-    def page(title, *content, **body_kw):
-        return Html(Head(Meta(charset='utf-8'), Meta(name='viewport', content='width=device-width, initial-scale=1'),
-                         Title(f'{title} · movierecs'), Link(rel='stylesheet', href='/static/app.css'),
-                         Link(rel='icon', href='/static/icon.svg', type='image/svg+xml')),
-                    Body(Header(Nav(A('Recommendations', href='/'), A('Map', href='/map'))), Main(*content), **body_kw))
-
     def stars_row(title, current=0):
         return Li(Span(A(title, href=_movie_url(title))),
                   Span(*[Button('★' if s <= current else '☆', type='button', cls='star', data_stars=s, title=f'{s} ★',
@@ -336,15 +339,12 @@ def app(learn, # A trained learner that recommends: a ranking model such as `def
                    'GET /api/titles'
                    if path.startswith('/api/') else f'no page at {path}')
         else: msg = exc.detail
-        if path.startswith('/api/'): return _error(path, status, msg, exc.headers)
-        return HTMLResponse(to_xml(page('Error', H1(f'Error {status}'), P(_one_line(msg), cls='error'),
-                                        P(A('Back to your recommendations', href='/')))),
-                            status_code=status, headers=exc.headers)
+        return _error(path, status, msg, exc.headers, page=True)
 
     async def server_error(req, exc):
         msg = f'internal error ({type(exc).__name__}); the server log has the details'
         if req.url.path.startswith('/api/'): return _error(req.url.path, 500, msg)
-        return HTMLResponse(to_xml(page('Error', H1('Error 500'), P(msg, cls='error'))), status_code=500)
+        return HTMLResponse(to_xml(_page('Error', H1('Error 500'), P(msg, cls='error'))), status_code=500)
 
     routes = [Route('/api/recommend', api_recommend, methods=['POST']), Route('/api/similar', api_similar, methods=['GET']),
               Route('/api/titles', api_titles, methods=['GET']), Route('/recommendations', recommendations, methods=['POST']),
@@ -360,7 +360,7 @@ def app(learn, # A trained learner that recommends: a ranking model such as `def
     @web.get('/')
     async def index(req):
         q = req.query_params.get('q', '')
-        return page('Recommendations',
+        return _page('Recommendations',
             H1('What to watch next'), P(about, cls='hint'),
             Noscript(P('This page needs JavaScript to rate movies; the JSON API (POST /api/recommend) works without it.', cls='hint')),
             Div(Section(H2('Rate movies you have seen'),
@@ -384,7 +384,7 @@ def app(learn, # A trained learner that recommends: a ranking model such as `def
         try: title, sim = similar(title, 10)  # as typed (spaces around, accents composed or not), then as the model spells it
         except _Bad as e: raise HTTPException(e.status, str(e)) from None
         b = bias.get(title)
-        return page(title, H1(title),
+        return _page(title, H1(title),
             P(f'Learned bias ({_model_name(side)}): {b:+.3f}: how much better (or worse) it is rated than its factors explain.'
               if b is not None else f'{_model_name(side)} learns no bias per movie.'),
             H2('Most similar movies'), P(f'Cosine similarity of the movie factors of {_model_name(learn)}.', cls='hint'),
@@ -395,8 +395,8 @@ def app(learn, # A trained learner that recommends: a ranking model such as `def
 
     @web.get('/map')
     async def map_page(req):
-        if map_png is None: return page('Map', H1('Map'), P(f'{_model_name(side)} has no movie factors to map.'))
-        return page('Map', H1('Map of the movies'),
+        if map_png is None: return _page('Map', H1('Map'), P(f'{_model_name(side)} has no movie factors to map.'))
+        return _page('Map', H1('Map of the movies'),
                     P(f"fastbook's picture: the movie factors of {_model_name(side)} projected on their principal components 1 "
                       f"and 3, for the 50 most-rated movies.", cls='hint'),
                     Img(src='/map.png', alt=f'PCA map of the movie factors of {_model_name(side)}', cls='map'))

@@ -571,6 +571,9 @@ def test_a_repeated_query_parameter_is_refused():
     learn = train_model('dot_bias', epochs=1, ratings=movierecs.synthetic_ratings(seed=0), progress=False)
     r = TestClient(app(learn)).get('/api/similar?title=Movie%201%20(1990)&title=Nope')
     assert r.status_code == 400 and "the query parameter 'title' is given more than once" in r.json()['error']
+    r = TestClient(app(learn)).get('/movie?title=Movie%201%20(1990)&title=Nope')  # a page asked for: an error page, as every page's
+    assert r.status_code == 400 and '<h1>Error 400</h1>' in r.text and 'href="/static/app.css"' in r.text
+    assert "the query parameter 'title' is given more than once" in r.text
 
 @pytest.mark.parametrize('presses', [1, 2])
 def test_serve_stops_on_ctrl_c_while_a_client_stalls(saved_model, presses):
