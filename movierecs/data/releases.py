@@ -351,13 +351,13 @@ def _check_counts(rel, ratings, movies, where_r, where_m):
 
 def _check_pairs(rel, ratings, where):
     "Raise on a (user, movie) pair rated on two lines: a release rates each pair once, and training would count it twice."
-    key = pd.Series(ratings.user.to_numpy('int64') << 31 | ratings.movie.to_numpy('int64'))
-    again = key.duplicated(keep=False).to_numpy()
-    if again.any():
-        i, j = np.flatnonzero(again & (key == key[int(np.flatnonzero(again)[0])]).to_numpy())[:2]
-        first = 1 + bool(rel.header)
+    key = ratings.user.to_numpy('int64') << 31 | ratings.movie.to_numpy('int64')
+    repeat = pd.Series(key).duplicated().to_numpy()  # one hashing pass; the rest only when a pair repeats
+    if repeat.any():
+        j = int(np.flatnonzero(repeat)[0])  # the first line repeating a pair, and that pair's first line
+        i, first = int(np.flatnonzero(key[:j] == key[j])[0]), 1 + bool(rel.header)
         raise DataError(f"{where} rates user {ratings.user.iat[i]}'s movie {ratings.movie.iat[i]} twice (lines {i + first:,} and "
-                        f"{j + first:,}; {int(key.duplicated().sum()):,} repeated line(s) in all): a release rates each pair once. "
+                        f"{j + first:,}; {int(repeat.sum()):,} repeated line(s) in all): a release rates each pair once. "
                         f"Drop the repeats (keep one line of each pair), or use a fresh copy of {_official(rel)}.")
 
 def load_dataset(name:str, # A release in `DATASETS`, e.g. 'ml-25m'
