@@ -306,20 +306,18 @@ def parse_stars(learn, # A trained learner or a `Light` model
     if len(ratings) > MAX_RATINGS: raise ValueError(f"{len(ratings):,} ratings are more than {MAX_RATINGS:,}: give one person's ratings.")
     lo, hi = star_range
     index = {t: i for i, t in enumerate(titles) if i}  # once, not a list scan per title (never `#na#` at 0)
-    codes, stars, given = [], [], {}
+    given = {}  # code: stars, in the order given
     for title, s in ratings.items():
-        quoted = shown(title)
         try: finite = math.isfinite(s)
         except (TypeError, OverflowError): finite = False  # not a number, or an int past any float
         if (isinstance(s, (bool, np.bool_, np.timedelta64)) or not isinstance(s, (int, float, np.integer, np.floating))
                 or not finite or not lo <= s <= hi):
-            raise ValueError(f"{quoted} is rated {shown(s, 40)}: stars must be numbers from {lo:g} to {hi:g}.")
+            raise ValueError(f"{shown(title)} is rated {shown(s, 40)}: stars must be numbers from {lo:g} to {hi:g}.")
         c = index[title] if title in index else title_index(learn, title)  # a miss: its error, with the closest titles
         if c in given:  # one movie under two spellings (accents composed or not, spaces around)
-            raise ValueError(f"{titles[c]!r} is rated twice ({given[c]:g} and {float(s):g}, as {quoted}): rate each movie once.")
+            raise ValueError(f"{titles[c]!r} is rated twice ({given[c]:g} and {float(s):g}, as {shown(title)}): rate each movie once.")
         given[c] = float(s)
-        codes.append(c); stars.append(float(s))
-    return codes, stars
+    return list(given), list(given.values())
 
 def shrink_prior(P, # (users, ...) trained weights of one user tensor
                  g, # ∂Σerr²/∂P over the training rows, the same shape
